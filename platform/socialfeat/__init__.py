@@ -1,0 +1,2 @@
+"""socialfeat: image features from user behaviour."""
+__version__ = "0.1.0"

@@ -1,0 +1,134 @@
+"""Run directories: stage outputs keyed by content hashes, atomic writes, manifests and metrics.json."""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+# Files whose bytes define a dataset; images referenced by path are covered by items.parquet's paths.
+FINGERPRINT_FILES = ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str) -> Iterator[str]:
+    """Yield a temporary sibling directory that becomes `final` only if the block succeeds."""
+    final = os.path.abspath(final)
+    if os.path.exists(final) and os.listdir(final):
+        raise FileExistsError(f"{final}: already exists and is not empty")
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(final)}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        if os.path.isdir(final):
+            os.rmdir(final)  # empty, checked above
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, value) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def content_hash(value) -> str:
+    """A short stable hash of any JSON-able value."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataset_fingerprint(root: str) -> str:
+    """A hash of the dataset's table files' bytes: any change to the data changes every stage key."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_FILES:
+        path = os.path.join(root, name)
+        if not os.path.exists(path):
+            continue
+        digest.update(name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def versions() -> dict:
+    import numpy
+    import pyarrow
+
+    from socialfeat import __version__
+
+    return {"socialfeat": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__}
+
+
+@dataclass
+class StageResult:
+    name: str
+    key: str
+    path: str
+    metrics: dict
+    reused: bool
+    seconds: float  # of this run: ~0 when reused
+    original_seconds: float  # what computing it took when it was made
+
+
+class StageStore:
+    """Stage outputs under `root`/<stage>-<key>/, each with a manifest; a complete one is reused."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    def path(self, name: str, key: str) -> str:
+        return os.path.join(self.root, f"{name}-{key}")
+
+    def run(self, name: str, config: dict, inputs: dict[str, str], compute: Callable[[str], dict]) -> StageResult:
+        """Reuse the stage keyed by (name, config, inputs) or compute it into a fresh directory.
+
+        `compute(tmp_dir)` writes the outputs and returns the stage's metrics (a flat dict)."""
+        key = content_hash({"stage": name, "config": config, "inputs": inputs})
+        final = self.path(name, key)
+        manifest_path = os.path.join(final, MANIFEST)
+        if os.path.exists(manifest_path):
+            manifest = read_json(manifest_path)
+            log.info("stage %s: reused %s (saved %.1fs)", name, os.path.basename(final), manifest["seconds"])
+            return StageResult(name, key, final, manifest["metrics"], True, 0.0, manifest["seconds"])
+        started = time.perf_counter()
+        with atomic_dir(final) as tmp:
+            metrics = compute(tmp) or {}
+            seconds = time.perf_counter() - started
+            write_json(os.path.join(tmp, MANIFEST), {
+                "stage": name, "key": key, "config": config, "inputs": inputs, "metrics": metrics,
+                "seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()})
+        log.info("stage %s: computed %s in %.1fs", name, os.path.basename(final), seconds)
+        return StageResult(name, key, final, metrics, False, seconds, seconds)
+
+
+def merge_metrics(run_dir: str, metrics: dict) -> dict:
+    """Merge a flat name -> number map into run_dir/metrics.json (written atomically)."""
+    path = os.path.join(run_dir, METRICS)
+    merged = read_json(path) if os.path.exists(path) else {}
+    merged.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    write_json(path, merged)
+    return merged

@@ -1,0 +1,160 @@
+"""The `socialfeat` command line: run, sweep, report, data, config."""
+import argparse
+import json
+import logging
+import os
+import sys
+
+from socialfeat.config import ConfigError, load_config, to_yaml
+
+log = logging.getLogger("socialfeat")
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def _add_run(commands) -> None:
+    run = commands.add_parser("run", help="run an experiment (default: collaborative feature learning on synthetic data)")
+    run.add_argument("experiment", nargs="?", help="experiment YAML (default: built-in cfl_local)")
+    run.add_argument("--data", help="dataset directory (overrides data.path); default: synthesise one")
+    run.add_argument("--out", help="run directory (default: runs/<experiment name>)")
+    run.add_argument("--until", help="stop after this stage")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set factorization.dim=64 (repeatable)")
+    run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    run.set_defaults(handler=cmd_run)
+
+
+def _add_data(commands) -> None:
+    data = commands.add_parser("data", help="create, import and check datasets").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a dataset directory and print its counts")
+    check.add_argument("directory")
+    check.add_argument("--json", action="store_true", help="print the counts as JSON")
+    check.set_defaults(handler=cmd_data_check)
+    synth = data.add_parser("synth", help="generate the synthetic social-media dataset")
+    synth.add_argument("--out", required=True)
+    for flag, kind in (("users", int), ("items", int), ("styles", int), ("seed", int), ("mean-views", float),
+                       ("image-size", int), ("tag-probability", float), ("foreign-fraction", float)):
+        synth.add_argument(f"--{flag}", type=kind, help=f"synth.{flag.replace('-', '_')} (see `socialfeat config show`)")
+    synth.set_defaults(handler=cmd_data_synth)
+    movielens = data.add_parser("import-movielens", help="convert MovieLens CSVs + <movieId>.jpg posters")
+    for flag in ("ratings", "movies", "posters", "out"):
+        movielens.add_argument(f"--{flag}", required=True)
+    movielens.add_argument("--tags")
+    movielens.set_defaults(handler=cmd_import_movielens)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="socialfeat", description="Learn image features from user behaviour, on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run(commands)
+    sweep = commands.add_parser("sweep", help="sweep hyperparameters with Ray Tune + Optuna")
+    sweep.add_argument("space")
+    sweep.set_defaults(handler=cmd_sweep)
+    report = commands.add_parser("report", help="summarise a run directory (report.md)")
+    report.add_argument("run_dir")
+    report.set_defaults(handler=cmd_report)
+    _add_data(commands)
+    config = commands.add_parser("config", help="print an experiment's resolved config")
+    config.add_argument("experiment", nargs="?")
+    config.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    config.set_defaults(handler=cmd_config)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from socialfeat.distributed.cluster import connect
+    from socialfeat.pipeline import run_experiment
+    from socialfeat.report import write_summary
+
+    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    cfg = load_config(args.experiment, overrides)
+    out = args.out or os.path.join("runs", cfg.name)
+    where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
+    print(f"socialfeat run: {cfg.name} -> {out} (Ray: {where})", file=sys.stderr)
+    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty())
+    for result in run.results.values():
+        state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
+        print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")
+    write_summary(out)
+    print(f"metrics: {os.path.join(out, 'metrics.json')} ({len(metrics)} values); config: {os.path.join(out, 'config.yaml')}")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from socialfeat.data.check import dataset_counts, image_census
+    from socialfeat.data.reader import read_dataset_lenient
+
+    dataset, problems = read_dataset_lenient(args.directory)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if dataset is None or problems:
+        return 1
+    counts = dataset_counts(dataset)
+    census = image_census(dataset, progress=sys.stderr.isatty())
+    counts.update(census["counts"])
+    if args.json:
+        print(json.dumps(counts, indent=2))
+    else:
+        width = max(map(len, counts))
+        print("\n".join(f"{key:<{width}}  {value:,.6g}" if isinstance(value, float) else f"{key:<{width}}  {value:,}"
+                        for key, value in counts.items()))
+    for kind, example in census["examples"].items():
+        print(f"note: first {kind} image: {example}", file=sys.stderr)
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from socialfeat.config import SynthConfig
+    from socialfeat.data.synthetic import generate
+
+    given = {k: v for k, v in vars(args).items() if k in SynthConfig.model_fields and v is not None}
+    try:
+        cfg = SynthConfig(**given)
+    except Exception as error:  # pydantic names the field
+        raise ConfigError(f"data synth: {error}") from None
+    counts = generate(cfg, args.out, progress=sys.stderr.isatty())
+    print(json.dumps(counts))
+    return 0
+
+
+def cmd_import_movielens(args) -> int:
+    from socialfeat.data.importers import import_movielens
+
+    counts = import_movielens(args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty())
+    print(json.dumps(counts, indent=2))
+    if counts["items_without_poster"]:
+        print(f"note: {counts['items_without_poster']} movies have no poster: kept for factorisation only",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    print("error: `socialfeat sweep` is not implemented yet (issue 6: Ray Tune + Optuna sweeps)", file=sys.stderr)
+    return 2
+
+
+def cmd_report(args) -> int:
+    from socialfeat.report import write_summary
+
+    print(write_summary(args.run_dir))
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(to_yaml(load_config(args.experiment, args.overrides)), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Typed experiment configs: the defaults live here, YAML and `--set key=value` override them."""
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import ValidationError
+
+Fraction = Field(ge=0.0, le=1.0)
+
+
+class Strict(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SynthConfig(Strict):
+    users: PositiveInt = 800
+    items: int = Field(1200, ge=10)
+    styles: int = Field(8, ge=2, le=20)
+    seed: int = 0
+    mean_views: PositiveFloat = 40.0
+    min_views: PositiveInt = 5
+    zipf_exponent: NonNegativeFloat = 0.8
+    explore: float = Field(0.05, ge=0.0, le=1.0)
+    owner_affinity: float = Field(0.9, ge=0.0, le=1.0)
+    concepts_per_style: PositiveInt = 3
+    noise_words: PositiveInt = 200
+    foreign_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    tag_probability: float = Field(0.15, ge=0.0, le=1.0)
+    noise_tag_probability: float = Field(0.2, ge=0.0, le=1.0)
+    friends_per_user: NonNegativeInt = 3
+    friend_affinity: float = Field(0.8, ge=0.0, le=1.0)
+    image_size: int = Field(64, ge=16, le=1024)
+
+
+class DataConfig(Strict):
+    path: str | None = None  # a dataset directory (or URI); None: synthesise one into the run
+    synth: SynthConfig = SynthConfig()
+
+
+class FilterConfig(Strict):
+    """Popularity filters of Fang et al. (paper: 10 and 20000 for users and items)."""
+
+    min_user_interactions: NonNegativeInt = 5
+    max_user_interactions: PositiveInt = 20000
+    min_item_interactions: NonNegativeInt = 5
+    max_item_interactions: PositiveInt = 20000
+    until_stable: bool = True  # re-apply until nothing changes; False: one pass
+
+
+class SplitConfig(Strict):
+    test_fraction: float = Field(0.05, gt=0.0, lt=1.0)  # items held out of factorisation (te)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # tr's observed entries held out for validation
+    seed: int = 0
+
+
+class SamplingConfig(Strict):
+    ratio: PositiveFloat = 2.0  # negatives per positive, per user
+    seed: int = 0
+
+
+class FactorizationConfig(Strict):
+    engine: Literal["als", "sgd", "implicit_als", "implicit_bpr"] = "als"
+    dim: PositiveInt = 32
+    reg: NonNegativeFloat = 0.1
+    epochs: PositiveInt = 15
+    learning_rate: PositiveFloat = 0.05  # sgd and implicit_bpr
+    alpha: PositiveFloat = 1.0  # implicit_als confidence scale
+    seed: int = 0
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray on this machine
+    num_cpus: PositiveInt | None = None
+
+
+class ExperimentConfig(Strict):
+    name: str = "cfl_local"
+    method: Literal["cfl"] = "cfl"
+    data: DataConfig = DataConfig()
+    filter: FilterConfig = FilterConfig()
+    split: SplitConfig = SplitConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    factorization: FactorizationConfig = FactorizationConfig()
+    ray: RayConfig = RayConfig()
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names every offending key."""
+
+
+def _section_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        annotation = model.model_fields.get(part).annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def _describe(error: dict, source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        valid = ", ".join(_section_keys(error["loc"][:-1]))
+        return f"{source}: config key '{key}' is unknown (valid keys here: {valid})"
+    return f"{source}: config key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def set_dotted(raw: dict, key: str, value) -> None:
+    """Set raw['a']['b'] = value for key 'a.b', creating sections on the way."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'a.b=value' -> ('a.b', value parsed as YAML, so 3 is an int and null is None)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    return key.strip(), yaml.safe_load(value) if value.strip() else None
+
+
+def build_config(raw: dict, source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_describe(e, source) for e in error.errors())) from None
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+    """The experiment at `path` (defaults when None) with `key=value` overrides applied."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            with open(path) as handle:
+                raw = yaml.safe_load(handle) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: experiment file does not exist") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
+    for text in overrides:
+        set_dotted(raw, *parse_override(text))
+    return build_config(raw, path or "defaults")
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Datasets: the on-disk contract, its validating reader, generators and importers."""

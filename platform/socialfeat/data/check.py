@@ -1,0 +1,77 @@
+"""`socialfeat data check`: the counts of a dataset and a census of its images."""
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from socialfeat.data import schema
+from socialfeat.data.images import item_image_bytes, open_image
+from socialfeat.data.reader import Dataset
+
+
+def _image_bytes(dataset: Dataset) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(item_id, bytes or None, path or None) for every item that names an image."""
+    column = dataset.image_column
+    if column is None:
+        return
+    parquet = pq.ParquetFile(os.path.join(dataset.root, schema.ITEMS))
+    for batch in parquet.iter_batches(columns=["item_id", column], batch_size=256):
+        for item_id, value in zip(batch.column("item_id").to_pylist(), batch.column(column).to_pylist()):
+            if value is None:
+                continue
+            if column == "image":
+                yield item_id, item_image_bytes(dataset.root, value, None), None
+            else:
+                yield item_id, item_image_bytes(dataset.root, None, value), value
+
+
+def image_census(dataset: Dataset, progress: bool = False) -> dict:
+    """How many items have a decodable image, a missing file, undecodable bytes, or none at all;
+    and how many were stored in a mode other than RGB (converted on read)."""
+    counts = Counter()
+    first_bad: dict[str, str] = {}
+    total = int(dataset.items["image_ref"].notna().sum())
+    for item_id, data, path in tqdm(_image_bytes(dataset), total=total, disable=not progress,
+                                    desc="decoding images", unit="img"):
+        if data is None:
+            counts["images_missing"] += 1
+            first_bad.setdefault("missing", f"item {item_id}: {path}")
+            continue
+        image = open_image(data)
+        if image is None:
+            counts["images_undecodable"] += 1
+            first_bad.setdefault("undecodable", f"item {item_id}" + (f": {path}" if path else ""))
+            continue
+        counts["images_found"] += 1
+        if image.mode != "RGB":
+            counts[f"images_converted_from_{image.mode}"] += 1
+    counts["items_without_image"] = len(dataset.items) - total
+    for key in ("images_found", "images_missing", "images_undecodable"):
+        counts.setdefault(key, 0)
+    return {"counts": dict(counts), "examples": first_bad}
+
+
+def dataset_counts(dataset: Dataset) -> dict:
+    """Users, items, interactions, density, tags, owners and labels of a validated dataset."""
+    interactions, items = dataset.interactions, dataset.items
+    users = interactions["user_id"].nunique()
+    n_items = len(items)
+    counts = {
+        "users": int(users),
+        "items": int(n_items),
+        "items_with_interactions": int(interactions["item_id"].nunique()),
+        "interactions": int(len(interactions)),
+        "density": float(len(interactions) / max(1, users * n_items)),
+        "tags": 0 if dataset.tags is None else int(len(dataset.tags)),
+        "distinct_tags": 0 if dataset.tags is None else int(dataset.tags["tag"].nunique()),
+        "social_links": 0 if dataset.social is None else int(len(dataset.social)),
+        "items_with_owner": int(items["owner_id"].notna().sum()) if "owner_id" in items else 0,
+        "items_with_text": int(items["text"].notna().sum()) if "text" in items else 0,
+        "items_with_labels": int(items["labels"].map(lambda v: v is not None and len(v) > 0).sum())
+        if "labels" in items else 0,
+        "distinct_labels": int(items["labels"].explode().dropna().nunique()) if "labels" in items else 0,
+    }
+    counts.update(dataset.handled)
+    return counts

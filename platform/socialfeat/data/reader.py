@@ -1,0 +1,208 @@
+"""The one validating reader of the dataset contract: every violation named by file, column and row."""
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from socialfeat.data import schema
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The dataset breaks the contract; `violations` holds one message per problem."""
+
+    def __init__(self, violations: list[str]):
+        self.violations = list(violations)
+        super().__init__("\n".join(self.violations))
+
+
+@dataclass
+class Dataset:
+    """A validated dataset in memory; image bytes stay on disk until a stage asks for them."""
+
+    root: str
+    interactions: pd.DataFrame  # user_id, item_id, value (float32), timestamp (int64, optional)
+    items: pd.DataFrame  # item_id, owner_id, text, labels, image_ref: "embedded" | path | None
+    tags: pd.DataFrame | None = None
+    social: pd.DataFrame | None = None
+    meta: dict = field(default_factory=dict)
+    handled: dict = field(default_factory=dict)  # contract deviations fixed on read, with counts
+
+    @property
+    def image_column(self) -> str | None:
+        columns = pq.read_schema(os.path.join(self.root, schema.ITEMS)).names
+        return "image" if "image" in columns else ("image_path" if "image_path" in columns else None)
+
+
+def _type_violations(name: str, arrow_schema: pa.Schema) -> list[str]:
+    """Missing required columns and columns whose stored type the contract does not accept."""
+    expected = schema.SCHEMAS[name]
+    problems = [f"{name}: required column '{c}' is missing (found: {', '.join(arrow_schema.names) or 'none'})"
+                for c in schema.REQUIRED[name] if c not in arrow_schema.names]
+    for column in expected:
+        if column.name not in arrow_schema.names:
+            continue
+        want, got = schema.kind_of(column.type), schema.kind_of(arrow_schema.field(column.name).type)
+        if got not in schema.ACCEPTS[want]:
+            problems.append(f"{name}: column '{column.name}' has type {arrow_schema.field(column.name).type}, "
+                            f"expected {want}")
+    return problems
+
+
+def _null_violations(name: str, frame: pd.DataFrame, columns) -> list[str]:
+    problems = []
+    for column in columns:
+        missing = np.flatnonzero(frame[column].isna().to_numpy())
+        if len(missing):
+            problems.append(f"{name}: column '{column}' is null in {len(missing)} row(s), first at row {missing[0]}")
+    return problems
+
+
+def _read_table(root: str, name: str, problems: list[str], columns=None) -> pd.DataFrame | None:
+    path = os.path.join(root, name)
+    try:
+        arrow_schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        problems.append(f"{name}: not a readable Parquet file ({error})")
+        return None
+    type_problems = _type_violations(name, arrow_schema)
+    if type_problems:
+        problems.extend(type_problems)
+        return None
+    wanted = [c for c in (columns or schema.SCHEMAS[name].names) if c in arrow_schema.names]
+    return pq.read_table(path, columns=wanted).to_pandas()
+
+
+def _clean_interactions(frame: pd.DataFrame, problems: list[str], handled: dict) -> pd.DataFrame:
+    name = schema.INTERACTIONS
+    if frame.empty:
+        problems.append(f"{name}: has no rows; at least one interaction is needed")
+        return frame
+    problems.extend(_null_violations(name, frame, ("user_id", "item_id")))
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    if "value" not in frame:
+        frame["value"] = 1.0
+    values = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        problems.append(f"{name}: column 'value' is null, NaN or infinite in {len(bad)} row(s), first at row {bad[0]}")
+    frame["value"] = values.astype(np.float32)
+    if "timestamp" in frame:
+        problems.extend(_null_violations(name, frame, ("timestamp",)))
+    duplicated = frame.duplicated(["user_id", "item_id"], keep="last")
+    handled["duplicate_interactions_removed"] = int(duplicated.sum())
+    if duplicated.any():
+        log.warning("%s: %d duplicate (user_id, item_id) rows removed, keeping the last of each",
+                    name, int(duplicated.sum()))
+    return frame[~duplicated].reset_index(drop=True)
+
+
+def _clean_items(frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
+    name = schema.ITEMS
+    problems.extend(_null_violations(name, frame, ("item_id",)))
+    duplicated = np.flatnonzero(frame["item_id"].duplicated().to_numpy())
+    if len(duplicated):
+        problems.append(f"{name}: column 'item_id' repeats in {len(duplicated)} row(s), first at row "
+                        f"{duplicated[0]} ('{frame['item_id'].iloc[duplicated[0]]}')")
+    return frame
+
+
+def _unknown_item_violations(name: str, frame: pd.DataFrame, known: pd.Index) -> list[str]:
+    unknown = np.flatnonzero(~frame["item_id"].isin(known).to_numpy())
+    if not len(unknown):
+        return []
+    first = unknown[0]
+    return [f"{name}: column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}, "
+            f"first at row {first} ('{frame['item_id'].iloc[first]}')"]
+
+
+def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
+    """items.parquet without the image bytes: `image_ref` says where each image is, or None."""
+    path = os.path.join(root, schema.ITEMS)
+    names = pq.read_schema(path).names if os.path.exists(path) else []
+    columns = ["item_id", "owner_id", "text", "labels", "image_path"]
+    items = _read_table(root, schema.ITEMS, problems, columns)
+    if items is None:
+        return None
+    if "image" not in names and "image_path" not in names:
+        problems.append(f"{schema.ITEMS}: needs an 'image' (binary) or an 'image_path' (string) column")
+    if "image" in names:
+        # Only whether each row has bytes: the bytes themselves stay on disk.
+        image = pq.read_table(path, columns=["image"]).column("image")
+        items["image_ref"] = np.where(pa.compute.is_valid(image).to_numpy(zero_copy_only=False), "embedded", None)
+    elif "image_path" in items:
+        items["image_ref"] = items["image_path"]
+    else:
+        items["image_ref"] = None
+    return _clean_items(items.drop(columns=["image_path"], errors="ignore"), problems)
+
+
+def _optional(root: str, name: str, problems: list[str], known: pd.Index) -> pd.DataFrame | None:
+    if not os.path.exists(os.path.join(root, name)):
+        return None
+    frame = _read_table(root, name, problems)
+    if frame is None:
+        return None
+    problems.extend(_null_violations(name, frame, schema.REQUIRED[name]))
+    if name == schema.TAGS:
+        problems.extend(_unknown_item_violations(name, frame, known))
+    if name == schema.SOCIAL:
+        bad = np.flatnonzero(~frame["kind"].isin(schema.SOCIAL_KINDS).to_numpy())
+        if len(bad):
+            problems.append(f"{name}: column 'kind' must be one of {schema.SOCIAL_KINDS}; "
+                            f"{len(bad)} row(s) are not, first at row {bad[0]} ('{frame['kind'].iloc[bad[0]]}')")
+    return frame
+
+
+def _read_meta(root: str, problems: list[str]) -> dict:
+    path = os.path.join(root, schema.META)
+    if not os.path.exists(path):
+        return {}
+    try:
+        meta = yaml.safe_load(open(path)) or {}
+    except yaml.YAMLError as error:
+        problems.append(f"{schema.META}: not valid YAML ({error})")
+        return {}
+    if not isinstance(meta, dict):
+        problems.append(f"{schema.META}: must be a mapping with name, source and counts")
+        return {}
+    return meta
+
+
+def read_dataset_lenient(root: str) -> tuple[Dataset | None, list[str]]:
+    """The dataset and every contract violation found (the dataset is None when it cannot be read)."""
+    if not os.path.isdir(root):
+        return None, [f"{root}: dataset directory does not exist"]
+    problems = [f"{name}: required file is missing from {root}"
+                for name in (schema.INTERACTIONS, schema.ITEMS) if not os.path.exists(os.path.join(root, name))]
+    if problems:
+        return None, problems
+    handled: dict = {}
+    interactions = _read_table(root, schema.INTERACTIONS, problems)
+    items = _item_frame(root, problems)
+    if interactions is not None:
+        interactions = _clean_interactions(interactions, problems, handled)
+    if items is None or interactions is None:
+        return None, problems
+    known = pd.Index(items["item_id"])
+    if not interactions.empty:
+        problems.extend(_unknown_item_violations(schema.INTERACTIONS, interactions, known))
+    tags = _optional(root, schema.TAGS, problems, known)
+    social = _optional(root, schema.SOCIAL, problems, known)
+    meta = _read_meta(root, problems)
+    return Dataset(root, interactions, items, tags, social, meta, handled), problems
+
+
+def read_dataset(root: str) -> Dataset:
+    """The validated dataset at `root`; raises DatasetError listing every violation."""
+    dataset, problems = read_dataset_lenient(root)
+    if problems:
+        raise DatasetError(problems)
+    return dataset

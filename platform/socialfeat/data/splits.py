@@ -1,0 +1,75 @@
+"""Popularity filters and seeded splits: items into tr / te, tr's entries into train / validation."""
+import logging
+
+import numpy as np
+import pandas as pd
+
+from socialfeat.config import FilterConfig, SplitConfig
+
+log = logging.getLogger(__name__)
+
+
+class EmptyAfterFilter(ValueError):
+    """The popularity filters removed every user or item."""
+
+
+def _in_range(counts: pd.Series, low: int, high: int) -> pd.Index:
+    return counts.index[(counts >= low) & (counts <= high)]
+
+
+def filter_by_popularity(interactions: pd.DataFrame, cfg: FilterConfig) -> tuple[pd.DataFrame, dict]:
+    """Drop users and items outside [min, max] interactions, until nothing changes (or once)."""
+    frame, passes = interactions, 0
+    while True:
+        passes += 1
+        items = _in_range(frame["item_id"].value_counts(), cfg.min_item_interactions, cfg.max_item_interactions)
+        kept = frame[frame["item_id"].isin(items)]
+        users = _in_range(kept["user_id"].value_counts(), cfg.min_user_interactions, cfg.max_user_interactions)
+        kept = kept[kept["user_id"].isin(users)]
+        changed = len(kept) != len(frame)
+        frame = kept
+        if not changed or not cfg.until_stable or frame.empty:
+            break
+    report = {
+        "filter/users_removed": int(interactions["user_id"].nunique() - frame["user_id"].nunique()),
+        "filter/items_removed": int(interactions["item_id"].nunique() - frame["item_id"].nunique()),
+        "filter/interactions_removed": int(len(interactions) - len(frame)),
+        "filter/passes": passes,
+    }
+    if frame.empty:
+        raise EmptyAfterFilter(
+            f"the popularity filters left no interactions: users need {cfg.min_user_interactions}.."
+            f"{cfg.max_user_interactions} and items {cfg.min_item_interactions}..{cfg.max_item_interactions} "
+            f"interactions (filter.* keys); the data had {interactions['user_id'].nunique()} users and "
+            f"{interactions['item_id'].nunique()} items with {len(interactions)} interactions")
+    return frame.reset_index(drop=True), report
+
+
+def test_item_mask(n_items: int, test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the te items: round(n * fraction) of them (at least one), chosen by seed."""
+    n_test = min(n_items - 1, max(1, round(n_items * test_fraction)))
+    mask = np.zeros(n_items, bool)
+    mask[np.random.default_rng([seed, 0]).permutation(n_items)[:n_test]] = True
+    return mask
+
+
+def validation_mask(n_entries: int, val_fraction: float, seed: int, stream: int = 1) -> np.ndarray:
+    """Boolean mask of the entries held out for validation (each with probability val_fraction)."""
+    return np.random.default_rng([seed, stream]).random(n_entries) < val_fraction
+
+
+def split_interactions(interactions: pd.DataFrame, cfg: SplitConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(interactions with a `fold` column in train / val / test, items with a `part` tr / te, counts).
+
+    te items' interactions are fold 'test' and never reach the factorisation."""
+    item_ids = np.sort(interactions["item_id"].unique())
+    items = pd.DataFrame({"item_id": item_ids})
+    items["part"] = np.where(test_item_mask(len(items), cfg.test_fraction, cfg.seed), "te", "tr")
+    frame = interactions.merge(items, on="item_id", how="left")
+    fold = np.where(frame["part"] == "te", "test", "train").astype(object)
+    in_tr = np.flatnonzero(frame["part"].to_numpy() == "tr")
+    fold[in_tr[validation_mask(len(in_tr), cfg.val_fraction, cfg.seed)]] = "val"
+    frame = frame.drop(columns="part").assign(fold=fold)
+    counts = {"split/tr_items": int((items["part"] == "tr").sum()), "split/te_items": int((items["part"] == "te").sum())}
+    counts.update({f"split/{name}_entries": int((fold == name).sum()) for name in ("train", "val", "test")})
+    return frame, items, counts

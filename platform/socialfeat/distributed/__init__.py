@@ -1,0 +1,1 @@
+"""The Ray layer: the only modules that import ray."""
