@@ -47,6 +47,7 @@ class FilterConfig(Strict):
     min_item_interactions: NonNegativeInt = 5
     max_item_interactions: PositiveInt = 20000
     until_stable: bool = True  # re-apply until nothing changes; False: one pass
+    require_image: bool = False  # keep only items with an image (a CNN stage needs one per item)
 
 
 class SplitConfig(Strict):
@@ -58,6 +59,7 @@ class SplitConfig(Strict):
 class SamplingConfig(Strict):
     ratio: PositiveFloat = 2.0  # negatives per positive, per user
     seed: int = 0
+    ray_min_positives: NonNegativeInt = 2_000_000  # shard over users with Ray Data from this log size
 
 
 class FactorizationConfig(Strict):
@@ -68,6 +70,8 @@ class FactorizationConfig(Strict):
     learning_rate: PositiveFloat = 0.05  # sgd and implicit_bpr
     alpha: PositiveFloat = 1.0  # implicit_als confidence scale
     seed: int = 0
+    eval_max_users: PositiveInt = 2000  # users ranked against all unseen items (a seeded sample)
+    neighbours: PositiveInt = 10  # latent-factor neighbours per tr item (Fig. 4 analysis)
 
 
 class RayConfig(Strict):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from socialfeat import artifacts
@@ -14,9 +15,11 @@ from socialfeat.data.check import dataset_counts
 from socialfeat.data.reader import Dataset, read_dataset
 from socialfeat.data.splits import filter_by_popularity, split_interactions
 from socialfeat.data.synthetic import generate
+from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
+from socialfeat.factorization.sampling import sample_negatives
 
 log = logging.getLogger(__name__)
-STAGES = ("data", "filter", "split")
+STAGES = ("data", "filter", "split", "sampling", "factorization")
 
 
 @dataclass
@@ -68,7 +71,11 @@ def _synthesise(synth, tmp: str, progress: bool) -> dict:
 
 def _filter_stage(run: Run) -> None:
     def compute(tmp: str) -> dict:
-        kept, report = filter_by_popularity(run.dataset().interactions, run.cfg.filter)
+        interactions = run.dataset().interactions
+        if run.cfg.filter.require_image:
+            with_image = run.dataset().items.loc[run.dataset().items["image_ref"].notna(), "item_id"]
+            interactions = interactions[interactions["item_id"].isin(with_image)]
+        kept, report = filter_by_popularity(interactions, run.cfg.filter)
         kept.to_parquet(os.path.join(tmp, "interactions.parquet"), index=False)
         return report | {"filter/users": int(kept["user_id"].nunique()), "filter/items": int(kept["item_id"].nunique()),
                          "filter/interactions": len(kept)}
@@ -88,7 +95,60 @@ def _split_stage(run: Run) -> None:
     run.stage("split", run.cfg.split.model_dump(), {"filter": run.results["filter"].key}, compute)
 
 
-STAGE_FUNCTIONS = {"data": _data_stage, "filter": _filter_stage, "split": _split_stage}
+def _sampling_stage(run: Run) -> None:
+    source = os.path.join(run.results["split"].path, "interactions.parquet")
+    cfg = run.cfg
+
+    def compute(tmp: str) -> dict:
+        interactions = pd.read_parquet(source)
+        sampler = sample_negatives
+        if len(interactions) >= cfg.sampling.ray_min_positives:
+            from socialfeat.distributed.data import sample_negatives_sharded as sampler
+        entries, users, items, counts = sampled_entries(interactions, cfg.sampling, cfg.split, sampler)
+        entries.to_parquet(os.path.join(tmp, "entries.parquet"), index=False)
+        pd.DataFrame({"user_id": users}).to_parquet(os.path.join(tmp, "users.parquet"), index=False)
+        pd.DataFrame({"item_id": items}).to_parquet(os.path.join(tmp, "items.parquet"), index=False)
+        return counts
+
+    config = cfg.sampling.model_dump(exclude={"ray_min_positives"}) | {"val_fraction": cfg.split.val_fraction}
+    run.stage("sampling", config, {"split": run.results["split"].key}, compute)
+
+
+def _single_labels(run: Run, item_ids: pd.Series) -> np.ndarray | None:
+    """Each item's label when every item has exactly one (the synthetic styles), else None."""
+    items = run.dataset().items
+    if "labels" not in items:
+        return None
+    labels = items.set_index("item_id")["labels"].reindex(item_ids)
+    if not labels.map(lambda v: v is not None and len(v) == 1).all():
+        return None
+    return labels.map(lambda v: v[0]).to_numpy()
+
+
+def _factorization_stage(run: Run) -> None:
+    sampled = run.results["sampling"].path
+    cfg = run.cfg.factorization
+
+    def compute(tmp: str) -> dict:
+        entries = pd.read_parquet(os.path.join(sampled, "entries.parquet"))
+        users = pd.read_parquet(os.path.join(sampled, "users.parquet"))
+        items = pd.read_parquet(os.path.join(sampled, "items.parquet"))
+        user_factors, item_factors, history, seconds = factorize(entries, len(users), len(items), cfg)
+        np.save(os.path.join(tmp, "user_factors.npy"), user_factors)
+        np.save(os.path.join(tmp, "item_factors.npy"), item_factors)
+        users.to_parquet(os.path.join(tmp, "users.parquet"), index=False)
+        items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
+        artifacts.write_json(os.path.join(tmp, "history.json"), history)
+        result = evaluate(user_factors, item_factors, entries, cfg)
+        labels = _single_labels(run, items["item_id"])
+        result |= neighbour_metrics(item_factors, entries, labels, cfg.neighbours, cfg.seed)
+        return result | {"mf/fit_seconds": seconds, "mf/epochs": len(history)}
+
+    run.stage("factorization", cfg.model_dump(), {"sampling": run.results["sampling"].key}, compute)
+
+
+STAGE_FUNCTIONS = {"data": _data_stage, "filter": _filter_stage, "split": _split_stage,
+                   "sampling": _sampling_stage, "factorization": _factorization_stage}
 
 
 def _finish(run: Run, started: float) -> dict:

@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics, behaviour-grounded retrieval, probes."""

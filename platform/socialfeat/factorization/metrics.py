@@ -1,0 +1,58 @@
+"""Validation metrics of a factorisation: RMSE and PR on observed entries, ranking on unseen items."""
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from socialfeat.evaluation.ranking import hits_at_k, mis_ordered_fraction, ndcg_at_k, precision_at_k, top_k
+
+ScoreBlock = Callable[[np.ndarray], np.ndarray]  # user indices -> users x items scores
+
+
+def entry_scores(user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+
+
+def rmse(scores: np.ndarray, values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((scores - values) ** 2)))
+
+
+def pair_error(users: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> float:
+    """The paper's PR: per user, the fraction of (held-out positive, sampled negative) pairs in the
+    wrong order (ties count half), averaged over users who have both; 0.5 is random."""
+    _, ranks = np.unique(scores, return_inverse=True)
+    keys = users.astype(np.int64) * (len(scores) + 1) + ranks
+    n_users = int(users.max()) + 1
+    negative_keys = np.sort(keys[~positive])
+    negative_counts = np.bincount(users[~positive], minlength=n_users)
+    negative_end = np.cumsum(negative_counts)
+    positive_users, positive_keys = users[positive], keys[positive]
+    left = np.searchsorted(negative_keys, positive_keys, side="left")
+    right = np.searchsorted(negative_keys, positive_keys, side="right")
+    wrong = (negative_end[positive_users] - right) + 0.5 * (right - left)
+    per_user_wrong = np.bincount(positive_users, weights=wrong, minlength=n_users)
+    positive_counts = np.bincount(positive_users, minlength=n_users)
+    both = (positive_counts > 0) & (negative_counts > 0)
+    if not both.any():
+        return float("nan")
+    return float(np.mean(per_user_wrong[both] / (positive_counts[both] * negative_counts[both])))
+
+
+def ranking_metrics(score_block: ScoreBlock, seen: sp.csr_matrix, held_out: sp.csr_matrix, users: np.ndarray,
+                    k: int = 10, block: int = 256) -> dict:
+    """precision@k, ndcg@k and AUC of held-out positives ranked against every item the user has not seen."""
+    precision, ndcg, auc = [], [], []
+    for start in range(0, len(users), block):
+        members = users[start:start + block]
+        scores = np.array(score_block(members), dtype=np.float64)
+        seen_mask = seen[members].toarray() > 0
+        relevant = held_out[members].toarray() > 0
+        scores[seen_mask] = -np.inf
+        hits = hits_at_k(top_k(scores, k), relevant)
+        n_relevant = relevant.sum(axis=1)
+        precision.append(precision_at_k(hits))
+        ndcg.append(ndcg_at_k(hits, n_relevant))
+        negatives = ~seen_mask & ~relevant
+        auc.extend(1.0 - mis_ordered_fraction(row[rel], row[neg]) for row, rel, neg in zip(scores, relevant, negatives))
+    return {f"precision@{k}": float(np.mean(np.concatenate(precision))), f"ndcg@{k}": float(np.mean(np.concatenate(ndcg))),
+            "auc": float(np.nanmean(auc))}
