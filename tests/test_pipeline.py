@@ -25,9 +25,12 @@ def test_run_writes_metrics_and_config_then_reuses_every_stage(ray_session, tmp_
     second = json.load(open(os.path.join(out, "metrics.json")))
     assert second["run/stages_reused"] == second["run/stages"] == first["run/stages"]
     assert "reused" in capsys.readouterr().out
-    assert main(["run", "--out", out, *SMALL, "--set", "split.seed=7"]) == 0
+    assert main(["run", "--out", out, *SMALL, "--set", "factorization.reg=2.0"]) == 0
     third = json.load(open(os.path.join(out, "metrics.json")))
-    assert third["run/stages_reused"] == third["run/stages"] - 1  # only the split changed
+    assert third["run/stages_reused"] == third["run/stages"] - 1  # only the factorisation changed
+    assert main(["run", "--out", out, *SMALL, "--set", "split.seed=7"]) == 0
+    fourth = json.load(open(os.path.join(out, "metrics.json")))
+    assert fourth["run/stages_reused"] == fourth["run/stages"] - 3  # split and all downstream of it
 
 
 def test_bad_config_fails_cleanly_and_writes_nothing(tmp_path, capsys):

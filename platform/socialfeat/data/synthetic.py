@@ -187,19 +187,22 @@ def _tags(cfg, views, item_style, words, variants, noise, times, rng) -> pd.Data
 
 
 def _social(cfg: SynthConfig, tastes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Friends (mostly sharing the favourite style) and groups (one per style), vectorised."""
     favourite = tastes.argmax(axis=1)
-    rows = []
-    for user in range(cfg.users):
-        fans = np.flatnonzero(favourite == favourite[user])
-        for _ in range(cfg.friends_per_user):
-            pool = fans if rng.random() < cfg.friend_affinity else np.arange(cfg.users)
-            other = int(rng.choice(pool))
-            if other != user:
-                rows.append((user, f"u{other:06d}", "friend"))
-        rows.append((user, f"g{favourite[user]:03d}", "group"))
-        if rng.random() < 0.3:
-            rows.append((user, f"g{int(rng.integers(0, cfg.styles)):03d}", "group"))
-    frame = pd.DataFrame(rows, columns=["user", "other_id", "kind"])
+    users = np.repeat(np.arange(cfg.users), cfg.friends_per_user)
+    friends = rng.integers(0, cfg.users, len(users))
+    same_taste = rng.random(len(users)) < cfg.friend_affinity
+    for style in range(cfg.styles):
+        fans = np.flatnonzero(favourite == style)
+        pick = same_taste & (favourite[users] == style)
+        friends[pick] = fans[rng.integers(0, len(fans), pick.sum())]
+    friends_frame = pd.DataFrame({"user": users, "other_id": _ids("u", friends), "kind": "friend"})[users != friends]
+    extra = np.flatnonzero(rng.random(cfg.users) < 0.3)
+    groups = pd.DataFrame({"user": np.concatenate([np.arange(cfg.users), extra]),
+                           "other_id": np.char.add("g", np.char.zfill(np.concatenate(
+                               [favourite, rng.integers(0, cfg.styles, len(extra))]).astype(str), 3)),
+                           "kind": "group"})
+    frame = pd.concat([friends_frame, groups], ignore_index=True)
     return pd.DataFrame({"user_id": _ids("u", frame["user"].to_numpy()), "other_id": frame["other_id"],
                          "kind": frame["kind"]}).drop_duplicates().reset_index(drop=True)
 

@@ -81,17 +81,17 @@ def sample_block(users: np.ndarray, items: np.ndarray, n_items: int, weights: np
 
 
 def sample_negatives(users: np.ndarray, items: np.ndarray, n_items: int, weights: np.ndarray, ratio: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int, users_per_block: int = USERS_PER_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Negatives for all users, block by block (the same result as the sharded Ray version)."""
     parts = [sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
-             for block, mask in blocks_of(users)]
+             for block, mask in blocks_of(users, users_per_block)]
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def blocks_of(users: np.ndarray):
-    """(block index, mask of the positives in it) for each block of USERS_PER_BLOCK users."""
-    block_of = users // USERS_PER_BLOCK
+def blocks_of(users: np.ndarray, users_per_block: int = USERS_PER_BLOCK):
+    """(block index, mask of the positives in it) for each block of users."""
+    block_of = users // users_per_block
     for block in np.unique(block_of):
         yield int(block), block_of == block

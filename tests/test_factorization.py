@@ -1,0 +1,141 @@
+"""Negative sampling, the factorisation engines and their metrics, on small real inputs."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socialfeat.cli import main
+from socialfeat.config import ConfigError, FactorizationConfig, SamplingConfig, SplitConfig, load_config
+from socialfeat.data.splits import split_interactions
+from socialfeat.evaluation.ranking import mis_ordered_fraction, ndcg_at_k
+from socialfeat.factorization import engines
+from socialfeat.factorization.metrics import pair_error
+from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
+from socialfeat.factorization.sampling import log_popularity_weights, sample_negatives
+
+
+def _positives(n_users=3000, n_items=20, per_user=2, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    return np.repeat(np.arange(n_users), per_user).astype(np.int32), items.astype(np.int32)
+
+
+def test_negatives_follow_the_log_popularity_weights_and_never_hit_a_positive():
+    users, items = _positives()
+    popularity = np.arange(1, 21) ** 2  # a steep head so the weights differ a lot
+    weights = log_popularity_weights(popularity)
+    neg_users, neg_items = sample_negatives(users, items, 20, weights, ratio=0.5, seed=1)  # one per user
+    assert len(neg_users) == 3000
+    positive_keys = set(zip(users.tolist(), items.tolist()))
+    assert not any((u, i) in positive_keys for u, i in zip(neg_users.tolist(), neg_items.tolist()))
+    # expected frequency: for each user, w_i over the weight left after removing their positives
+    expected = np.zeros(20)
+    for user in range(3000):
+        allowed = np.ones(20, bool)
+        allowed[items[2 * user:2 * user + 2]] = False
+        expected[allowed] += weights[allowed] / weights[allowed].sum()
+    observed = np.bincount(neg_items, minlength=20)
+    chi2 = ((observed - expected) ** 2 / expected).sum()
+    assert chi2 < 45  # 19 degrees of freedom: p < 0.001 beyond ~43.8
+    uniform_chi2 = ((observed - 3000 / 20) ** 2 / (3000 / 20)).sum()
+    assert uniform_chi2 > 100  # and it is clearly not uniform
+
+
+def test_quota_without_replacement_seeded_and_skips_users_with_nothing_left():
+    users = np.array([0, 0, 1, 1, 1, 1, 1], np.int32)
+    items = np.array([0, 1, 0, 1, 2, 3, 4], np.int32)  # user 1 saw every one of the 5 items
+    weights = log_popularity_weights(np.array([2, 2, 1, 1, 1]))
+    neg_users, neg_items = sample_negatives(users, items, 5, weights, ratio=2.0, seed=3)
+    assert (neg_users == 0).sum() == 3 and not (neg_users == 1).any()  # capped at 3 left, none for user 1
+    assert sorted(neg_items.tolist()) == [2, 3, 4]
+    again = sample_negatives(users, items, 5, weights, ratio=2.0, seed=3)
+    assert np.array_equal(again[1], neg_items)
+
+
+def test_sharded_ray_sampling_equals_the_local_one(ray_session):
+    from socialfeat.distributed.data import sample_negatives_sharded
+
+    users, items = _positives(n_users=500, n_items=60, per_user=5)
+    weights = log_popularity_weights(np.bincount(items, minlength=60))
+    local = sample_negatives(users, items, 60, weights, 2.0, seed=5, users_per_block=128)
+    sharded = sample_negatives_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=128)
+    assert np.array_equal(local[0], sharded[0]) and np.array_equal(local[1], sharded[1])
+
+
+def test_pair_error_matches_brute_force():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 600)
+    scores = rng.integers(0, 5, 600).astype(float)  # many ties
+    positive = rng.random(600) < 0.3
+    brute = [mis_ordered_fraction(scores[(users == u) & positive], scores[(users == u) & ~positive])
+             for u in range(30)]
+    assert pair_error(users, scores, positive) == pytest.approx(np.nanmean(brute))
+    assert mis_ordered_fraction(np.array([2.0]), np.array([1.0, 3.0, 2.0])) == pytest.approx(0.5)
+
+
+def test_ndcg_of_a_perfect_and_a_reversed_list():
+    perfect = np.array([[True, True, False]])
+    assert ndcg_at_k(perfect, np.array([2]))[0] == pytest.approx(1.0)
+    assert ndcg_at_k(np.array([[False, True, True]]), np.array([2]))[0] < 0.7
+
+
+def test_als_row_update_is_the_closed_form_solution():
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 40, 500).astype(np.int32), rng.integers(0, 70, 500).astype(np.int32)
+    keep = ~pd.DataFrame({"u": users, "i": items}).duplicated().to_numpy()
+    data = engines.Entries(users[keep], items[keep], rng.integers(0, 2, keep.sum()).astype(np.float32), 40, 70)
+    user_factors, item_factors = engines.fit_als(data, FactorizationConfig(dim=8, reg=0.7, epochs=3))
+    # after the last item update, each item row solves its normal equations exactly
+    for item in (0, 5, 11):
+        rows = data.items == item
+        design = user_factors[data.users[rows]]
+        solution = np.linalg.solve(design.T @ design + 0.7 * np.eye(8), design.T @ data.values[rows])
+        assert np.allclose(solution, item_factors[item], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def synth_entries(synth_dir):
+    interactions = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
+    split, _, _ = split_interactions(interactions, SplitConfig())
+    entries, users, items, counts = sampled_entries(split, SamplingConfig(), SplitConfig())
+    labels = pd.read_parquet(os.path.join(synth_dir, "items.parquet"), columns=["item_id", "labels"])
+    item_labels = labels.set_index("item_id")["labels"].str[0].reindex(items).to_numpy()
+    return entries, users, items, item_labels
+
+
+@pytest.mark.parametrize("engine", ["als", "sgd", "implicit_als", "implicit_bpr"])
+def test_every_engine_recovers_planted_styles_and_beats_popularity(synth_entries, engine):
+    entries, users, items, labels = synth_entries
+    cfg = FactorizationConfig(engine=engine, dim=16, reg={"als": 3.0, "sgd": 3.0}.get(engine, 0.05),
+                              epochs={"implicit_bpr": 200, "sgd": 30}.get(engine, 10),
+                              learning_rate=0.05 if engine != "implicit_bpr" else 0.02)
+    user_factors, item_factors, history, _ = factorize(entries, len(users), len(items), cfg)
+    bias_column = engine == "implicit_bpr"  # implicit's BPR learns an item bias as one more factor
+    assert len(history) == cfg.epochs and user_factors.shape == (len(users), 16 + bias_column)
+    metrics = evaluate(user_factors, item_factors, entries, cfg)
+    assert metrics["mf/pr"] < metrics["mf/popularity/pr"] - 0.03, metrics
+    assert metrics["mf/auc"] > metrics["mf/popularity/auc"], metrics
+    neighbours = neighbour_metrics(item_factors, entries, labels, 10, seed=0)
+    assert neighbours["mf/latent_label_precision@10"] > 2.5 * neighbours["mf/random_label_precision@10"], neighbours
+    assert neighbours["mf/latent_jaccard@10"] > neighbours["mf/random_jaccard@10"]
+
+
+def test_bad_factorisation_settings_are_named():
+    for override, key in (("factorization.reg=-1", "factorization.reg"), ("factorization.dim=0", "factorization.dim"),
+                          ("sampling.ratio=0", "sampling.ratio")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [override])
+
+
+@pytest.mark.slow
+def test_movielens_factorisation_acceptance(ray_session, movielens_dir, tmp_path):
+    experiment = os.path.join(os.path.dirname(__file__), "..", "experiments", "cfl_movielens.yaml")
+    out = str(tmp_path / "run")
+    assert main(["run", experiment, "--data", movielens_dir, "--until", "factorization", "--out", out]) == 0
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["mf/pr"] < 0.35 and metrics["mf/pr"] < metrics["mf/popularity/pr"]
+    assert metrics["mf/latent_jaccard@10"] > metrics["mf/random_jaccard@10"]
+    stage = [d for d in os.listdir(os.path.join(out, "stages")) if d.startswith("factorization-")][0]
+    assert np.load(os.path.join(out, "stages", stage, "item_factors.npy")).shape[1] == 64
