@@ -107,7 +107,10 @@ class StageStore:
         """Reuse the stage keyed by (name, config, inputs) or compute it into a fresh directory.
 
         `compute(tmp_dir)` writes the outputs and returns the stage's metrics (a flat dict)."""
-        key = content_hash({"stage": name, "config": config, "inputs": inputs})
+        from socialfeat import __version__
+
+        # the package version is part of the key: an upgrade never reuses an older release's outputs
+        key = content_hash({"stage": name, "config": config, "inputs": inputs, "version": __version__})
         final = self.path(name, key)
         manifest_path = os.path.join(final, MANIFEST)
         if os.path.exists(manifest_path):

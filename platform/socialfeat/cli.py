@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 from socialfeat.config import ConfigError, load_config, to_yaml
 
@@ -66,12 +67,13 @@ def cmd_run(args) -> int:
     from socialfeat.pipeline import run_experiment
     from socialfeat.report import write_summary
 
+    started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
     cfg = load_config(args.experiment, overrides)
     out = args.out or os.path.join("runs", cfg.name)
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
     print(f"socialfeat run: {cfg.name} -> {out} (Ray: {where})", file=sys.stderr)
-    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty())
+    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started)
     for result in run.results.values():
         state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
         print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")

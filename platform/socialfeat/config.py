@@ -2,7 +2,7 @@
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, model_validator, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic import ValidationError
 
 Fraction = Field(ge=0.0, le=1.0)
@@ -65,13 +65,62 @@ class SamplingConfig(Strict):
 class FactorizationConfig(Strict):
     engine: Literal["als", "sgd", "implicit_als", "implicit_bpr"] = "als"
     dim: PositiveInt = 32
-    reg: NonNegativeFloat = 0.1
+    reg: NonNegativeFloat = 5.0
     epochs: PositiveInt = 15
     learning_rate: PositiveFloat = 0.05  # sgd and implicit_bpr
     alpha: PositiveFloat = 1.0  # implicit_als confidence scale
     seed: int = 0
     eval_max_users: PositiveInt = 2000  # users ranked against all unseen items (a seeded sample)
     neighbours: PositiveInt = 10  # latent-factor neighbours per tr item (Fig. 4 analysis)
+
+
+class ClusteringConfig(Strict):
+    k: int = Field(16, ge=2)  # pseudo classes (paper: 200..5000, best 2000 on 1.9M items)
+    iterations: PositiveInt = 25
+    normalize: bool = True  # L2-normalise factors first: cosine geometry, as retrieval uses
+    whiten: bool = False  # PCA-whiten factors first
+    seed: int = 0
+
+
+class TrainingConfig(Strict):
+    """The CNN on pseudo classes (Fang et al. 2015, section 2.2), trained with Ray Train."""
+
+    model: Literal["small", "alexnet", "resnet18", "resnet50"] = "small"
+    tap: str = "penultimate"  # feature layer: alexnet fc6 / fc7, others penultimate
+    objective: Literal["pseudo_class", "latent_cosine", "latent_l2"] = "pseudo_class"
+    class_balanced: bool = False  # weight the loss by inverse pseudo-class frequency
+    image_size: PositiveInt = 72  # short side resized to this and centre-cropped square (paper: 256)
+    crop_size: PositiveInt = 64  # random crops when training, centre crop otherwise (paper: 224)
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    learning_rate: PositiveFloat = 2e-3
+    weight_decay: NonNegativeFloat = 5e-4
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    warmup_epochs: NonNegativeInt = 1
+    holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # tr items held out for top-1 / top-5
+    num_workers: PositiveInt = 1
+    cpus_per_worker: PositiveInt = 2
+    use_gpu: bool = False
+    max_failures: NonNegativeInt = 2  # worker crashes survived (resuming from the last checkpoint)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _crop_and_tap(self):
+        if self.crop_size > self.image_size:
+            raise ValueError(f"crop_size {self.crop_size} is larger than image_size {self.image_size}")
+        from socialfeat.vision.backbones import TAPS
+
+        if self.tap not in TAPS[self.model]:
+            raise ValueError(f"tap {self.tap!r} does not exist for {self.model}; choose from {TAPS[self.model]}")
+        return self
+
+
+class FeaturesConfig(Strict):
+    batch_size: PositiveInt = 128
+    concurrency: PositiveInt = 1  # extraction actors
+    random_cnn: bool = True  # also extract with the same architecture randomly initialised
+    neighbours: PositiveInt = 10
 
 
 class RayConfig(Strict):
@@ -87,6 +136,9 @@ class ExperimentConfig(Strict):
     split: SplitConfig = SplitConfig()
     sampling: SamplingConfig = SamplingConfig()
     factorization: FactorizationConfig = FactorizationConfig()
+    clustering: ClusteringConfig = ClusteringConfig()
+    training: TrainingConfig = TrainingConfig()
+    features: FeaturesConfig = FeaturesConfig()
     ray: RayConfig = RayConfig()
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from socialfeat import artifacts
 from socialfeat.config import ExperimentConfig, to_yaml
+from socialfeat.clustering.kmeans import kmeans, nmi
 from socialfeat.data.check import dataset_counts
 from socialfeat.data.reader import Dataset, read_dataset
 from socialfeat.data.splits import filter_by_popularity, split_interactions
@@ -19,7 +20,7 @@ from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, 
 from socialfeat.factorization.sampling import sample_negatives
 
 log = logging.getLogger(__name__)
-STAGES = ("data", "filter", "split", "sampling", "factorization")
+STAGES = ("data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features")
 
 
 @dataclass
@@ -147,8 +148,46 @@ def _factorization_stage(run: Run) -> None:
     run.stage("factorization", cfg.model_dump(), {"sampling": run.results["sampling"].key}, compute)
 
 
+def _kmeans_stage(run: Run) -> None:
+    factors = run.results["factorization"].path
+
+    def compute(tmp: str) -> dict:
+        items = pd.read_parquet(os.path.join(factors, "items.parquet"))
+        labels, centroids, result = kmeans(np.load(os.path.join(factors, "item_factors.npy")), run.cfg.clustering)
+        pd.DataFrame({"item_id": items["item_id"], "pseudo_class": labels}).to_parquet(
+            os.path.join(tmp, "pseudo_classes.parquet"), index=False)
+        np.save(os.path.join(tmp, "centroids.npy"), centroids)
+        truth = _single_labels(run, items["item_id"])
+        if truth is not None:
+            result["kmeans/nmi"] = nmi(labels, truth)
+        return result
+
+    run.stage("kmeans", run.cfg.clustering.model_dump(), {"factorization": run.results["factorization"].key}, compute)
+
+
+def _train_stage(run: Run) -> None:
+    from socialfeat.cnn import train_stage
+
+    inputs = {"kmeans": run.results["kmeans"].key, "factorization": run.results["factorization"].key,
+              "data": run.results["data"].key}
+    run.stage("train", run.cfg.training.model_dump(), inputs,
+              lambda tmp: train_stage(run.dataset(), run.results["kmeans"].path, run.results["factorization"].path,
+                                      run.cfg.training, tmp))
+
+
+def _features_stage(run: Run) -> None:
+    from socialfeat.cnn import features_stage
+
+    inputs = {"train": run.results["train"].key, "split": run.results["split"].key}
+    config = run.cfg.features.model_dump() | {"crop": run.cfg.training.crop_size}
+    run.stage("features", config, inputs,
+              lambda tmp: features_stage(run.dataset(), run.results["split"].path, run.results["train"].path,
+                                         run.cfg.features, tmp))
+
+
 STAGE_FUNCTIONS = {"data": _data_stage, "filter": _filter_stage, "split": _split_stage,
-                   "sampling": _sampling_stage, "factorization": _factorization_stage}
+                   "sampling": _sampling_stage, "factorization": _factorization_stage, "kmeans": _kmeans_stage,
+                   "train": _train_stage, "features": _features_stage}
 
 
 def _finish(run: Run, started: float) -> dict:
@@ -168,7 +207,7 @@ def _finish(run: Run, started: float) -> dict:
 
 
 def run_experiment(cfg: ExperimentConfig, out: str, until: str | None = None, stage_root: str | None = None,
-                   progress: bool = False) -> tuple[dict, Run]:
+                   progress: bool = False, started: float | None = None) -> tuple[dict, Run]:
     """Run the stages up to `until` (inclusive) into `out`; returns (metrics, run).
 
     A run directory this call created is removed again if the first stage fails, so bad input
@@ -181,7 +220,7 @@ def run_experiment(cfg: ExperimentConfig, out: str, until: str | None = None, st
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     run = Run(cfg, out, artifacts.StageStore(stage_root or os.path.join(out, "stages")), progress)
-    started = time.perf_counter()
+    started = started or time.perf_counter()
     try:
         for name in STAGES[: STAGES.index(until or STAGES[-1]) + 1]:
             STAGE_FUNCTIONS[name](run)

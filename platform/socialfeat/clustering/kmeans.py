@@ -1,0 +1,64 @@
+"""k-means of item factors into K pseudo classes with faiss, seeded, no cluster left empty."""
+import logging
+
+import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+
+from socialfeat.config import ClusteringConfig
+
+log = logging.getLogger(__name__)
+
+
+class ClusteringError(ValueError):
+    """K does not fit the data."""
+
+
+def prepare(vectors: np.ndarray, cfg: ClusteringConfig) -> np.ndarray:
+    """Optionally PCA-whiten, then optionally L2-normalise (cosine geometry, as retrieval uses)."""
+    x = np.asarray(vectors, np.float32)
+    if cfg.whiten:
+        centred = x - x.mean(axis=0)
+        _, singular, components = np.linalg.svd(centred, full_matrices=False)
+        x = centred @ components.T / np.maximum(singular / np.sqrt(len(x)), 1e-8)
+    if cfg.normalize:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _reseed_empty(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Give every empty cluster the point farthest from its centroid in the largest cluster."""
+    reseeded = 0
+    for empty in np.flatnonzero(np.bincount(labels, minlength=k) == 0):
+        largest = np.bincount(labels, minlength=k).argmax()
+        members = np.flatnonzero(labels == largest)
+        far = members[np.argmax(((x[members] - centroids[largest]) ** 2).sum(axis=1))]
+        labels[far], centroids[empty] = empty, x[far]
+        reseeded += 1
+    return labels, reseeded
+
+
+def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labels, centroids, metrics) of K pseudo classes; every class non-empty."""
+    import faiss
+
+    n, k = len(vectors), cfg.k
+    if k > n:
+        raise ClusteringError(f"clustering.k = {k} is larger than the {n} items to cluster; choose at most {n}")
+    x = prepare(vectors, cfg)
+    model = faiss.Kmeans(x.shape[1], k, niter=cfg.iterations, seed=cfg.seed, verbose=False,
+                         min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1))
+    model.train(x)
+    _, assigned = model.index.search(x, 1)
+    centroids = model.centroids.copy()
+    labels, reseeded = _reseed_empty(x, assigned.ravel().astype(np.int64), centroids, k)
+    inertia = float(((x - centroids[labels]) ** 2).sum())
+    sizes = np.bincount(labels, minlength=k)
+    metrics = {"kmeans/inertia": inertia, "kmeans/k": k, "kmeans/size_min": int(sizes.min()),
+               "kmeans/size_max": int(sizes.max()), "kmeans/size_median": float(np.median(sizes)),
+               "kmeans/empty_reseeded": reseeded, "kmeans/seed": cfg.seed}
+    log.info("k-means: K=%d, sizes %d..%d, inertia %.4g, seed %d", k, sizes.min(), sizes.max(), inertia, cfg.seed)
+    return labels, centroids, metrics
+
+
+def nmi(labels: np.ndarray, truth: np.ndarray) -> float:
+    return float(normalized_mutual_info_score(truth, labels))

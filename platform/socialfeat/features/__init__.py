@@ -1,0 +1,1 @@
+"""Feature extraction and quick checks of feature quality."""

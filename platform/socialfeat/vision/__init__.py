@@ -1,0 +1,1 @@
+"""Images to tensors, and the CNN backbones with their feature taps."""
