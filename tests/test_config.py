@@ -41,3 +41,13 @@ def test_bad_choice_and_malformed_override():
 def test_missing_experiment_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_shipped_experiments_load_and_the_local_one_is_the_default():
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    for path in glob.glob(os.path.join(root, "*.yaml")):
+        load_config(path)
+    assert load_config(os.path.join(root, "cfl_local.yaml")) == load_config()

@@ -10,7 +10,7 @@ from socialfeat.cli import main
 from socialfeat.config import FilterConfig, SplitConfig
 from socialfeat.data.splits import EmptyAfterFilter, filter_by_popularity, split_interactions
 
-SMALL = ["--set", "data.synth.users=200", "--set", "data.synth.items=150", "--set", "data.synth.image_size=24"]
+SMALL = ["--until", "factorization", "--set", "data.synth.users=200", "--set", "data.synth.items=150", "--set", "data.synth.image_size=24"]
 
 
 def test_run_writes_metrics_and_config_then_reuses_every_stage(ray_session, tmp_path, capsys):

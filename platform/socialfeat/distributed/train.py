@@ -1,4 +1,5 @@
 """Ray Train (V2) around the plain-torch loop: TorchTrainer, per-epoch checkpoints, resume, failures."""
+import glob
 import logging
 import math
 import os
@@ -13,15 +14,29 @@ STATE = "state.pt"
 PID_FILE = "worker-{rank}.pid"  # where each worker says which process it is (operators, failure tests)
 
 
-def _restore(model, optimizer, scheduler) -> tuple[int, list]:
+def _latest_on_disk(checkpoint_root: str) -> dict | None:
+    """The newest complete checkpoint this run wrote, when Ray's controller hands none over (a worker
+    killed right after persisting a checkpoint can die before the controller registers it)."""
+    for directory in sorted(glob.glob(os.path.join(checkpoint_root, "checkpoint_*")), reverse=True):
+        try:
+            return torch.load(os.path.join(directory, STATE), map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError):
+            continue  # partly written: try the one before
+    return None
+
+
+def _restore(model, optimizer, scheduler, checkpoint_root: str) -> tuple[int, list]:
     """Load the last checkpoint, if this run has one: (first epoch to run, history so far)."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0, []
-    with checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, STATE), map_location="cpu", weights_only=False)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(os.path.join(directory, STATE), map_location="cpu", weights_only=False)
+    else:
+        state = _latest_on_disk(checkpoint_root)
+        if state is None:
+            return 0, []
     getattr(model, "module", model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -61,7 +76,7 @@ def worker_loop(config: dict) -> None:
     steps = max(1, math.ceil(config["train_rows"] / (cfg.batch_size * world)))
     scheduler = warmup_cosine(optimizer, cfg.warmup_epochs * steps, cfg.epochs * steps)
     weights = None if config["class_weights"] is None else torch.tensor(config["class_weights"], device=device)
-    start, history = _restore(model, optimizer, scheduler)
+    start, history = _restore(model, optimizer, scheduler, config["checkpoint_root"])
     train_shard, holdout_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("holdout")
     for epoch in range(start, cfg.epochs):
         batches = train_shard.iter_torch_batches(batch_size=cfg.batch_size, local_shuffle_buffer_size=4 * cfg.batch_size,
@@ -89,7 +104,8 @@ def fit_cnn(train_ds, holdout_ds, cfg: TrainingConfig, num_outputs: int, train_r
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"training": cfg.model_dump(), "num_outputs": num_outputs, "train_rows": train_rows,
-                           "class_weights": class_weights, "pid_dir": storage},
+                           "class_weights": class_weights, "pid_dir": storage,
+                           "checkpoint_root": os.path.join(storage, name)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=cfg.max_failures),

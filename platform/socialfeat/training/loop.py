@@ -43,7 +43,7 @@ def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, device
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += float(loss) * len(logits)
+        total_loss += float(loss.detach()) * len(logits)
         seen += len(logits)
         if labels is not None:
             correct += _topk_hits(logits.detach(), labels, 1)
