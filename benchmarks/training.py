@@ -53,7 +53,8 @@ def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
     warm = image_dataset(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
     started = time.perf_counter()
     rows = 0
-    for batch in image_dataset(root, "image", item_ids, size).iter_torch_batches(batch_size=256, dtypes=None):
+    dataset = image_dataset(root, "image", item_ids, size).drop_columns(["item_id"])
+    for batch in dataset.iter_torch_batches(batch_size=256):
         to_input(batch["image"], crop, train=True)
         rows += len(batch["image"])
     _emit(stage="decode+augment", impl="Ray Data", images=rows, warmup_rows=warm, cpus=os.cpu_count(),

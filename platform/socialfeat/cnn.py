@@ -68,12 +68,14 @@ def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: Traini
             "train/holdout_top5": last["holdout_top5"], "train/resumed": int(any(h["resumed"] for h in history))}
 
 
-def features_stage(dataset: Dataset, split_dir: str, train_dir: str, cfg: FeaturesConfig, tmp: str) -> dict:
+def features_stage(dataset: Dataset, train_dir: str, cfg: FeaturesConfig, tmp: str) -> dict:
+    """Features of every item with an image: tr, te and the items the popularity filters dropped
+    (a user wants every image embedded; only factorisation needs the filters)."""
     from socialfeat.distributed.data import image_dataset
     from socialfeat.distributed.inference import extract
 
     saved = torch.load(os.path.join(train_dir, "model.pt"), map_location="cpu", weights_only=False)
-    items = pd.read_parquet(os.path.join(split_dir, "items.parquet"))  # tr and te
+    items = dataset.items[dataset.items["image_ref"].notna()]
     training = TrainingConfig(**artifacts.read_json(os.path.join(train_dir, "manifest.json"))["config"])
     images = image_dataset(dataset.root, dataset.image_column, items["item_id"], training.image_size).materialize()
     labels = dataset.items.set_index("item_id")["labels"] if "labels" in dataset.items else None

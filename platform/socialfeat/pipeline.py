@@ -178,11 +178,10 @@ def _train_stage(run: Run) -> None:
 def _features_stage(run: Run) -> None:
     from socialfeat.cnn import features_stage
 
-    inputs = {"train": run.results["train"].key, "split": run.results["split"].key}
+    inputs = {"train": run.results["train"].key, "data": run.results["data"].key}
     config = run.cfg.features.model_dump() | {"crop": run.cfg.training.crop_size}
     run.stage("features", config, inputs,
-              lambda tmp: features_stage(run.dataset(), run.results["split"].path, run.results["train"].path,
-                                         run.cfg.features, tmp))
+              lambda tmp: features_stage(run.dataset(), run.results["train"].path, run.cfg.features, tmp))
 
 
 STAGE_FUNCTIONS = {"data": _data_stage, "filter": _filter_stage, "split": _split_stage,

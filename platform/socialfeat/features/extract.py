@@ -20,7 +20,7 @@ def load_model(model_name: str, num_outputs: int, state: dict | None, seed: int)
 @torch.no_grad()
 def embed_images(model, model_name: str, tap: str, images: np.ndarray, crop: int, device="cpu") -> np.ndarray:
     """N x S x S x 3 uint8 images -> N x D float32 features at `tap` (centre crops)."""
-    x = to_input(torch.from_numpy(np.ascontiguousarray(images)), crop, train=False).to(device)
+    x = to_input(torch.from_numpy(np.ascontiguousarray(images)).to(device), crop, train=False)
     return embed(model.to(device), model_name, tap, x).float().cpu().numpy()
 
 

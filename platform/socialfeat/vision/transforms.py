@@ -33,9 +33,9 @@ def to_input(images, crop: int, train: bool, generator=None):
         offset = (size - crop) // 2
         batch = batch[:, :, offset:offset + crop, offset:offset + crop]
     else:
-        offsets = torch.randint(0, size - crop + 1, (len(batch), 2), generator=generator)
+        offsets = torch.randint(0, size - crop + 1, (len(batch), 2), generator=generator)  # on the CPU
         batch = torch.stack([img[:, y:y + crop, x:x + crop] for img, (y, x) in zip(batch, offsets.tolist())])
     if train:
-        flip = torch.rand(len(batch), generator=generator) < 0.5
+        flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
         batch[flip] = batch[flip].flip(-1)
     return batch.sub_(MEAN).div_(STD).contiguous()
