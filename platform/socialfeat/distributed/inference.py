@@ -34,7 +34,8 @@ def extract(images_ds, model_name: str, num_outputs: int, state: dict | None, ta
         Embedder, fn_constructor_kwargs={"model_name": model_name, "num_outputs": num_outputs,
                                          "state": ray.put(state) if state is not None else None,
                                          "tap": tap, "crop": crop, "seed": seed},
-        batch_size=batch_size, batch_format="numpy", concurrency=concurrency, num_gpus=1 if use_gpu else 0)
+        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_gpus=1 if use_gpu else 0)
     rows = features.take_all()
     item_ids = np.array([r["item_id"] for r in rows], dtype=object)
     vectors = np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
