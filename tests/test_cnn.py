@@ -113,5 +113,10 @@ def test_default_run_learns_features_far_better_than_a_random_cnn(ray_session, t
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["features/cnn/label_precision@10"] > metrics["features/random_cnn/label_precision@10"] + 0.25
     assert metrics["run/seconds"] < 300 and metrics["features/items"] == metrics["data/items"]  # every image
+    # behaviour-grounded retrieval: learned features find co-viewed items, baselines barely beat random
+    assert metrics["retrieval/cnn/jaccard@10"] > 2 * metrics["retrieval/random_cnn/jaccard@10"]
+    assert metrics["retrieval/cnn/jaccard@10"] > 2 * metrics["retrieval/random/jaccard@10"]
+    assert metrics["retrieval/latent/jaccard@10"] > metrics["retrieval/cnn/jaccard@10"]
+    assert metrics["probe/cnn/accuracy"] > metrics["probe/color_hist/accuracy"] + 0.3
     features = pd.read_parquet(glob.glob(os.path.join(out, "stages", "features-*", "features.parquet"))[0])
     assert len(features) == metrics["features/items"] and len(features["vector"].iloc[0]) == 128

@@ -20,7 +20,7 @@ from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, 
 from socialfeat.factorization.sampling import sample_negatives
 
 log = logging.getLogger(__name__)
-STAGES = ("data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features")
+STAGES = ("data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features", "evaluate")
 
 
 @dataclass
@@ -184,7 +184,22 @@ def _features_stage(run: Run) -> None:
               lambda tmp: features_stage(run.dataset(), run.results["train"].path, run.cfg.features, tmp))
 
 
-STAGE_FUNCTIONS = {"data": _data_stage, "filter": _filter_stage, "split": _split_stage,
+def _evaluate_stage(run: Run) -> None:
+    from socialfeat.evaluation.suite import evaluate as evaluate_features
+
+    def compute(tmp: str) -> dict:
+        interactions = pd.read_parquet(os.path.join(run.results["filter"].path, "interactions.parquet"))
+        parts = pd.read_parquet(os.path.join(run.results["split"].path, "items.parquet"))
+        metrics, curves = evaluate_features(run.dataset(), interactions, parts, run.results["features"].path,
+                                            run.results["factorization"].path, run.cfg.split.seed)
+        artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
+        return metrics
+
+    inputs = {name: run.results[name].key for name in ("filter", "split", "features", "factorization")}
+    run.stage("evaluate", {"ranks": 100, "seed": run.cfg.split.seed}, inputs, compute)
+
+
+STAGE_FUNCTIONS = {"evaluate": _evaluate_stage, "data": _data_stage, "filter": _filter_stage, "split": _split_stage,
                    "sampling": _sampling_stage, "factorization": _factorization_stage, "kmeans": _kmeans_stage,
                    "train": _train_stage, "features": _features_stage}
 
