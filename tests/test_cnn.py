@@ -118,5 +118,8 @@ def test_default_run_learns_features_far_better_than_a_random_cnn(ray_session, t
     assert metrics["retrieval/cnn/jaccard@10"] > 2 * metrics["retrieval/random/jaccard@10"]
     assert metrics["retrieval/latent/jaccard@10"] > metrics["retrieval/cnn/jaccard@10"]
     assert metrics["probe/cnn/accuracy"] > metrics["probe/color_hist/accuracy"] + 0.3
+    page = open(os.path.join(out, "report.html")).read()  # written at the end of every run
+    for figure in ("jaccard_by_rank.png", "neighbours_cnn.png", "neighbours_random_cnn.png", "training.png"):
+        assert f"report/{figure}" in page and os.path.getsize(os.path.join(out, "report", figure)) > 1000
     features = pd.read_parquet(glob.glob(os.path.join(out, "stages", "features-*", "features.parquet"))[0])
     assert len(features) == metrics["features/items"] and len(features["vector"].iloc[0]) == 128

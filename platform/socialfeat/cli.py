@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="sweep hyperparameters with Ray Tune + Optuna")
     sweep.add_argument("space")
     sweep.set_defaults(handler=cmd_sweep)
-    report = commands.add_parser("report", help="summarise a run directory (report.md)")
+    report = commands.add_parser("report", help="write a run's report.html (plots, image grids) and report.md")
     report.add_argument("run_dir")
     report.set_defaults(handler=cmd_report)
     _add_data(commands)
@@ -66,6 +66,7 @@ def cmd_run(args) -> int:
     from socialfeat.distributed.cluster import connect
     from socialfeat.pipeline import run_experiment
     from socialfeat.report import write_summary
+    from socialfeat.report_html import write_html
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
@@ -78,6 +79,7 @@ def cmd_run(args) -> int:
         state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
         print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")
     write_summary(out)
+    print(f"report: {write_html(out)}")
     print(f"metrics: {os.path.join(out, 'metrics.json')} ({len(metrics)} values); config: {os.path.join(out, 'config.yaml')}")
     return 0
 
@@ -137,8 +139,10 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     from socialfeat.report import write_summary
+    from socialfeat.report_html import write_html
 
     print(write_summary(args.run_dir))
+    print(write_html(args.run_dir))
     return 0
 
 
