@@ -1,8 +1,16 @@
-"""Evaluation pieces on small real inputs: probes, baselines, retrieval errors, feature files."""
+"""Evaluation pieces on small real inputs: probes, baselines, retrieval errors, feature files, compare."""
+import glob
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from socialfeat.cli import main
+from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights
+from socialfeat.vision.backbones import build
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval, retrieval
 from socialfeat.features.extract import read_features, write_features
@@ -43,3 +51,65 @@ def test_feature_files_round_trip_and_nan_is_named(tmp_path):
     write_features(path, ["a", "b"], np.array([[1.0, np.nan], [3.0, 4.0]]))
     with pytest.raises(ValueError, match=r"features.parquet: 1 feature vector\(s\) hold NaN"):
         read_features(path)
+
+
+def test_a_feature_file_missing_items_is_named_with_the_count(tmp_path):
+    path = str(tmp_path / "mine.parquet")
+    write_features(path, ["a", "b"], np.ones((2, 3)))
+    assert aligned_features(path, "mine", np.array(["b", "a"], dtype=object)).shape == (2, 3)
+    with pytest.raises(ExternalFeaturesError, match=r"mine.parquet: feature set 'mine' has no vector for 2 of 4"):
+        aligned_features(path, "mine", np.array(["a", "b", "c", "d"], dtype=object))
+
+
+def test_weights_files_load_without_code_and_wrong_architectures_are_named(tmp_path):
+    model = build("small", 5)
+    path = str(tmp_path / "small.pt")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)  # DDP checkpoint
+    state, outputs = load_weights(path, "small")
+    assert outputs == 5 and torch.equal(state["fc.weight"], model.state_dict()["fc.weight"])
+    with pytest.raises(ExternalFeaturesError, match="not a resnet18 state dict"):
+        load_weights(path, "resnet18")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ExternalFeaturesError, match="junk.pt: cannot be loaded"):
+        load_weights(str(tmp_path / "junk.pt"), "small")
+
+
+@pytest.mark.slow
+def test_weights_and_feature_files_are_compared_beside_the_run(ray_session, tmp_path, capsys):
+    """A run's own CNN given back as --weights must score exactly what the run's CNN scored."""
+    out = str(tmp_path / "run")
+    small = ["--set", "data.synth.users=300", "--set", "data.synth.items=300", "--set", "training.epochs=2",
+             "--set", "factorization.epochs=5", "--set", "features.random_cnn=false"]
+    assert main(["run", "--out", out, *small]) == 0
+    model = glob.glob(os.path.join(out, "stages", "train-*", "model.pt"))[0]
+    weights = str(tmp_path / "weights.pt")
+    torch.save(torch.load(model, weights_only=False)["model"], weights)
+    ids, vectors = read_features(glob.glob(os.path.join(out, "stages", "features-*", "features.parquet"))[0])
+    write_features(str(tmp_path / "mine.parquet"), ids, vectors[:, ::-1])  # same geometry, other layout
+    assert main(["run", "--out", out, *small, "--weights", weights, "--features", f"mine={tmp_path}/mine.parquet"]) == 0
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["run/stages_reused"] == metrics["run/stages"] - 1  # only the evaluation is new
+    for name in ("weights", "mine"):
+        for rank in (1, 10, 100):
+            assert metrics[f"retrieval/{name}/jaccard@{rank}"] == pytest.approx(metrics[f"retrieval/cnn/jaccard@{rank}"], abs=1e-6)
+    assert metrics["probe/weights/accuracy"] == pytest.approx(metrics["probe/cnn/accuracy"], abs=0.02)
+    page = open(os.path.join(out, "report.html")).read()
+    for name in ("cnn", "color_hist", "pixels", "weights"):
+        assert f"report/neighbours_{name}.png" in page
+    capsys.readouterr()
+    assert main(["compare", out, out, "--metric", "retrieval/*/jaccard@10"]) == 0
+    table = capsys.readouterr().out
+    assert "retrieval/weights/jaccard@10" in table and "retrieval/pixels/jaccard@10" in table
+    assert main(["run", "--out", out, *small, "--features", f"gone={tmp_path}/gone.parquet"]) == 2
+    assert "gone.parquet: file does not exist" in capsys.readouterr().err
+
+
+def test_compare_tables_runs_and_names_a_directory_without_metrics(tmp_path, capsys):
+    for name, pr in (("a", 0.2), ("b", 0.1)):
+        os.makedirs(tmp_path / name)
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"mf/pr": pr, "retrieval/cnn/jaccard@10": 0.05 if name == "a" else None}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "metric,a,b" and "mf/pr,0.2,0.1" in lines and "retrieval/cnn/jaccard@10,0.05,-" in lines
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
+    assert "nothing: no metrics.json" in capsys.readouterr().err

@@ -83,6 +83,19 @@ def versions() -> dict:
             "pyarrow": pyarrow.__version__}
 
 
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on `path` across processes (fcntl: one host, or NFS with lockd)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @dataclass
 class StageResult:
     name: str
@@ -112,6 +125,12 @@ class StageStore:
         # the package version is part of the key: an upgrade never reuses an older release's outputs
         key = content_hash({"stage": name, "config": config, "inputs": inputs, "version": __version__})
         final = self.path(name, key)
+        os.makedirs(os.path.join(self.root, ".locks"), exist_ok=True)
+        # Sweep trials share a store: the first to need a stage computes it, the others wait and reuse it.
+        with _locked(os.path.join(self.root, ".locks", f"{name}-{key}")):
+            return self._run_locked(name, key, final, config, inputs, compute)
+
+    def _run_locked(self, name, key, final, config, inputs, compute) -> StageResult:
         manifest_path = os.path.join(final, MANIFEST)
         if os.path.exists(manifest_path):
             manifest = read_json(manifest_path)

@@ -20,6 +20,10 @@ def _add_run(commands) -> None:
     run.add_argument("--until", help="stop after this stage")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set factorization.dim=64 (repeatable)")
+    run.add_argument("--weights", help="also evaluate this torchvision weights file for training.model "
+                     "(sets evaluation.weights; loaded with weights_only=True, never downloaded)")
+    run.add_argument("--features", dest="feature_files", action="append", default=[], metavar="NAME=PATH",
+                     help="also evaluate a feature file (parquet: item_id, vector) as NAME (repeatable)")
     run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     run.set_defaults(handler=cmd_run)
 
@@ -48,12 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
-    sweep = commands.add_parser("sweep", help="sweep hyperparameters with Ray Tune + Optuna")
-    sweep.add_argument("space")
+    sweep = commands.add_parser("sweep", help="sweep hyperparameters with Ray Tune + Optuna (see search_spaces/)")
+    sweep.add_argument("space", help="search-space YAML")
+    sweep.add_argument("--data", help="dataset directory (overrides the base experiment's data.path)")
+    sweep.add_argument("--out", help="sweep directory (default: sweeps/<space name>)")
+    sweep.add_argument("--samples", type=int, help="trials (default: the file's samples); the first is the base experiment")
+    sweep.add_argument("--concurrency", type=int, help="trials at once (default and cap: what the cluster holds)")
+    sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver died")
+    sweep.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     sweep.set_defaults(handler=cmd_sweep)
     report = commands.add_parser("report", help="write a run's report.html (plots, image grids) and report.md")
     report.add_argument("run_dir")
     report.set_defaults(handler=cmd_report)
+    compare = commands.add_parser("compare", help="one table of the key metrics across runs")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--metric", dest="patterns", action="append", metavar="GLOB",
+                         help="metrics to show, e.g. 'retrieval/*/jaccard@*' (repeatable; default: the key ones)")
+    compare.add_argument("--format", choices=("text", "csv", "markdown"), default="text")
+    compare.set_defaults(handler=cmd_compare)
     _add_data(commands)
     config = commands.add_parser("config", help="print an experiment's resolved config")
     config.add_argument("experiment", nargs="?")
@@ -70,6 +86,8 @@ def cmd_run(args) -> int:
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    overrides += [f"evaluation.weights={os.path.abspath(args.weights)}"] if args.weights else []
+    overrides += [f"evaluation.feature_files.{_named_file(text)}" for text in args.feature_files]
     cfg = load_config(args.experiment, overrides)
     out = args.out or os.path.join("runs", cfg.name)
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
@@ -81,6 +99,26 @@ def cmd_run(args) -> int:
     write_summary(out)
     print(f"report: {write_html(out)}")
     print(f"metrics: {os.path.join(out, 'metrics.json')} ({len(metrics)} values); config: {os.path.join(out, 'config.yaml')}")
+    return 0
+
+
+def _named_file(text: str) -> str:
+    """'NAME=PATH' checked, for --features."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path or "." in name:
+        raise ConfigError(f"--features {text!r}: expected NAME=PATH (NAME without dots)")
+    return f"{name}={os.path.abspath(path)}"
+
+
+def cmd_compare(args) -> int:
+    from socialfeat.compare import KEY_PATTERNS, key_metrics, load_runs, table
+
+    runs = load_runs(args.run_dirs)
+    names = key_metrics(runs, tuple(args.patterns or KEY_PATTERNS))
+    if not names:
+        print(f"error: no metric matches {args.patterns or KEY_PATTERNS} in these runs", file=sys.stderr)
+        return 1
+    print(table(runs, names, args.format))
     return 0
 
 
@@ -133,8 +171,39 @@ def cmd_import_movielens(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    print("error: `socialfeat sweep` is not implemented yet (issue 6: Ray Tune + Optuna sweeps)", file=sys.stderr)
-    return 2
+    from socialfeat.distributed.cluster import connect
+    from socialfeat.sweep.results import write_results
+    from socialfeat.sweep.runner import base_point, finished_trials, run_sweep
+    from socialfeat.sweep.space import load_space
+
+    space = load_space(args.space)
+    if args.samples is not None and args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: need at least one trial")
+    if args.data and not os.path.isdir(args.data):
+        raise FileNotFoundError(f"{args.data}: dataset directory does not exist (--data)")
+    out = os.path.abspath(args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.space))[0]))
+    where = connect(args.address)
+    print(f"socialfeat sweep: {args.space} -> {out} (Ray: {where}; Tune results: tensorboard --logdir {out}/tune)",
+          file=sys.stderr)
+    data = args.data and os.path.abspath(args.data)
+    run_sweep(space, data, out, args.samples, args.concurrency, args.resume, verbose=1 if sys.stderr.isatty() else 0)
+    summary = write_results(finished_trials(out), space, out, base_point(space, space.base_config(data)))
+    print(json.dumps(summary, indent=2, default=str))
+    if "best_trial" not in summary:
+        names = ", ".join(o.metric for o in space.objectives)
+        print(f"error: no trial reported {names}; see {out}/results.csv for each trial's error", file=sys.stderr)
+        return 1
+    _explain(summary, out)
+    return 0
+
+
+def _explain(summary: dict, out: str) -> None:
+    """Which configuration won, and by how much over the base experiment."""
+    gains = [f"{metric} {value:.4g} (base {summary['base'][metric]:.4g})" if metric in summary["base"]
+             else f"{metric} {value:.4g}" for metric, value in summary["best"].items()]
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best_params"].items())
+    print(f"best trial {summary['best_trial']}: {'; '.join(gains)} with {params}", file=sys.stderr)
+    print(f"results: {out}/results.csv; rerun the winner: socialfeat run {out}/best.yaml", file=sys.stderr)
 
 
 def cmd_report(args) -> int:

@@ -1,6 +1,7 @@
 """The CNN stages of collaborative feature learning: train on pseudo classes, then extract features."""
 import logging
 import os
+import time
 import zlib
 
 import numpy as np
@@ -57,6 +58,7 @@ def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: Traini
     if cfg.class_balanced and cfg.objective == "pseudo_class":
         counts = np.bincount(labels, minlength=outputs).astype(np.float64)
         weights = (counts.sum() / np.maximum(counts, 1) / outputs).tolist()
+    started = time.perf_counter()
     state, history = fit_cnn(train_ds, holdout_ds, cfg, outputs, train_rows, weights, os.path.join(tmp, "ray"), "cnn")
     torch.save({"model": state["model"], "model_name": cfg.model, "num_outputs": outputs, "tap": cfg.tap},
                os.path.join(tmp, "model.pt"))
@@ -65,7 +67,8 @@ def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: Traini
     return {"train/images": train_rows + holdout_rows,
             "train/images_undecodable": int(len(classes) - train_rows - holdout_rows),
             "train/epochs": last["epoch"], "train/loss": last["train_loss"], "train/holdout_top1": last["holdout_top1"],
-            "train/holdout_top5": last["holdout_top5"], "train/resumed": int(any(h["resumed"] for h in history))}
+            "train/holdout_top5": last["holdout_top5"], "train/seconds": time.perf_counter() - started,
+            "train/resumed": int(any(h["resumed"] for h in history))}
 
 
 def features_stage(dataset: Dataset, train_dir: str, cfg: FeaturesConfig, tmp: str) -> dict:
@@ -93,3 +96,19 @@ def features_stage(dataset: Dataset, train_dir: str, cfg: FeaturesConfig, tmp: s
         result[f"features/{name}/dim"] = int(vectors.shape[1])
     os.replace(os.path.join(tmp, "features_cnn.parquet"), os.path.join(tmp, "features.parquet"))
     return result
+
+
+def weights_features(dataset: Dataset, weights_path: str, training: TrainingConfig, cfg: FeaturesConfig,
+                     out_path: str) -> int:
+    """Features from a user's weights file for `training.model` (at `training.tap`) -> out_path; rows written."""
+    from socialfeat.distributed.data import image_dataset
+    from socialfeat.distributed.inference import extract
+    from socialfeat.evaluation.external import load_weights
+
+    state, outputs = load_weights(weights_path, training.model)
+    items = dataset.items[dataset.items["image_ref"].notna()]
+    images = image_dataset(dataset.root, dataset.image_column, items["item_id"], training.image_size)
+    item_ids, vectors = extract(images, training.model, outputs, state, training.tap, training.crop_size,
+                                training.seed, cfg.batch_size, cfg.concurrency, training.use_gpu)
+    write_features(out_path, item_ids, vectors)
+    return len(item_ids)

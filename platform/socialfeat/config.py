@@ -100,7 +100,7 @@ class TrainingConfig(Strict):
     warmup_epochs: NonNegativeInt = 1
     holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # tr items held out for top-1 / top-5
     num_workers: PositiveInt = 1
-    cpus_per_worker: PositiveInt = 2
+    cpus_per_worker: PositiveFloat = 2  # fractions let a sweep trial's Ray Data share a small machine
     use_gpu: bool = False
     max_failures: NonNegativeInt = 2  # worker crashes survived (resuming from the last checkpoint)
     seed: int = 0
@@ -123,6 +123,22 @@ class FeaturesConfig(Strict):
     neighbours: PositiveInt = 10
 
 
+class EvaluationConfig(Strict):
+    """What the evaluation compares beyond the run's own features (Fang et al. 4.3, 4.4)."""
+
+    ranks: int = Field(100, ge=1, le=1000)  # neighbours per te query: Jaccard at ranks 1..ranks
+    feature_files: dict[str, str] = {}  # name -> parquet of (item_id, vector), e.g. features of another model
+    weights: str | None = None  # a torchvision state dict for training.model (torch.load(weights_only=True))
+
+    @model_validator(mode="after")
+    def _names(self):
+        taken = {"cnn", "random_cnn", "color_hist", "pixels", "latent", "random", "weights"}
+        clash = sorted(taken & set(self.feature_files))
+        if clash:
+            raise ValueError(f"feature_files names {clash} are taken by built-in feature sets")
+        return self
+
+
 class RayConfig(Strict):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray on this machine
     num_cpus: PositiveInt | None = None
@@ -139,6 +155,7 @@ class ExperimentConfig(Strict):
     clustering: ClusteringConfig = ClusteringConfig()
     training: TrainingConfig = TrainingConfig()
     features: FeaturesConfig = FeaturesConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     ray: RayConfig = RayConfig()
 
 

@@ -185,18 +185,33 @@ def _features_stage(run: Run) -> None:
 
 
 def _evaluate_stage(run: Run) -> None:
+    from socialfeat.evaluation.external import file_fingerprint
     from socialfeat.evaluation.suite import evaluate as evaluate_features
+
+    cfg = run.cfg.evaluation
+    files = dict(cfg.feature_files) | ({"weights": cfg.weights} if cfg.weights else {})
+    fingerprints = {name: file_fingerprint(path) for name, path in files.items()}  # fails before any work
 
     def compute(tmp: str) -> dict:
         interactions = pd.read_parquet(os.path.join(run.results["filter"].path, "interactions.parquet"))
         parts = pd.read_parquet(os.path.join(run.results["split"].path, "items.parquet"))
+        external = dict(cfg.feature_files)
+        if cfg.weights:
+            from socialfeat.cnn import weights_features
+
+            external["weights"] = os.path.join(tmp, "features_weights.parquet")
+            weights_features(run.dataset(), cfg.weights, run.cfg.training, run.cfg.features, external["weights"])
         metrics, curves = evaluate_features(run.dataset(), interactions, parts, run.results["features"].path,
-                                            run.results["factorization"].path, run.cfg.split.seed)
+                                            run.results["factorization"].path, run.cfg.split.seed, cfg.ranks,
+                                            external, save_dir=tmp)
         artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
         return metrics
 
     inputs = {name: run.results[name].key for name in ("filter", "split", "features", "factorization")}
-    run.stage("evaluate", {"ranks": 100, "seed": run.cfg.split.seed}, inputs, compute)
+    config = {"ranks": cfg.ranks, "seed": run.cfg.split.seed, "files": fingerprints}
+    if cfg.weights:  # the weights are read through the training architecture and crops
+        config["training"] = run.cfg.training.model_dump(include={"model", "tap", "image_size", "crop_size", "seed"})
+    run.stage("evaluate", config, inputs, compute)
 
 
 STAGE_FUNCTIONS = {"evaluate": _evaluate_stage, "data": _data_stage, "filter": _filter_stage, "split": _split_stage,

@@ -91,6 +91,11 @@ def _grid_plot(out: str, name: str, root: str, features_path: str, parts: pd.Ser
     return os.path.basename(path)
 
 
+def _grid_order(path: str) -> tuple:
+    """The learned CNN first, then the others by name."""
+    return (not path.endswith("features.parquet"), os.path.basename(path))
+
+
 def write_html(run_dir: str, queries: int = 6, seed: int = 0) -> str:
     """Write run_dir/report.html and its PNGs under run_dir/report/; returns the HTML's path."""
     out = os.path.join(run_dir, "report")
@@ -107,7 +112,9 @@ def write_html(run_dir: str, queries: int = 6, seed: int = 0) -> str:
         te = [i for i in ids if parts.get(i) == "te"]
         chosen = list(np.random.default_rng(seed).choice(te, min(queries, len(te)), replace=False)) if te else []
         root = artifacts.read_json(os.path.join(run_dir, "run.json"))["dataset"]
-        for path in sorted(glob.glob(os.path.join(features, "features*.parquet"))):
+        found = glob.glob(os.path.join(features, "features*.parquet"))
+        found += glob.glob(os.path.join(evaluate, "features_*.parquet")) if evaluate else []  # baselines, weights
+        for path in sorted(found, key=_grid_order):
             name = "cnn" if path.endswith("features.parquet") else os.path.basename(path)[9:-8]
             figures.append((f"Nearest tr neighbours of te queries: {name} (query left)",
                             _grid_plot(out, name, root, path, parts, chosen)))

@@ -55,9 +55,20 @@ def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.n
     sizes = np.bincount(labels, minlength=k)
     metrics = {"kmeans/inertia": inertia, "kmeans/k": k, "kmeans/size_min": int(sizes.min()),
                "kmeans/size_max": int(sizes.max()), "kmeans/size_median": float(np.median(sizes)),
-               "kmeans/empty_reseeded": reseeded, "kmeans/seed": cfg.seed}
+               "kmeans/empty_reseeded": reseeded, "kmeans/seed": cfg.seed,
+               "kmeans/silhouette": silhouette(x, labels, cfg.seed)}
     log.info("k-means: K=%d, sizes %d..%d, inertia %.4g, seed %d", k, sizes.min(), sizes.max(), inertia, cfg.seed)
     return labels, centroids, metrics
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray, seed: int, sample: int = 4000) -> float:
+    """Mean silhouette on a seeded sample: unlike inertia it does not simply improve as K grows,
+    so a K sweep can be scored without labels (NaN when every point is its own cluster)."""
+    from sklearn.metrics import silhouette_score
+
+    if not 2 <= len(np.unique(labels)) < len(labels):
+        return float("nan")
+    return float(silhouette_score(x, labels, sample_size=min(sample, len(x)), random_state=seed))
 
 
 def nmi(labels: np.ndarray, truth: np.ndarray) -> float:

@@ -69,6 +69,6 @@ def image_dataset(root: str, column: str, item_ids, size: int, labels=None, targ
     lookup = {"position": {item: n for n, item in enumerate(item_ids)}, "item_id": item_ids,
               "label": np.full(len(item_ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64),
               "target": None if targets is None else np.asarray(targets, np.float32)}
-    source = ray.data.read_parquet(os.path.join(root, "items.parquet"), columns=["item_id", column])
+    source = ray.data.read_parquet(os.path.join(root, "items.parquet")).select_columns(["item_id", column])
     return source.map_batches(_decode_batch, batch_format="numpy", batch_size=256,
                               fn_kwargs={"root": root, "column": column, "size": size, "lookup_ref": ray.put(lookup)})

@@ -68,7 +68,7 @@ def worker_loop(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     with open(os.path.join(config["pid_dir"], PID_FILE.format(rank=rank)), "w") as handle:
         handle.write(str(os.getpid()))
-    torch.set_num_threads(cfg.cpus_per_worker)
+    torch.set_num_threads(max(1, round(cfg.cpus_per_worker)))
     torch.manual_seed(cfg.seed + rank)
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(build(cfg.model, config["num_outputs"]))
@@ -94,6 +94,17 @@ def worker_loop(config: dict) -> None:
         _save_and_report(metrics, state)
 
 
+def _tune_callbacks() -> list:
+    """Inside a sweep trial, forward every epoch's report to Tune (ASHA stops trailing trials on them)."""
+    from ray.tune.trainable.trainable_fn_utils import _in_tune_session
+
+    if not _in_tune_session():
+        return []
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    return [TuneReportCallback()]
+
+
 def fit_cnn(train_ds, holdout_ds, cfg: TrainingConfig, num_outputs: int, train_rows: int, class_weights,
             storage: str, name: str) -> tuple[dict, list]:
     """Train with a TorchTrainer; returns (final training state, per-epoch history)."""
@@ -109,7 +120,7 @@ def fit_cnn(train_ds, holdout_ds, cfg: TrainingConfig, num_outputs: int, train_r
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
         datasets={"train": train_ds, "holdout": holdout_ds})
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:

@@ -11,12 +11,14 @@ import scipy.sparse as sp
 from socialfeat.data.images import item_image_bytes
 from socialfeat.data.reader import Dataset
 from socialfeat.evaluation.baselines import baseline_features
+from socialfeat.evaluation.external import aligned_features
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.evaluation.retrieval import cosine_neighbours, jaccard_at_ranks
-from socialfeat.features.extract import read_features
+from socialfeat.features.extract import read_features, write_features
 
 log = logging.getLogger(__name__)
 RANKS = (1, 10, 100)
+BASELINES = ("color_hist", "pixels")
 
 
 class EvaluationError(ValueError):
@@ -71,7 +73,7 @@ def random_retrieval(parts: pd.Series, item_users, items, k: int, seed: int) -> 
     return {f"retrieval/random/jaccard@{r}": float(curve[r - 1]) for r in RANKS if r <= len(curve)}, curve
 
 
-def _feature_sets(dataset: Dataset, features_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _feature_sets(dataset: Dataset, features_dir: str, external: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     sets = {"cnn": read_features(os.path.join(features_dir, "features.parquet"))}
     random_path = os.path.join(features_dir, "features_random_cnn.parquet")
     if os.path.exists(random_path):
@@ -84,12 +86,18 @@ def _feature_sets(dataset: Dataset, features_dir: str) -> dict[str, tuple[np.nda
                for v in stored]
     for name, vectors in baseline_features(encoded).items():
         sets[name] = (ids, vectors)
+    for name, path in external.items():  # compared on exactly the items the run's CNN embedded
+        sets[name] = (ids, aligned_features(path, name, ids))
     return sets
 
 
 def evaluate(dataset: Dataset, interactions: pd.DataFrame, parts: pd.DataFrame, features_dir: str,
-             factors_dir: str, seed: int, k: int = 100) -> tuple[dict, dict]:
-    """(metrics, curves) for every feature set: retrieval, owner-viewed and linear probes."""
+             factors_dir: str, seed: int, k: int = 100, external: dict[str, str] | None = None,
+             save_dir: str | None = None) -> tuple[dict, dict]:
+    """(metrics, curves) for every feature set: retrieval, owner-viewed and linear probes.
+
+    `external` maps extra feature-set names to feature files (item_id, vector) to compare as well;
+    the baselines' features are written to `save_dir` (for the report's neighbour grids)."""
     item_users, items, users = _viewers(interactions)
     part = parts.set_index("item_id")["part"]
     owners = dataset.items.set_index("item_id")["owner_id"] if "owner_id" in dataset.items else None
@@ -98,7 +106,9 @@ def evaluate(dataset: Dataset, interactions: pd.DataFrame, parts: pd.DataFrame, 
     metrics, curves = {}, {}
     metrics_random, curves["random"] = random_retrieval(part, item_users, items, k, seed)
     metrics.update(metrics_random)
-    for name, (ids, vectors) in _feature_sets(dataset, features_dir).items():
+    for name, (ids, vectors) in _feature_sets(dataset, features_dir, external or {}).items():
+        if save_dir and name in BASELINES:
+            write_features(os.path.join(save_dir, f"features_{name}.parquet"), ids, vectors)
         found, curves[name] = retrieval(name, vectors, ids, part, item_users, items, users, owners, k)
         metrics.update(found)
         if labels is not None:

@@ -1,0 +1,62 @@
+"""User-supplied feature sets: a features file (item_id, vector) or a torchvision weights file."""
+import os
+
+import numpy as np
+import torch
+
+from socialfeat.features.extract import read_features
+
+# The last linear layer of each architecture: its weight's rows are the model's outputs.
+HEAD = {"small": "fc.weight", "resnet18": "fc.weight", "resnet50": "fc.weight", "alexnet": "classifier.6.weight"}
+
+
+class ExternalFeaturesError(ValueError):
+    """A user-supplied feature or weights file that cannot be evaluated."""
+
+
+def file_fingerprint(path: str) -> dict:
+    """What makes a stage that reads `path` stale: its size and modification time."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file does not exist")
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def aligned_features(path: str, name: str, item_ids: np.ndarray) -> np.ndarray:
+    """The file's vectors in the order of `item_ids`; every one of them must be present."""
+    ids, vectors = read_features(path)
+    position = {item: n for n, item in enumerate(ids)}
+    missing = [item for item in item_ids if item not in position]
+    if missing:
+        raise ExternalFeaturesError(f"{path}: feature set '{name}' has no vector for {len(missing)} of "
+                                    f"{len(item_ids)} items with images (first: {missing[0]!r})")
+    return vectors[[position[item] for item in item_ids]]
+
+
+def load_weights(path: str, model_name: str) -> tuple[dict, int]:
+    """(state dict, number of outputs) of a weights file for `model_name`, loaded without running code."""
+    from socialfeat.vision.backbones import build
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: weights file does not exist (evaluation.weights / --weights)") from None
+    except Exception as error:  # pickles with code in them, truncated files, not a torch file at all
+        raise ExternalFeaturesError(f"{path}: cannot be loaded as weights ({type(error).__name__}: {error})") from None
+    for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    state = {key.removeprefix("module."): value for key, value in state.items()}  # saved from DDP
+    if HEAD[model_name] not in state:
+        raise ExternalFeaturesError(f"{path}: not a {model_name} state dict (no '{HEAD[model_name]}'); "
+                                    "training.model picks the architecture")
+    outputs = int(state[HEAD[model_name]].shape[0])
+    expected = build(model_name, outputs).state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise ExternalFeaturesError(
+            f"{path}: not a {model_name} state dict ({len(missing)} missing keys, {len(unexpected)} unexpected, "
+            f"{len(wrong_shape)} of the wrong shape; first: {(missing + unexpected + wrong_shape)[0]!r}); "
+            "training.model picks the architecture")
+    return state, outputs

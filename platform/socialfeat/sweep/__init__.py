@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: search-space files, Ray Tune + Optuna runs, and their results."""

@@ -1,0 +1,238 @@
+"""`socialfeat sweep`: a Ray Tune Tuner with OptunaSearch (TPE, define-by-run) over a search space,
+every trial a cached pipeline run in the sweep's shared stage store.
+
+Each trial's directory (OUT/trials/<id>: trial.json, metrics.json, error.txt) is the record of the
+sweep. --resume reads it rather than Tune's experiment state, which Ray 2.60 rewrites in place: a
+driver killed mid-write left it empty in our tests, and Tuner.restore then lost every trial."""
+import glob
+import logging
+import os
+import sys
+import time
+
+from socialfeat.artifacts import atomic_write_text, read_json, write_json
+from socialfeat.config import ConfigError, ExperimentConfig
+from socialfeat.sweep.space import SearchSpace, spec_of, suggest, trial_config
+
+log = logging.getLogger(__name__)
+TUNE_NAME = "tune"
+
+
+def trial(params: dict, base: dict, stage_root: str, trials_root: str, until: str) -> None:
+    """One Tune trial: the base experiment with `params`, run up to `until` in the shared stage store."""
+    import ray.tune
+
+    from socialfeat.pipeline import run_experiment
+
+    context = ray.tune.get_context()
+    run_dir = os.path.join(trials_root, context.get_trial_id())
+    os.makedirs(run_dir, exist_ok=True)
+    if os.path.exists(os.path.join(run_dir, "error.txt")):
+        os.remove(os.path.join(run_dir, "error.txt"))  # a retry
+    write_json(os.path.join(run_dir, "trial.json"), {"params": params, "started": time.time(),
+                                                     "experiment": context.get_experiment_name()})
+    cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
+    try:
+        metrics, run = run_experiment(cfg, run_dir, until=until, stage_root=stage_root)
+    except Exception as error:
+        atomic_write_text(os.path.join(run_dir, "error.txt"), f"{type(error).__name__}: {error}\n")
+        raise
+    for result in run.results.values():  # what each trial computed and what it took from other trials
+        metrics[f"stage/{result.name}/seconds"] = result.seconds
+        metrics[f"stage/{result.name}/reused"] = int(result.reused)
+    metrics["reused_stages"] = ",".join(r.name for r in run.results.values() if r.reused)
+    last_epoch = metrics.get("train/epochs")
+    if last_epoch is not None:  # ASHA's time attribute, as the Train workers reported it each epoch
+        metrics["epoch"] = last_epoch
+    write_json(os.path.join(run_dir, "trial_metrics.json"), metrics)  # complete: the resume record
+    ray.tune.report(metrics)
+
+
+def finished_trials(out: str) -> list[dict]:
+    """Trials of this sweep that completed or failed for good, oldest first: {id, params, metrics|error}."""
+    found = []
+    for path in glob.glob(os.path.join(out, "trials", "*", "trial.json")):
+        run_dir = os.path.dirname(path)
+        record = read_json(path) | {"trial_id": os.path.basename(run_dir), "run_dir": run_dir}
+        if os.path.exists(os.path.join(run_dir, "trial_metrics.json")):
+            found.append(record | {"metrics": read_json(os.path.join(run_dir, "trial_metrics.json"))})
+        elif os.path.exists(os.path.join(run_dir, "error.txt")):
+            found.append(record | {"error": open(os.path.join(run_dir, "error.txt")).read().strip()})
+    return sorted(found, key=lambda r: r["started"])
+
+
+def base_point(space: SearchSpace, base: ExperimentConfig) -> dict:
+    """The base experiment's values for the space's parameters: the sweep's first trial, the yardstick."""
+    raw = base.model_dump(mode="json")
+
+    def value(key):
+        node = raw
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    point = {}
+
+    def add(parameters: dict) -> None:
+        for key, spec in parameters.items():
+            point[key] = value(key)
+            choices = spec.get("choice")
+            if isinstance(choices, dict) and choices.get(point[key]):
+                add(choices[point[key]])
+
+    add(space.parameters)
+    outside = [key for key, found in point.items() if not within(spec_of(space, key), found)]
+    if outside:
+        log.warning("the base experiment lies outside the space at %s: it is not evaluated as a trial", outside)
+        return {}
+    return point
+
+
+def within(spec: dict, value) -> bool:
+    """Whether a distribution can produce `value`."""
+    if "choice" in spec:
+        return value in list(spec["choice"])
+    low, high = next(spec[k] for k in ("uniform", "loguniform", "int") if k in spec)
+    return isinstance(value, (int, float)) and low <= value <= high
+
+
+def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
+    """How many trials the cluster holds at once: CPUs (and GPUs) over what one trial needs."""
+    import ray
+
+    resources = ray.cluster_resources()
+    needs_cpu = space.trial_cpus + space.data_cpus
+    if STAGES_WITH_TRAINER & set(_stages(space.until)):
+        needs_cpu += base.training.num_workers * base.training.cpus_per_worker
+    fits = int(resources.get("CPU", 1) // max(needs_cpu, 1e-9))
+    if space.trial_gpus:
+        fits = min(fits, int(resources.get("GPU", 0) // space.trial_gpus))
+    if fits < 1:
+        raise ConfigError(f"{space.path}: one trial needs {needs_cpu:g} CPUs / {space.trial_gpus:g} GPUs; "
+                          f"the cluster has {resources.get('CPU', 0):g} / {resources.get('GPU', 0):g}")
+    return fits
+
+
+STAGES_WITH_TRAINER = {"train"}
+
+
+def _stages(until: str) -> tuple:
+    from socialfeat.pipeline import STAGES
+
+    return STAGES[: STAGES.index(until) + 1]
+
+
+class DefineByRun:
+    """Optuna's define-by-run callback for a space (a class, so Tune can pickle the searcher to resume)."""
+
+    def __init__(self, parameters: dict):
+        self.parameters = parameters
+
+    def __call__(self, trial) -> None:
+        suggest(trial, self.parameters)
+
+
+def _searcher(space: SearchSpace, base: ExperimentConfig, done: list[dict]):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    metrics = [o.metric for o in space.objectives]
+    modes = [o.mode for o in space.objectives]
+    single = len(metrics) == 1
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    point = base_point(space, base)
+    return OptunaSearch(DefineByRun(space.parameters), metric=metrics[0] if single else metrics,
+                        mode=modes[0] if single else modes,
+                        sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
+                        points_to_evaluate=[point] if point and not done else None,
+                        storage=_study_with(done, space) if done else None, study_name="sweep" if done else None)
+
+
+def _distribution(spec: dict):
+    import optuna.distributions as d
+
+    if "choice" in spec:
+        return d.CategoricalDistribution(list(spec["choice"]))
+    if "int" in spec:
+        return d.IntDistribution(int(spec["int"][0]), int(spec["int"][1]), log=bool(spec.get("log", False)))
+    low, high = spec.get("uniform") or spec["loguniform"]
+    return d.FloatDistribution(low, high, log="loguniform" in spec)
+
+
+def _study_with(done: list[dict], space: SearchSpace):
+    """An Optuna storage holding an earlier driver's trials: TPE goes on from where it was."""
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    directions = ["minimize" if o.mode == "min" else "maximize" for o in space.objectives]
+    study = optuna.create_study(storage=storage, study_name="sweep", directions=directions)
+    for record in done:
+        values = [record.get("metrics", {}).get(o.metric) for o in space.objectives]
+        distributions = {key: _distribution(spec_of(space, key)) for key in record["params"]}
+        state = optuna.trial.TrialState.COMPLETE if None not in values else optuna.trial.TrialState.FAIL
+        study.add_trial(optuna.trial.create_trial(params=record["params"], distributions=distributions, state=state,
+                                                  values=values if state == optuna.trial.TrialState.COMPLETE else None))
+    return storage
+
+
+def _scheduler(space: SearchSpace):
+    if space.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = space.scheduler
+    if not 1 <= s.grace_period <= s.max_epochs:
+        raise ConfigError(f"{space.path}: scheduler grace_period {s.grace_period} must lie in 1..max_epochs {s.max_epochs}")
+    return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=s.max_epochs,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+
+
+def _trainable(space: SearchSpace, base: ExperimentConfig, out: str):
+    from ray import tune
+
+    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), stage_root=os.path.join(out, "stages"),
+                              trials_root=os.path.join(out, "trials"), until=space.until)
+    bundles = [{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]
+    if space.data_cpus:  # Tune captures a trial's child tasks in its placement group: give them room there
+        bundles.append({"CPU": space.data_cpus})
+    return tune.with_resources(fn, tune.PlacementGroupFactory(bundles))
+
+
+def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | None = None,
+              concurrency: int | None = None, resume: bool = False, verbose: int = 1):
+    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials)."""
+    from ray import tune
+
+    out = os.path.abspath(out)
+    base = space.base_config(data)
+    started = bool(glob.glob(os.path.join(out, "trials", "*", "trial.json")))
+    if resume and not started:
+        raise FileNotFoundError(f"{out}: no sweep to resume here (start one without --resume)")
+    if started and not resume:
+        raise FileExistsError(f"{out}: holds a sweep already; add --resume to continue it, or choose another --out")
+    if STAGES_WITH_TRAINER & set(_stages(space.until)) and not os.environ.get("SOCIALFEAT_CNN_SWEEPS"):
+        raise ConfigError(f"{space.path}: trials that train the CNN (until: {space.until}) are not supported yet: "
+                          "Ray Data image loading inside a Tune trial stalled in our tests (Ray 2.60). Sweep up to "
+                          "kmeans, or set SOCIALFEAT_CNN_SWEEPS=1 to try anyway")
+    os.makedirs(out, exist_ok=True)
+    fits = max_concurrency(space, base)
+    if concurrency is not None and concurrency > fits:
+        print(f"warning: --concurrency {concurrency} capped to {fits}: that is what the cluster holds", file=sys.stderr)
+    concurrency = min(concurrency or fits, fits)
+    # Per-epoch reports carry the scheduler's metric, the final one the objectives: neither has both.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    done = finished_trials(out)
+    remaining = (samples or space.samples) - len(done)
+    if remaining <= 0:
+        return None
+    name = TUNE_NAME if not resume else f"{TUNE_NAME}-resumed-{len(glob.glob(os.path.join(out, TUNE_NAME + '*')))}"
+    if resume:
+        print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
+    tuner = tune.Tuner(
+        _trainable(space, base, out),
+        tune_config=tune.TuneConfig(search_alg=_searcher(space, base, done), scheduler=_scheduler(space),
+                                    num_samples=remaining, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=name, storage_path=out, verbose=verbose,
+                                  failure_config=tune.FailureConfig(max_failures=space.max_failures)))
+    return tuner.fit()

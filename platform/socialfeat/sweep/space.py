@@ -1,0 +1,205 @@
+"""Search-space files: a base experiment, objectives and distributions over dotted config keys."""
+import math
+import os
+from dataclasses import dataclass, field
+
+import yaml
+from pydantic import BaseModel
+
+from socialfeat.config import ConfigError, ExperimentConfig, load_config, set_dotted, build_config
+from socialfeat.pipeline import STAGES
+
+KINDS = ("uniform", "loguniform", "int", "choice")
+# The stage that reports each metric family: an objective must come from a stage the trials run.
+METRIC_STAGES = {"data": "data", "filter": "filter", "split": "split", "sampling": "sampling", "mf": "factorization",
+                 "latent": "factorization", "kmeans": "kmeans", "train": "train", "features": "features",
+                 "retrieval": "evaluate", "probe": "evaluate", "run": "data"}
+
+
+@dataclass
+class Objective:
+    metric: str
+    mode: str  # "min" or "max"
+
+
+@dataclass
+class Scheduler:
+    """ASHA over training epochs: trials that trail at a rung stop early."""
+
+    grace_period: int
+    max_epochs: int
+    metric: str = "holdout_loss"  # reported by the Train workers every epoch
+    mode: str = "min"
+    reduction_factor: int = 2
+
+
+@dataclass
+class SearchSpace:
+    path: str
+    experiment: str | None  # the base experiment file (None: the built-in defaults)
+    objectives: list[Objective]
+    parameters: dict  # dotted key -> distribution (choice values may carry conditional sub-spaces)
+    until: str = "evaluate"
+    samples: int = 16
+    seed: int = 0
+    trial_cpus: float = 1.0
+    trial_gpus: float = 0.0
+    data_cpus: float = 0.0  # CPUs for the Ray Data tasks a trial starts (Tune keeps them in the trial's group)
+    max_failures: int = 1
+    startup_trials: int = 10  # random trials before TPE models the results (Optuna's default)
+    scheduler: Scheduler | None = None
+    fixed: list[str] = field(default_factory=list)  # KEY=VALUE overrides every trial gets
+
+    def base_config(self, data: str | None) -> ExperimentConfig:
+        overrides = list(self.fixed) + ([f"data.path={data}"] if data else [])
+        return load_config(self.experiment, overrides)
+
+
+def _config_field(source: str, key: str):
+    """The pydantic field behind a dotted key, or a ConfigError naming the key."""
+    model: type[BaseModel] = ExperimentConfig
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if part not in model.model_fields:
+            where = ".".join(parts[:depth]) or "the experiment"
+            raise ConfigError(f"{source}: space key '{key}': '{part}' is not a key of {where} "
+                              f"(valid: {', '.join(sorted(model.model_fields))})")
+        annotation = model.model_fields[part].annotation
+        if depth < len(parts) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                raise ConfigError(f"{source}: space key '{key}': '{part}' is a value, not a section")
+            model = annotation
+    return model.model_fields[parts[-1]]
+
+
+def _check_distribution(source: str, key: str, spec) -> None:
+    where = f"{source}: space.{key}"
+    if not isinstance(spec, dict) or len(set(spec) & set(KINDS)) != 1:
+        raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} (got {spec!r})")
+    kind = next(k for k in KINDS if k in spec)
+    _config_field(source, key)
+    if kind == "choice":
+        values = spec["choice"]
+        if not values:
+            raise ConfigError(f"{where}: choice needs at least one value")
+        if isinstance(values, dict):  # value -> conditional sub-space
+            for value, sub in values.items():
+                for sub_key, sub_spec in (sub or {}).items():
+                    _check_distribution(source, sub_key, sub_spec)
+        return
+    bounds = spec[kind]
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
+        raise ConfigError(f"{where}: {kind} needs [low, high] (got {bounds!r})")
+    low, high = bounds
+    if not low < high:
+        raise ConfigError(f"{where}: empty or inverted range [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"{where}: loguniform needs a positive low bound (got {low})")
+    if kind == "int" and (low != int(low) or high != int(high)):
+        raise ConfigError(f"{where}: int bounds must be whole numbers (got [{low}, {high}])")
+
+
+def _objectives(source: str, raw) -> list[Objective]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: 'objectives' must be a list of {{metric: NAME, mode: min|max}}")
+    found = []
+    for entry in raw:
+        if not isinstance(entry, dict) or set(entry) != {"metric", "mode"} or entry["mode"] not in ("min", "max"):
+            raise ConfigError(f"{source}: objective {entry!r}: expected {{metric: NAME, mode: min|max}}")
+        found.append(Objective(entry["metric"], entry["mode"]))
+    return found
+
+
+def _check_reported(source: str, objectives: list[Objective], until: str) -> None:
+    """An objective no stage up to `until` reports would leave every trial unscored."""
+    for objective in objectives:
+        family = objective.metric.split("/")[0]
+        stage = METRIC_STAGES.get(family)
+        if stage is None:
+            raise ConfigError(f"{source}: objective metric '{objective.metric}' is reported by no stage "
+                              f"(metric families: {', '.join(sorted(METRIC_STAGES))})")
+        if STAGES.index(stage) > STAGES.index(until):
+            raise ConfigError(f"{source}: objective metric '{objective.metric}' comes from the {stage} stage, "
+                              f"but trials stop after {until} (until)")
+
+
+def load_space(path: str) -> SearchSpace:
+    """Read and validate a search-space file; every error names the file and the key."""
+    try:
+        with open(path) as handle:
+            raw = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: search-space file does not exist") from None
+    known = {"experiment", "objectives", "space", "until", "samples", "seed", "trial_resources", "max_failures",
+             "scheduler", "fixed", "startup_trials"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown search-space key(s) {unknown} (valid: {', '.join(sorted(known))})")
+    if not raw.get("space"):
+        raise ConfigError(f"{path}: 'space' is empty: nothing to sweep")
+    for key, spec in raw["space"].items():
+        _check_distribution(path, key, spec)
+    experiment = raw.get("experiment")
+    if experiment is not None:
+        experiment = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), experiment))
+    until = raw.get("until", "evaluate")
+    if until not in STAGES:
+        raise ConfigError(f"{path}: until {until!r} is not a stage ({', '.join(STAGES)})")
+    resources = raw.get("trial_resources") or {}
+    scheduler = raw.get("scheduler")
+    space = SearchSpace(path, experiment, _objectives(path, raw.get("objectives")), raw["space"], until,
+                        int(raw.get("samples", 16)), int(raw.get("seed", 0)), float(resources.get("cpu", 1)),
+                        float(resources.get("gpu", 0)), float(resources.get("data_cpus", 0)), int(raw.get("max_failures", 1)),
+                        int(raw.get("startup_trials", 10)), Scheduler(**scheduler) if scheduler else None, list(raw.get("fixed") or []))
+    _check_reported(path, space.objectives, until)
+    build_config(space.base_config(None).model_dump(), path)  # the base experiment itself must load
+    return space
+
+
+def suggest(trial, parameters: dict) -> dict:
+    """Define-by-run: ask the Optuna trial for every parameter (and the sub-space of each choice made)."""
+    chosen = {}
+    for key, spec in parameters.items():
+        if "uniform" in spec:
+            chosen[key] = trial.suggest_float(key, *spec["uniform"])
+        elif "loguniform" in spec:
+            chosen[key] = trial.suggest_float(key, *spec["loguniform"], log=True)
+        elif "int" in spec:
+            low, high = spec["int"]
+            chosen[key] = trial.suggest_int(key, int(low), int(high), log=bool(spec.get("log", False)))
+        else:
+            values = spec["choice"]
+            options = list(values) if isinstance(values, dict) else list(values)
+            chosen[key] = trial.suggest_categorical(key, options)
+            if isinstance(values, dict) and values[chosen[key]]:
+                chosen |= suggest(trial, values[chosen[key]])
+    return chosen
+
+
+def trial_config(base: ExperimentConfig, params: dict, name: str) -> ExperimentConfig:
+    """The base experiment with a trial's parameters set (validated like any config)."""
+    raw = base.model_dump(mode="json")
+    for key, value in params.items():
+        set_dotted(raw, key, value)
+    raw["name"] = name
+    return build_config(raw, f"trial {name}")
+
+
+def spec_of(space: SearchSpace, key: str) -> dict:
+    """The distribution of `key`, looking into conditional sub-spaces too."""
+    if key in space.parameters:
+        return space.parameters[key]
+    for spec in space.parameters.values():
+        if isinstance(spec.get("choice"), dict):
+            for sub in spec["choice"].values():
+                if sub and key in sub:
+                    return sub[key]
+    return {}
+
+
+def log_scale(spec: dict) -> bool:
+    return "loguniform" in spec or bool(spec.get("log", False))
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

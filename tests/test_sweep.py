@@ -1,0 +1,114 @@
+"""`socialfeat sweep`: search-space files, shared stages across trials, failed trials, a killed driver."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from socialfeat.cli import main
+from socialfeat.config import ConfigError
+from socialfeat.sweep.space import load_space
+
+SHRINK = ["factorization.epochs=4", "factorization.eval_max_users=200", "clustering.k=6"]
+
+
+def _space(tmp_path, name="space.yaml", **fields) -> str:
+    raw = {"experiment": None, "until": "kmeans", "objectives": [{"metric": "kmeans/silhouette", "mode": "max"}],
+           "samples": 3, "fixed": SHRINK, "space": {"clustering.k": {"int": [4, 12]}}} | fields
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"space": {"factorization.lambda": {"loguniform": [0.1, 1]}}}, "'lambda' is not a key of factorization"),
+    ({"space": {"factorization.reg": {"loguniform": [1, 0.1]}}}, "empty or inverted range [1, 0.1]"),
+    ({"space": {"factorization.reg": {"uniform": [0.5, 0.5]}}}, "empty or inverted range"),
+    ({"space": {"factorization.reg": {"normal": [0, 1]}}}, "give exactly one of uniform, loguniform, int, choice"),
+    ({"objectives": [{"metric": "accuracy", "mode": "max"}]}, "'accuracy' is reported by no stage"),
+    ({"objectives": [{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}]}, "trials stop after kmeans"),
+    ({"space": {}}, "'space' is empty"),
+    ({"sampels": 3}, "unknown search-space key(s) ['sampels']"),
+])
+def test_bad_search_spaces_are_named(tmp_path, fields, message):
+    with pytest.raises(ConfigError) as error:
+        load_space(_space(tmp_path, **fields))
+    assert message in str(error.value) and "space.yaml" in str(error.value)
+
+
+def test_shipped_search_spaces_load():
+    spaces = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "search_spaces", "*.yaml")))
+    assert len(spaces) >= 3
+    for path in spaces:
+        assert load_space(path).parameters
+
+
+@pytest.mark.slow
+def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ray_session, synth_dir, tmp_path, capsys):
+    out = str(tmp_path / "sweep")
+    assert main(["sweep", _space(tmp_path), "--data", synth_dir, "--out", out, "--concurrency", "5"]) == 0
+    assert "capped to 2" in capsys.readouterr().err  # 2 CPUs, 1 per trial
+    results = pd.read_csv(os.path.join(out, "results.csv"))
+    assert len(results) == 3 and results["trial_id"].is_unique and (results["status"] == "TERMINATED").all()
+    assert results["is_base"].sum() == 1 and results.loc[results["is_base"], "param/clustering.k"].item() == 6
+    assert results["stage/factorization/reused"].sum() == 2  # computed by one trial, reused by the others
+    assert results["reused_stages"].fillna("").str.contains("factorization").sum() == 2
+    assert len(glob.glob(os.path.join(out, "stages", "factorization-*"))) == 1
+    assert results["stage/kmeans/reused"].sum() == len(results) - results["param/clustering.k"].nunique()
+    best = yaml.safe_load(open(os.path.join(out, "best.yaml")))
+    winner = results.loc[results["kmeans/silhouette"].idxmax()]
+    assert best["clustering"]["k"] == winner["param/clustering.k"] and best["data"]["path"] == os.path.abspath(synth_dir)
+    for plot in ("history.png", "parameters.png"):
+        assert os.path.getsize(os.path.join(out, "plots", plot)) > 1000
+    assert glob.glob(os.path.join(out, "tune", "trial_*", "events.out.tfevents.*"))  # TensorBoard logs
+    assert main(["sweep", _space(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_retried_then_recorded_without_stopping_the_sweep(ray_session, synth_dir, tmp_path):
+    # the base trial (k=6) works; a k drawn from up to 100,000 exceeds the ~360 items and raises
+    space = _space(tmp_path, samples=2, max_failures=1, space={"clustering.k": {"int": [4, 100000]}})
+    out = str(tmp_path / "sweep")
+    assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
+    results = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
+    assert results.loc[1, "status"] == "TERMINATED" and results.loc[2, "status"] == "ERROR"
+    assert "is larger than the" in results.loc[2, "error"] and "items to cluster" in results.loc[2, "error"]
+    attempts = glob.glob(os.path.join(out, "tune", "trial_*_2_*", "error*.txt"))
+    assert attempts, "the failure is kept beside the trial"
+
+
+def _finished(out: str) -> dict:
+    return {path: os.path.getmtime(path) for path in glob.glob(os.path.join(out, "trials", "*", "metrics.json"))}
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_session, synth_dir, tmp_path):
+    space = _space(tmp_path, samples=6, until="factorization", objectives=[{"metric": "mf/pr", "mode": "min"}],
+                   space={"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}})
+    out = str(tmp_path / "sweep")
+    env = os.environ | {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-m", "socialfeat", "sweep", space, "--data", synth_dir, "--out", out,
+                               "--concurrency", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(_finished(out)) < 2 and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    time.sleep(2)  # the killed driver's job (and its trial actors) is cleaned up by Ray
+    before = _finished(out)
+    assert 2 <= len(before) < 6 and not os.path.exists(os.path.join(out, "results.csv"))
+    assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0
+    results = pd.read_csv(os.path.join(out, "results.csv"))
+    assert len(results) == 6 and results["trial_id"].is_unique and sorted(results["number"]) == list(range(1, 7))
+    assert (results["status"] == "TERMINATED").all()
+    after = _finished(out)
+    assert all(after[path] == mtime for path, mtime in before.items())  # finished trials did not run again
+    assert len(after) == 6
