@@ -9,7 +9,7 @@ import time
 from socialfeat.config import ConfigError, load_config, to_yaml
 
 log = logging.getLogger("socialfeat")
-USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError)
 
 
 def _add_run(commands) -> None:

@@ -1,6 +1,7 @@
 """Joining a Ray cluster (RAY_ADDRESS or --address) or starting a local one."""
 import logging
 import os
+import socket
 
 log = logging.getLogger(__name__)
 
@@ -13,6 +14,25 @@ def quiet_data_progress() -> None:
     DataContext.get_current().enable_progress_bars = False
 
 
+class UnreachableCluster(ConnectionError):
+    """RAY_ADDRESS / --address names a cluster nobody answers at."""
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's long retries, when nothing listens at host:port."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise UnreachableCluster(f"Ray cluster at {address} (RAY_ADDRESS / --address) is unreachable: {error}. "
+                                 "Start one (`ray start --head`), fix the address, or unset RAY_ADDRESS for a local Ray") from None
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     """Start or join Ray once per process; returns 'local' or the cluster address joined."""
     import ray
@@ -23,6 +43,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         return "existing"
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=True)
         log.info("joined the Ray cluster at %s", address)
         return address
