@@ -173,7 +173,7 @@ def cmd_import_movielens(args) -> int:
 def cmd_sweep(args) -> int:
     from socialfeat.distributed.cluster import connect
     from socialfeat.sweep.results import write_results
-    from socialfeat.sweep.runner import base_point, finished_trials, run_sweep
+    from socialfeat.sweep.runner import finished_trials, run_sweep
     from socialfeat.sweep.space import load_space
 
     space = load_space(args.space)
@@ -187,7 +187,7 @@ def cmd_sweep(args) -> int:
           file=sys.stderr)
     data = args.data and os.path.abspath(args.data)
     run_sweep(space, data, out, args.samples, args.concurrency, args.resume, verbose=1 if sys.stderr.isatty() else 0)
-    summary = write_results(finished_trials(out), space, out, base_point(space, space.base_config(data)))
+    summary = write_results(finished_trials(out), space, out)
     print(json.dumps(summary, indent=2, default=str))
     if "best_trial" not in summary:
         names = ", ".join(o.metric for o in space.objectives)

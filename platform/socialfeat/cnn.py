@@ -71,16 +71,23 @@ def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: Traini
             "train/resumed": int(any(h["resumed"] for h in history))}
 
 
+def _item_images(dataset: Dataset, size: int):
+    """(items with an image, a Ray Dataset of them decoded at `size`)."""
+    from socialfeat.distributed.data import image_dataset
+
+    items = dataset.items[dataset.items["image_ref"].notna()]
+    return items, image_dataset(dataset.root, dataset.image_column, items["item_id"], size)
+
+
 def features_stage(dataset: Dataset, train_dir: str, cfg: FeaturesConfig, tmp: str) -> dict:
     """Features of every item with an image: tr, te and the items the popularity filters dropped
     (a user wants every image embedded; only factorisation needs the filters)."""
-    from socialfeat.distributed.data import image_dataset
     from socialfeat.distributed.inference import extract
 
     saved = torch.load(os.path.join(train_dir, "model.pt"), map_location="cpu", weights_only=False)
-    items = dataset.items[dataset.items["image_ref"].notna()]
     training = TrainingConfig(**artifacts.read_json(os.path.join(train_dir, "manifest.json"))["config"])
-    images = image_dataset(dataset.root, dataset.image_column, items["item_id"], training.image_size).materialize()
+    items, images = _item_images(dataset, training.image_size)
+    images = images.materialize()  # read once, embedded by every variant
     labels = dataset.items.set_index("item_id")["labels"] if "labels" in dataset.items else None
     result = {"features/items": images.count(), "features/undecodable": int(len(items) - images.count())}
     variants = {"cnn": saved["model"]} | ({"random_cnn": None} if cfg.random_cnn else {})
@@ -101,13 +108,11 @@ def features_stage(dataset: Dataset, train_dir: str, cfg: FeaturesConfig, tmp: s
 def weights_features(dataset: Dataset, weights_path: str, training: TrainingConfig, cfg: FeaturesConfig,
                      out_path: str) -> int:
     """Features from a user's weights file for `training.model` (at `training.tap`) -> out_path; rows written."""
-    from socialfeat.distributed.data import image_dataset
     from socialfeat.distributed.inference import extract
     from socialfeat.evaluation.external import load_weights
 
     state, outputs = load_weights(weights_path, training.model)
-    items = dataset.items[dataset.items["image_ref"].notna()]
-    images = image_dataset(dataset.root, dataset.image_column, items["item_id"], training.image_size)
+    _, images = _item_images(dataset, training.image_size)
     item_ids, vectors = extract(images, training.model, outputs, state, training.tap, training.crop_size,
                                 training.seed, cfg.batch_size, cfg.concurrency, training.use_gpu)
     write_features(out_path, item_ids, vectors)

@@ -23,18 +23,24 @@ def _stage_dir(run_dir: str, name: str) -> str | None:
     return next((s["path"] for s in stages if s["name"] == name), None)
 
 
-def _plot(path: str, draw) -> str:
+def save_figure(path: str, draw, size=(6, 4)) -> str:
+    """Draw on a fresh matplotlib figure (`draw(figure)`), save it as a PNG and close it; returns `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    draw(axis)
+    figure = plt.figure(figsize=size)
+    draw(figure)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
-    return os.path.basename(path)
+    return path
+
+
+def _plot(path: str, draw) -> str:
+    """One axis (`draw(axis)`); returns the PNG's file name."""
+    return os.path.basename(save_figure(path, lambda figure: draw(figure.add_subplot())))
 
 
 def _curves_plot(out: str, curves: dict) -> str:

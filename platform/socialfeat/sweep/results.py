@@ -6,15 +6,16 @@ import pandas as pd
 import yaml
 
 from socialfeat import artifacts
+from socialfeat.report_html import save_figure
 from socialfeat.sweep.space import SearchSpace, log_scale, spec_of
 
 
-def trials_frame(records: list[dict], space: SearchSpace, base: dict) -> pd.DataFrame:
+def trials_frame(records: list[dict], space: SearchSpace) -> pd.DataFrame:
     """One row per trial: id, status, parameters, every numeric metric, stage timings, reused stages."""
     rows = []
     for number, record in enumerate(records, start=1):
         metrics = record.get("metrics", {})
-        row = {"trial_id": record["trial_id"], "number": number, "is_base": bool(base) and record["params"] == base,
+        row = {"trial_id": record["trial_id"], "number": number, "is_base": record.get("is_base", False),
                "status": "ERROR" if "error" in record else "TERMINATED", "error": record.get("error", ""),
                "trial_dir": record["run_dir"]}
         row |= {f"param/{k}": v for k, v in record["params"].items()}
@@ -52,20 +53,6 @@ def best_row(frame: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
     return frame.loc[index]
 
 
-def _plot(path: str, draw, size=(6, 4)) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure = plt.figure(figsize=size)
-    draw(figure)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
-
-
 def plots(frame: pd.DataFrame, space: SearchSpace, out: str) -> list[str]:
     """Optimisation history, each parameter against the first objective, the Pareto front for two."""
     os.makedirs(out, exist_ok=True)
@@ -83,7 +70,7 @@ def plots(frame: pd.DataFrame, space: SearchSpace, out: str) -> list[str]:
         axis.set(xlabel="trial (in suggestion order)", ylabel=first.metric, title="Optimisation history")
         axis.legend()
 
-    paths = [_plot(os.path.join(out, "history.png"), history)]
+    paths = [save_figure(os.path.join(out, "history.png"), history)]
     params = [c for c in frame.columns if c.startswith("param/")]
 
     def parameters(figure):
@@ -98,7 +85,7 @@ def plots(frame: pd.DataFrame, space: SearchSpace, out: str) -> list[str]:
             axis.set(xlabel=key, ylabel=first.metric if n == 0 else None)
 
     if params:
-        paths.append(_plot(os.path.join(out, "parameters.png"), parameters, (4 * len(params), 3.5)))
+        paths.append(save_figure(os.path.join(out, "parameters.png"), parameters, (4 * len(params), 3.5)))
     if len(space.objectives) == 2:
         second = space.objectives[1]
 
@@ -110,15 +97,15 @@ def plots(frame: pd.DataFrame, space: SearchSpace, out: str) -> list[str]:
             axis.set(xlabel=f"{first.metric} ({first.mode})", ylabel=f"{second.metric} ({second.mode})")
             axis.legend()
 
-        paths.append(_plot(os.path.join(out, "pareto.png"), front))
+        paths.append(save_figure(os.path.join(out, "pareto.png"), front))
     return paths
 
 
-def write_results(records: list[dict], space: SearchSpace, out: str, base: dict) -> dict:
+def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
     """Write every results file; returns a summary (counts, best trial, its gain over the base)."""
     if not records:
         return {"trials": 0, "errored": 0, "plots": []}
-    frame = trials_frame(records, space, base)
+    frame = trials_frame(records, space)
     frame.to_csv(os.path.join(out, "results.csv"), index=False)
     frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(
         os.path.join(out, "results.parquet"), index=False)

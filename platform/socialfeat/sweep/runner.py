@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
 
 
-def trial(params: dict, base: dict, stage_root: str, trials_root: str, until: str) -> None:
+def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_root: str, until: str) -> None:
     """One Tune trial: the base experiment with `params`, run up to `until` in the shared stage store."""
     import ray.tune
 
@@ -30,7 +30,8 @@ def trial(params: dict, base: dict, stage_root: str, trials_root: str, until: st
     if os.path.exists(os.path.join(run_dir, "error.txt")):
         os.remove(os.path.join(run_dir, "error.txt"))  # a retry
     write_json(os.path.join(run_dir, "trial.json"), {"params": params, "started": time.time(),
-                                                     "experiment": context.get_experiment_name()})
+                                                     "experiment": context.get_experiment_name(),
+                                                     "is_base": bool(base_params) and params == base_params})
     cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
     try:
         metrics, run = run_experiment(cfg, run_dir, until=until, stage_root=stage_root)
@@ -102,7 +103,7 @@ def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
 
     resources = ray.cluster_resources()
     needs_cpu = space.trial_cpus + space.data_cpus
-    if STAGES_WITH_TRAINER & set(_stages(space.until)):
+    if trains_cnn(space.until):
         needs_cpu += base.training.num_workers * base.training.cpus_per_worker
     fits = int(resources.get("CPU", 1) // max(needs_cpu, 1e-9))
     if space.trial_gpus:
@@ -113,13 +114,11 @@ def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
     return fits
 
 
-STAGES_WITH_TRAINER = {"train"}
-
-
-def _stages(until: str) -> tuple:
+def trains_cnn(until: str) -> bool:
+    """Whether trials that stop after `until` run the train stage (a TorchTrainer each)."""
     from socialfeat.pipeline import STAGES
 
-    return STAGES[: STAGES.index(until) + 1]
+    return STAGES.index(until) >= STAGES.index("train")
 
 
 class DefineByRun:
@@ -132,7 +131,7 @@ class DefineByRun:
         suggest(trial, self.parameters)
 
 
-def _searcher(space: SearchSpace, base: ExperimentConfig, done: list[dict]):
+def _searcher(space: SearchSpace, point: dict, done: list[dict]):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -141,7 +140,6 @@ def _searcher(space: SearchSpace, base: ExperimentConfig, done: list[dict]):
     single = len(metrics) == 1
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    point = base_point(space, base)
     return OptunaSearch(DefineByRun(space.parameters), metric=metrics[0] if single else metrics,
                         mode=modes[0] if single else modes,
                         sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
@@ -188,10 +186,10 @@ def _scheduler(space: SearchSpace):
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def _trainable(space: SearchSpace, base: ExperimentConfig, out: str):
+def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str):
     from ray import tune
 
-    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), stage_root=os.path.join(out, "stages"),
+    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), base_params=point, stage_root=os.path.join(out, "stages"),
                               trials_root=os.path.join(out, "trials"), until=space.until)
     bundles = [{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]
     if space.data_cpus:  # Tune captures a trial's child tasks in its placement group: give them room there
@@ -211,7 +209,7 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
         raise FileNotFoundError(f"{out}: no sweep to resume here (start one without --resume)")
     if started and not resume:
         raise FileExistsError(f"{out}: holds a sweep already; add --resume to continue it, or choose another --out")
-    if STAGES_WITH_TRAINER & set(_stages(space.until)) and not os.environ.get("SOCIALFEAT_CNN_SWEEPS"):
+    if trains_cnn(space.until) and not os.environ.get("SOCIALFEAT_CNN_SWEEPS"):
         raise ConfigError(f"{space.path}: trials that train the CNN (until: {space.until}) are not supported yet: "
                           "Ray Data image loading inside a Tune trial stalled in our tests (Ray 2.60). Sweep up to "
                           "kmeans, or set SOCIALFEAT_CNN_SWEEPS=1 to try anyway")
@@ -229,9 +227,10 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     name = TUNE_NAME if not resume else f"{TUNE_NAME}-resumed-{len(glob.glob(os.path.join(out, TUNE_NAME + '*')))}"
     if resume:
         print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
+    point = base_point(space, base)
     tuner = tune.Tuner(
-        _trainable(space, base, out),
-        tune_config=tune.TuneConfig(search_alg=_searcher(space, base, done), scheduler=_scheduler(space),
+        _trainable(space, base, point, out),
+        tune_config=tune.TuneConfig(search_alg=_searcher(space, point, done), scheduler=_scheduler(space),
                                     num_samples=remaining, max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=name, storage_path=out, verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=space.max_failures)))
