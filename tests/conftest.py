@@ -1,5 +1,13 @@
-"""Shared fixtures: one Ray per test session, a small synthetic dataset, the imported MovieLens sample."""
+"""Shared fixtures: one Ray per test session, a loopback S3 server, a small synthetic dataset, MovieLens."""
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -9,6 +17,59 @@ from socialfeat.data.synthetic import generate
 
 MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-posters")
 SMALL_SYNTH = SynthConfig(users=300, items=400, styles=6, mean_views=25, seed=3, image_size=32)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Set before Ray starts so its workers inherit them: every s3:// URI in the tests goes to the loopback
+# server (moto, started by the s3_server fixture), and remote datasets/runs are cached in a temp dir.
+S3_PORT = _free_port()
+os.environ |= {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+               "SOCIALFEAT_CACHE": tempfile.mkdtemp(prefix="socialfeat-cache-")}
+
+
+def start_moto(port: int, **env) -> subprocess.Popen:
+    """moto's S3 API server on 127.0.0.1:`port`; returns once it answers."""
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], env=os.environ | env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except urllib.error.HTTPError:  # an answer, if not a 200
+            return process
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto_server did not start on port {port}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    process = start_moto(S3_PORT)
+    yield os.environ["AWS_ENDPOINT_URL"]
+    process.terminate()
+    process.wait(10)
+    shutil.rmtree(os.environ["SOCIALFEAT_CACHE"], ignore_errors=True)
+
+
+@pytest.fixture
+def bucket(s3_server, request) -> str:
+    """A fresh bucket on the loopback server, named after the test: returns 's3://<name>'."""
+    import pyarrow.fs as pafs
+
+    name = "t-" + request.node.name.replace("_", "-").lower()[:50].strip("-")
+    filesystem, _ = pafs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
+    filesystem.create_dir(name)
+    return f"s3://{name}"
 
 
 @pytest.fixture(scope="session")

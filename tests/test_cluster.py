@@ -111,19 +111,27 @@ def _run_job(address: str, env: dict, entrypoint: str, working_dir: str, timeout
     return result["status"], result["logs"]
 
 
+def _read(uri: str) -> bytes:
+    import pyarrow.fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
 @pytest.mark.slow
-def test_submitted_jobs_run_the_experiment_from_the_working_dir(ray_head, tmp_path):
+def test_submitted_jobs_run_the_experiment_from_the_working_dir(ray_head, bucket, tmp_path):
     address, env = ray_head
     work = tmp_path / "work"
     os.makedirs(work / "experiments")
     (work / "experiments" / "small.yaml").write_text("name: small\nfactorization: {epochs: 4}\n")
-    out = tmp_path / "run"
+    out = f"{bucket}/run"  # results go to shared storage, as a multi-node cluster needs
     status, logs = _run_job(address, env, f"socialfeat run experiments/small.yaml --out {out} {SMALL}", str(work))
     assert status == "SUCCEEDED", logs[-3000:]
     assert "stage factorization" in logs and "Ray: " in logs and "local" not in logs.split("Ray: ")[1][:10]
-    metrics = json.load(open(out / "metrics.json"))
+    metrics = json.loads(_read(f"{out}/metrics.json"))
     assert metrics["data/users"] == 200 and metrics["mf/pr"] < metrics["mf/popularity/pr"]
-    assert yaml.safe_load(open(out / "config.yaml"))["factorization"]["epochs"] == 4
+    assert yaml.safe_load(_read(f"{out}/config.yaml"))["factorization"]["epochs"] == 4
     status, logs = _run_job(address, env, f"socialfeat run experiments/missing.yaml --out {tmp_path}/no", str(work))
     assert status == "FAILED" and "experiments/missing.yaml: experiment file does not exist" in logs
     assert not (tmp_path / "no").exists()

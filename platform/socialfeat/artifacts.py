@@ -108,22 +108,30 @@ class StageResult:
 
 
 class StageStore:
-    """Stage outputs under `root`/<stage>-<key>/, each with a manifest; a complete one is reused."""
+    """Stage outputs under `root`/<stage>-<key>/, each with a manifest; a complete one is reused.
 
-    def __init__(self, root: str):
+    With `remote` (a storage URI) the local root is a working copy: a stage found only in the remote
+    store is fetched, and every stage is uploaded once complete, its manifest last."""
+
+    def __init__(self, root: str, remote: str | None = None):
         self.root = os.path.abspath(root)
+        self.remote = remote
 
     def path(self, name: str, key: str) -> str:
         return os.path.join(self.root, f"{name}-{key}")
+
+    @staticmethod
+    def key(name: str, config: dict, inputs: dict[str, str]) -> str:
+        from socialfeat import __version__
+
+        # the package version is part of the key: an upgrade never reuses an older release's outputs
+        return content_hash({"stage": name, "config": config, "inputs": inputs, "version": __version__})
 
     def run(self, name: str, config: dict, inputs: dict[str, str], compute: Callable[[str], dict]) -> StageResult:
         """Reuse the stage keyed by (name, config, inputs) or compute it into a fresh directory.
 
         `compute(tmp_dir)` writes the outputs and returns the stage's metrics (a flat dict)."""
-        from socialfeat import __version__
-
-        # the package version is part of the key: an upgrade never reuses an older release's outputs
-        key = content_hash({"stage": name, "config": config, "inputs": inputs, "version": __version__})
+        key = self.key(name, config, inputs)
         final = self.path(name, key)
         os.makedirs(os.path.join(self.root, ".locks"), exist_ok=True)
         # Sweep trials share a store: the first to need a stage computes it, the others wait and reuse it.
@@ -132,9 +140,12 @@ class StageStore:
 
     def _run_locked(self, name, key, final, config, inputs, compute) -> StageResult:
         manifest_path = os.path.join(final, MANIFEST)
+        if not os.path.exists(manifest_path) and self.remote:
+            self._fetch(final)
         if os.path.exists(manifest_path):
             manifest = read_json(manifest_path)
             log.info("stage %s: reused %s (saved %.1fs)", name, os.path.basename(final), manifest["seconds"])
+            self._publish(final)
             return StageResult(name, key, final, manifest["metrics"], True, 0.0, manifest["seconds"])
         started = time.perf_counter()
         with atomic_dir(final) as tmp:
@@ -144,7 +155,29 @@ class StageStore:
                 "stage": name, "key": key, "config": config, "inputs": inputs, "metrics": metrics,
                 "seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()})
         log.info("stage %s: computed %s in %.1fs", name, os.path.basename(final), seconds)
+        self._publish(final)
         return StageResult(name, key, final, metrics, False, seconds, seconds)
+
+    def _fetch(self, final: str) -> None:
+        """Copy a stage that is complete in the remote store (its manifest exists) into the local root."""
+        from socialfeat import storage
+
+        remote = storage.join(self.remote, os.path.basename(final))
+        if not storage.exists(storage.join(remote, MANIFEST)):
+            return
+        with atomic_dir(final) as tmp:
+            storage.download(remote, tmp)
+        log.info("stage %s: fetched from %s", os.path.basename(final), remote)
+
+    def _publish(self, final: str) -> None:
+        """Upload a complete stage unless the remote store has it already (an earlier upload may have died)."""
+        from socialfeat import storage
+
+        if not self.remote:
+            return
+        remote = storage.join(self.remote, os.path.basename(final))
+        if not storage.exists(storage.join(remote, MANIFEST)):
+            storage.upload(final, remote, last=(MANIFEST,))
 
 
 def merge_metrics(run_dir: str, metrics: dict) -> dict:

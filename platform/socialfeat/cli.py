@@ -6,10 +6,13 @@ import os
 import sys
 import time
 
+from socialfeat import storage
 from socialfeat.config import ConfigError, load_config, to_yaml
+from socialfeat.storage import StorageError
 
 log = logging.getLogger("socialfeat")
-USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError)
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError,
+               StorageError)
 
 
 def _add_run(commands) -> None:
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from socialfeat.distributed.cluster import connect
-    from socialfeat.pipeline import run_experiment
+    from socialfeat.pipeline import check_inputs, publish, run_experiment
     from socialfeat.report import write_summary
     from socialfeat.report_html import write_html
 
@@ -89,16 +92,25 @@ def cmd_run(args) -> int:
     overrides += [f"evaluation.weights={os.path.abspath(args.weights)}"] if args.weights else []
     overrides += [f"evaluation.feature_files.{_named_file(text)}" for text in args.feature_files]
     cfg = load_config(args.experiment, overrides)
-    out = args.out or os.path.join("runs", cfg.name)
+    target = args.out or os.path.join("runs", cfg.name)
+    remote = target if storage.is_uri(target) else None
+    check_inputs(cfg, args.until)
+    if remote:  # a missing bucket or a refused write fails here, before Ray starts
+        storage.check_writable(remote)
+    out = storage.cache_dir(remote, "runs") if remote else target
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
-    print(f"socialfeat run: {cfg.name} -> {out} (Ray: {where})", file=sys.stderr)
-    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started)
+    print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})", file=sys.stderr)
+    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started,
+                                  remote=remote)
     for result in run.results.values():
         state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
         print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")
     write_summary(out)
-    print(f"report: {write_html(out)}")
-    print(f"metrics: {os.path.join(out, 'metrics.json')} ({len(metrics)} values); config: {os.path.join(out, 'config.yaml')}")
+    report = write_html(out)
+    publish(out, remote)
+    shown = remote or out
+    print(f"report: {storage.join(remote, os.path.basename(report)) if remote else report}")
+    print(f"metrics: {storage.join(shown, 'metrics.json')} ({len(metrics)} values); config: {storage.join(shown, 'config.yaml')}")
     return 0
 
 
@@ -179,21 +191,31 @@ def cmd_sweep(args) -> int:
     space = load_space(args.space)
     if args.samples is not None and args.samples < 1:
         raise ConfigError(f"--samples {args.samples}: need at least one trial")
-    if args.data and not os.path.isdir(args.data):
+    if args.data and storage.is_uri(args.data):
+        storage.check_dataset(args.data)
+    elif args.data and not os.path.isdir(args.data):
         raise FileNotFoundError(f"{args.data}: dataset directory does not exist (--data)")
-    out = os.path.abspath(args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.space))[0]))
+    target = args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.space))[0])
+    remote = target if storage.is_uri(target) else None
+    if remote:
+        storage.check_writable(remote)
+    out = storage.cache_dir(remote, "sweeps") if remote else os.path.abspath(target)
     where = connect(args.address)
-    print(f"socialfeat sweep: {args.space} -> {out} (Ray: {where}; Tune results: tensorboard --logdir {out}/tune)",
-          file=sys.stderr)
-    data = args.data and os.path.abspath(args.data)
-    run_sweep(space, data, out, args.samples, args.concurrency, args.resume, verbose=1 if sys.stderr.isatty() else 0)
+    shown = remote or out
+    print(f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
+          f"{storage.join(shown, 'tune')})", file=sys.stderr)
+    data = args.data if args.data and storage.is_uri(args.data) else args.data and os.path.abspath(args.data)
+    run_sweep(space, data, out, args.samples, args.concurrency, args.resume, verbose=1 if sys.stderr.isatty() else 0,
+              remote=remote)
     summary = write_results(finished_trials(out), space, out)
+    if remote:
+        storage.upload(out, remote, skip=("stages", "trials", "tune"))
     print(json.dumps(summary, indent=2, default=str))
     if "best_trial" not in summary:
         names = ", ".join(o.metric for o in space.objectives)
-        print(f"error: no trial reported {names}; see {out}/results.csv for each trial's error", file=sys.stderr)
+        print(f"error: no trial reported {names}; see {shown}/results.csv for each trial's error", file=sys.stderr)
         return 1
-    _explain(summary, out)
+    _explain(summary, shown)
     return 0
 
 

@@ -36,7 +36,10 @@ def _targets(cfg: TrainingConfig, classes: pd.DataFrame, factors_dir: str):
     return labels, factors, factors.shape[1]
 
 
-def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: TrainingConfig, tmp: str) -> dict:
+def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: TrainingConfig, tmp: str,
+                checkpoints: str | None = None) -> dict:
+    """Train the CNN on the pseudo classes; Ray Train's checkpoints go to `checkpoints` (a URI all nodes
+    reach) when given, else into the stage."""
     from socialfeat.distributed.data import image_dataset
     from socialfeat.distributed.train import fit_cnn
 
@@ -59,7 +62,8 @@ def train_stage(dataset: Dataset, kmeans_dir: str, factors_dir: str, cfg: Traini
         counts = np.bincount(labels, minlength=outputs).astype(np.float64)
         weights = (counts.sum() / np.maximum(counts, 1) / outputs).tolist()
     started = time.perf_counter()
-    state, history = fit_cnn(train_ds, holdout_ds, cfg, outputs, train_rows, weights, os.path.join(tmp, "ray"), "cnn")
+    state, history = fit_cnn(train_ds, holdout_ds, cfg, outputs, train_rows, weights, os.path.join(tmp, "ray"), "cnn",
+                             checkpoints)
     torch.save({"model": state["model"], "model_name": cfg.model, "num_outputs": outputs, "tap": cfg.tap},
                os.path.join(tmp, "model.pt"))
     artifacts.write_json(os.path.join(tmp, "history.json"), history)

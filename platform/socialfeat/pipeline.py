@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from socialfeat import artifacts
+from socialfeat import artifacts, storage
 from socialfeat.config import ExperimentConfig, to_yaml
 from socialfeat.clustering.kmeans import kmeans, nmi
 from socialfeat.data.check import dataset_counts
@@ -31,6 +31,7 @@ class Run:
     out: str
     store: artifacts.StageStore
     progress: bool = False
+    remote: str | None = None  # the storage URI this run publishes to; `out` is then its local working copy
     results: dict[str, artifacts.StageResult] = field(default_factory=dict)
     dataset_root: str = ""
     _dataset: Dataset | None = None
@@ -39,6 +40,12 @@ class Run:
         if self._dataset is None:
             self._dataset = read_dataset(self.dataset_root)
         return self._dataset
+
+    def checkpoints(self, name: str, config: dict, inputs: dict) -> str | None:
+        """Where a remote run's training checkpoints go (shared storage all nodes reach); None: in the stage."""
+        if not self.remote:
+            return None
+        return storage.join(self.remote, "checkpoints", f"{name}-{self.store.key(name, config, inputs)}")
 
     def stage(self, name: str, config: dict, inputs: dict, compute: Callable[[str], dict]) -> artifacts.StageResult:
         result = self.store.run(name, config, inputs, compute)
@@ -51,15 +58,17 @@ def _data_stage(run: Run) -> None:
     if run.cfg.data.path is None:
         synth = run.cfg.data.synth
         result = run.stage("synth", synth.model_dump(), {}, lambda tmp: _synthesise(synth, tmp, run.progress))
-        run.dataset_root = result.path
+        run.dataset_root, source = result.path, f"synth-{result.key}"
     else:
-        run.dataset_root = os.path.abspath(run.cfg.data.path)
+        run.dataset_root = os.path.abspath(storage.local_dataset(run.cfg.data.path))
+        source = run.cfg.data.path if storage.is_uri(run.cfg.data.path) else run.dataset_root
     fingerprint = artifacts.dataset_fingerprint(run.dataset_root)
 
     def compute(tmp: str) -> dict:
         return {f"data/{k}": v for k, v in dataset_counts(run.dataset()).items()}
 
-    run.stage("data", {"root": run.dataset_root}, {"dataset": fingerprint}, compute)
+    # the source, not the local copy's path: a remote run's stages stay valid on any node and cache dir
+    run.stage("data", {"root": source}, {"dataset": fingerprint}, compute)
 
 
 def _synthesise(synth, tmp: str, progress: bool) -> dict:
@@ -170,9 +179,11 @@ def _train_stage(run: Run) -> None:
 
     inputs = {"kmeans": run.results["kmeans"].key, "factorization": run.results["factorization"].key,
               "data": run.results["data"].key}
-    run.stage("train", run.cfg.training.model_dump(), inputs,
+    config = run.cfg.training.model_dump()
+    checkpoints = run.checkpoints("train", config, inputs)
+    run.stage("train", config, inputs,
               lambda tmp: train_stage(run.dataset(), run.results["kmeans"].path, run.results["factorization"].path,
-                                      run.cfg.training, tmp))
+                                      run.cfg.training, tmp, checkpoints))
 
 
 def _features_stage(run: Run) -> None:
@@ -235,20 +246,32 @@ def _finish(run: Run, started: float) -> dict:
     return metrics
 
 
-def run_experiment(cfg: ExperimentConfig, out: str, until: str | None = None, stage_root: str | None = None,
-                   progress: bool = False, started: float | None = None) -> tuple[dict, Run]:
-    """Run the stages up to `until` (inclusive) into `out`; returns (metrics, run).
-
-    A run directory this call created is removed again if the first stage fails, so bad input
-    leaves nothing half-written; a completed stage is always whole (written then renamed)."""
+def check_inputs(cfg: ExperimentConfig, until: str | None) -> None:
+    """Fail before any work on a stage name or dataset location that cannot be used."""
     if until is not None and until not in STAGES:
         raise ValueError(f"--until {until!r}: not a stage; stages are {', '.join(STAGES)}")
-    if cfg.data.path is not None and not os.path.isdir(cfg.data.path):
+    if cfg.data.path is not None and storage.is_uri(cfg.data.path):
+        storage.check_dataset(cfg.data.path)
+    elif cfg.data.path is not None and not os.path.isdir(cfg.data.path):
         raise FileNotFoundError(f"{cfg.data.path}: dataset directory does not exist (data.path / --data)")
+
+
+def run_experiment(cfg: ExperimentConfig, out: str, until: str | None = None, stage_root: str | None = None,
+                   progress: bool = False, started: float | None = None, remote: str | None = None,
+                   remote_stages: str | None = None) -> tuple[dict, Run]:
+    """Run the stages up to `until` (inclusive) into `out`; returns (metrics, run).
+
+    With `remote` (a storage URI), `out` is the local working copy: stages are fetched from and
+    published to `remote_stages` (default remote/stages) and checkpoints go to remote/checkpoints;
+    `publish` then uploads the run's own files. A run directory this call created is removed again if
+    the first stage fails, so bad input leaves nothing half-written; a completed stage is always whole."""
+    check_inputs(cfg, until)
     out = os.path.abspath(out)
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
-    run = Run(cfg, out, artifacts.StageStore(stage_root or os.path.join(out, "stages")), progress)
+    remote_stages = remote_stages or (storage.join(remote, "stages") if remote else None)
+    store = artifacts.StageStore(stage_root or os.path.join(out, "stages"), remote_stages)
+    run = Run(cfg, out, store, progress, remote)
     started = started or time.perf_counter()
     try:
         for name in STAGES[: STAGES.index(until or STAGES[-1]) + 1]:
@@ -259,3 +282,10 @@ def run_experiment(cfg: ExperimentConfig, out: str, until: str | None = None, st
         raise
     artifacts.atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
     return _finish(run, started), run
+
+
+def publish(out: str, remote: str | None) -> None:
+    """Upload a run's own files (metrics, config, reports; its stages are uploaded as they complete)."""
+    if remote:
+        count = storage.upload(out, remote, skip=("stages",))
+        log.info("run %s: %d files published to %s", out, count, remote)

@@ -1,5 +1,4 @@
 """Ray Train (V2) around the plain-torch loop: TorchTrainer, per-epoch checkpoints, resume, failures."""
-import glob
 import logging
 import math
 import os
@@ -16,10 +15,18 @@ PID_FILE = "worker-{rank}.pid"  # where each worker says which process it is (op
 
 def _latest_on_disk(checkpoint_root: str) -> dict | None:
     """The newest complete checkpoint this run wrote, when Ray's controller hands none over (a worker
-    killed right after persisting a checkpoint can die before the controller registers it)."""
-    for directory in sorted(glob.glob(os.path.join(checkpoint_root, "checkpoint_*")), reverse=True):
+    killed right after persisting a checkpoint can die before the controller registers it).
+    `checkpoint_root` is a local path or a storage URI."""
+    import pyarrow.fs as pafs
+    import ray.train
+
+    filesystem, root = pafs.FileSystem.from_uri(checkpoint_root)
+    entries = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    directories = [e.path for e in entries if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")]
+    for directory in sorted(directories, reverse=True):
         try:
-            return torch.load(os.path.join(directory, STATE), map_location="cpu", weights_only=False)
+            with ray.train.Checkpoint(directory, filesystem=filesystem).as_directory() as local:
+                return torch.load(os.path.join(local, STATE), map_location="cpu", weights_only=False)
         except (OSError, RuntimeError, EOFError):
             continue  # partly written: try the one before
     return None
@@ -66,6 +73,7 @@ def worker_loop(config: dict) -> None:
     cfg = TrainingConfig(**config["training"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    os.makedirs(config["pid_dir"], exist_ok=True)  # on another node the driver's directory does not exist
     with open(os.path.join(config["pid_dir"], PID_FILE.format(rank=rank)), "w") as handle:
         handle.write(str(os.getpid()))
     torch.set_num_threads(max(1, round(cfg.cpus_per_worker)))
@@ -106,20 +114,22 @@ def _tune_callbacks() -> list:
 
 
 def fit_cnn(train_ds, holdout_ds, cfg: TrainingConfig, num_outputs: int, train_rows: int, class_weights,
-            storage: str, name: str) -> tuple[dict, list]:
-    """Train with a TorchTrainer; returns (final training state, per-epoch history)."""
+            storage: str, name: str, checkpoints: str | None = None) -> tuple[dict, list]:
+    """Train with a TorchTrainer; returns (final training state, per-epoch history). Checkpoints go to
+    `checkpoints` (a storage URI: multi-node training needs storage every worker reaches) or `storage`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     os.makedirs(storage, exist_ok=True)
+    checkpoints = checkpoints or storage
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"training": cfg.model_dump(), "num_outputs": num_outputs, "train_rows": train_rows,
                            "class_weights": class_weights, "pid_dir": storage,
-                           "checkpoint_root": os.path.join(storage, name)},
+                           "checkpoint_root": f"{checkpoints.rstrip('/')}/{name}"},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=cfg.max_failures),
+        run_config=RunConfig(name=name, storage_path=checkpoints, failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
         datasets={"train": train_ds, "holdout": holdout_ds})
     result = trainer.fit()

@@ -12,17 +12,22 @@ import time
 
 from socialfeat.artifacts import atomic_write_text, read_json, write_json
 from socialfeat.config import ConfigError, ExperimentConfig
+from socialfeat import storage
 from socialfeat.sweep.space import SearchSpace, spec_of, suggest, trial_config
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
 
 
-def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_root: str, until: str) -> None:
-    """One Tune trial: the base experiment with `params`, run up to `until` in the shared stage store."""
+def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_root: str, until: str,
+          remote: str | None = None) -> None:
+    """One Tune trial: the base experiment with `params`, run up to `until` in the shared stage store.
+
+    With `remote` (the sweep's storage URI) stages are shared through remote/stages and the trial's
+    record is uploaded to remote/trials/<id>, so trials on any node see each other's work."""
     import ray.tune
 
-    from socialfeat.pipeline import run_experiment
+    from socialfeat.pipeline import publish, run_experiment
 
     context = ray.tune.get_context()
     run_dir = os.path.join(trials_root, context.get_trial_id())
@@ -33,10 +38,13 @@ def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_r
                                                      "experiment": context.get_experiment_name(),
                                                      "is_base": bool(base_params) and params == base_params})
     cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
+    remote_trial = storage.join(remote, "trials", context.get_trial_id()) if remote else None
     try:
-        metrics, run = run_experiment(cfg, run_dir, until=until, stage_root=stage_root)
+        metrics, run = run_experiment(cfg, run_dir, until=until, stage_root=stage_root, remote=remote_trial,
+                                      remote_stages=remote and storage.join(remote, "stages"))
     except Exception as error:
         atomic_write_text(os.path.join(run_dir, "error.txt"), f"{type(error).__name__}: {error}\n")
+        publish(run_dir, remote_trial)
         raise
     for result in run.results.values():  # what each trial computed and what it took from other trials
         metrics[f"stage/{result.name}/seconds"] = result.seconds
@@ -46,6 +54,7 @@ def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_r
     if last_epoch is not None:  # ASHA's time attribute, as the Train workers reported it each epoch
         metrics["epoch"] = last_epoch
     write_json(os.path.join(run_dir, "trial_metrics.json"), metrics)  # complete: the resume record
+    publish(run_dir, remote_trial)
     ray.tune.report(metrics)
 
 
@@ -186,11 +195,12 @@ def _scheduler(space: SearchSpace):
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str):
+def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str, remote: str | None):
     from ray import tune
 
-    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), base_params=point, stage_root=os.path.join(out, "stages"),
-                              trials_root=os.path.join(out, "trials"), until=space.until)
+    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), base_params=point,
+                              stage_root=os.path.join(out, "stages"), trials_root=os.path.join(out, "trials"),
+                              until=space.until, remote=remote)
     bundles = [{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]
     if space.data_cpus:  # Tune captures a trial's child tasks in its placement group: give them room there
         bundles.append({"CPU": space.data_cpus})
@@ -198,12 +208,17 @@ def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str
 
 
 def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | None = None,
-              concurrency: int | None = None, resume: bool = False, verbose: int = 1):
-    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials)."""
+              concurrency: int | None = None, resume: bool = False, verbose: int = 1, remote: str | None = None):
+    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials).
+
+    With `remote` (a storage URI) `out` is the driver's working copy: trial records, stages and Tune's
+    own files live in `remote`, and out/trials is refreshed from it before and after the trials run."""
     from ray import tune
 
     out = os.path.abspath(out)
     base = space.base_config(data)
+    if remote:
+        storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     started = bool(glob.glob(os.path.join(out, "trials", "*", "trial.json")))
     if resume and not started:
         raise FileNotFoundError(f"{out}: no sweep to resume here (start one without --resume)")
@@ -229,9 +244,12 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
         print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
     point = base_point(space, base)
     tuner = tune.Tuner(
-        _trainable(space, base, point, out),
+        _trainable(space, base, point, out, remote),
         tune_config=tune.TuneConfig(search_alg=_searcher(space, point, done), scheduler=_scheduler(space),
                                     num_samples=remaining, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=out, verbose=verbose,
+        run_config=tune.RunConfig(name=name, storage_path=remote or out, verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=space.max_failures)))
-    return tuner.fit()
+    results = tuner.fit()
+    if remote:  # trials that ran on other nodes left their records only there
+        storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
+    return results
