@@ -8,8 +8,10 @@ phase and a summary line; `overhead_per_trial_s` is the trial-slot time a trial 
 experiment code (actor start, Optuna, result handling): (sweep wall x concurrency - trial seconds) / trials.
 """
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -32,7 +34,8 @@ def _sweep(space, data: str, out: str, trials: int) -> tuple[float, list[dict]]:
     from socialfeat.sweep.runner import finished_trials, run_sweep
 
     started = time.perf_counter()
-    run_sweep(space, data, out, samples=trials, verbose=0)
+    with contextlib.redirect_stdout(sys.stderr):  # Tune prints tables even at verbose=0: stdout is for JSON
+        run_sweep(space, data, out, samples=trials, verbose=0)
     return time.perf_counter() - started, finished_trials(out)
 
 
