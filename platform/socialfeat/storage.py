@@ -55,12 +55,18 @@ def _info(fs: pafs.FileSystem, path: str, uri: str) -> pafs.FileInfo:
         raise _explain(uri, error) from error
 
 
-def check_writable(uri: str) -> None:
-    """Fail before any work when the bucket is missing or refuses writes (a probe object is written and removed)."""
+def _bucket_of(uri: str, hint: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a URI whose bucket exists; else a StorageError ending in `hint`."""
     fs, path = resolve(uri)
     bucket = _bucket(path)
     if _info(fs, bucket, uri).type == pafs.FileType.NotFound:
-        raise StorageError(f"{uri}: bucket {bucket!r} does not exist (create it first; socialfeat never creates buckets)")
+        raise StorageError(f"{uri}: bucket {bucket!r} does not exist ({hint})")
+    return fs, path
+
+
+def check_writable(uri: str) -> None:
+    """Fail before any work when the bucket is missing or refuses writes (a probe object is written and removed)."""
+    fs, path = _bucket_of(uri, "create it first; socialfeat never creates buckets")
     if _info(fs, path, uri).type == pafs.FileType.File:
         raise StorageError(f"{uri}: is a file, not a directory prefix")
     probe = f"{path.rstrip('/')}/.socialfeat-probe-{uuid.uuid4().hex[:8]}"
@@ -73,10 +79,7 @@ def check_writable(uri: str) -> None:
 
 
 def check_dataset(uri: str) -> None:
-    fs, path = resolve(uri)
-    bucket = _bucket(path)
-    if _info(fs, bucket, uri).type == pafs.FileType.NotFound:
-        raise StorageError(f"{uri}: bucket {bucket!r} does not exist (--data / data.path)")
+    fs, path = _bucket_of(uri, "--data / data.path")
     if _info(fs, path, uri).type != pafs.FileType.Directory:
         raise StorageError(f"{uri}: no dataset there (--data / data.path expects a prefix holding items.parquet ...)")
 
