@@ -35,6 +35,10 @@ def _space(tmp_path, name="space.yaml", **fields) -> str:
     ({"objectives": [{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}]}, "trials stop after kmeans"),
     ({"space": {}}, "'space' is empty"),
     ({"sampels": 3}, "unknown search-space key(s) ['sampels']"),
+    ({"scheduler": {"grace_period": 1, "max_epochs": 3}}, "needs trials that train the CNN; they stop after kmeans"),
+    ({"until": "train", "scheduler": {"grace_period": 1, "max_epochs": 3, "metric": "val_acc"}},
+     "scheduler metric 'val_acc' is not reported every epoch"),
+    ({"until": "train", "scheduler": {"grace_period": 1}}, "scheduler needs grace_period and max_epochs"),
 ])
 def test_bad_search_spaces_are_named(tmp_path, fields, message):
     with pytest.raises(ConfigError) as error:
@@ -112,3 +116,54 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_ses
     after = _finished(out)
     assert all(after[path] == mtime for path, mtime in before.items())  # finished trials did not run again
     assert len(after) == 6
+
+
+@pytest.fixture
+def release_stopped_trainers(ray_session):
+    """The test session's Ray runs without the dashboard, so Ray Train cannot release the workers of a
+    trial ASHA stopped (the sweep warns): remove their placement groups, as Ray Train's cleaner would."""
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+    from ray._raylet import PlacementGroupID
+
+    before = set(placement_group_table())
+    cpus = ray_session.available_resources().get("CPU", 0)
+    yield
+    for pg_id, info in placement_group_table().items():
+        if pg_id not in before and info["state"] == "CREATED":
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
+    deadline = time.time() + 20
+    while ray_session.available_resources().get("CPU", 0) < cpus and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray_session.available_resources().get("CPU", 0) >= cpus, "the sweep left CPUs held"
+
+
+@pytest.mark.slow
+def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(release_stopped_trainers, synth_dir, tmp_path,
+                                                                   capsys):
+    # The base (k=6) trains first. A k=48 trial's cross-entropy after one epoch (~ln 48) trails it,
+    # so ASHA (keep the better half at each rung) stops that trial at epoch 1; the others evaluate.
+    space = _space(tmp_path, until="evaluate", samples=3, seed=1, startup_trials=3,
+                   objectives=[{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}],
+                   trial_resources={"cpu": 0.01, "data_cpus": 1},
+                   fixed=SHRINK + ["training.epochs=3", "training.batch_size=32", "training.cpus_per_worker=0.99",
+                                   "features.random_cnn=false"],
+                   scheduler={"grace_period": 1, "max_epochs": 3, "metric": "holdout_loss", "mode": "min"},
+                   space={"clustering.k": {"choice": [6, 48]}})
+    out = str(tmp_path / "sweep")
+    assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
+    assert "Ray State API (served by the Ray dashboard) is not reachable" in capsys.readouterr().err
+    results = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
+    assert len(results) == 3 and results["trial_id"].is_unique and not (results["status"] == "ERROR").any()
+    assert results.loc[1, "status"] == "TERMINATED" and results.loc[1, "param/clustering.k"] == 6
+    stopped, finished = results[results["status"] == "STOPPED"], results[results["status"] == "TERMINATED"]
+    assert len(stopped) >= 1 and (stopped["param/clustering.k"] == 48).all()
+    assert (stopped["stopped/epoch"] < 3).all() and stopped["stopped/holdout_loss"].notna().all()
+    assert (finished["train/epochs"] == 3).all() and finished["retrieval/cnn/jaccard@10"].notna().all()
+    assert results["stage/factorization/reused"].sum() == len(finished) - 1  # one factorisation for all
+    progress = glob.glob(os.path.join(out, "tune", "trial_*", "progress.csv"))
+    assert max(len(pd.read_csv(p)) for p in progress) >= 3  # every epoch reached Tune through Ray Train
+    best = yaml.safe_load(open(os.path.join(out, "best.yaml")))
+    assert best["clustering"]["k"] == 6
+    assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0  # nothing left to run
+    again = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
+    assert (again["status"] == results["status"]).all()

@@ -185,7 +185,7 @@ def cmd_import_movielens(args) -> int:
 def cmd_sweep(args) -> int:
     from socialfeat.distributed.cluster import connect
     from socialfeat.sweep.results import write_results
-    from socialfeat.sweep.runner import finished_trials, run_sweep
+    from socialfeat.sweep.runner import finished_trials, run_sweep, trains_cnn
     from socialfeat.sweep.space import load_space
 
     space = load_space(args.space)
@@ -200,7 +200,7 @@ def cmd_sweep(args) -> int:
     if remote:
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "sweeps") if remote else os.path.abspath(target)
-    where = connect(args.address)
+    where = connect(args.address, dashboard=trains_cnn(space.until))
     shown = remote or out
     print(f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
           f"{storage.join(shown, 'tune')})", file=sys.stderr)

@@ -82,6 +82,12 @@ class ClusteringConfig(Strict):
     seed: int = 0
 
 
+# What the Train workers report every epoch (ASHA schedules on these). holdout_loss_vs_chance is the
+# holdout loss over ln(K) for pseudo classes (1.0 = chance), so runs with different K compare fairly.
+EPOCH_METRICS = ("epoch", "train_loss", "train_top1", "holdout_loss", "holdout_loss_vs_chance",
+                 "holdout_top1", "holdout_top5")
+
+
 class TrainingConfig(Strict):
     """The CNN on pseudo classes (Fang et al. 2015, section 2.2), trained with Ray Train."""
 

@@ -33,8 +33,12 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                                  "Start one (`ray start --head`), fix the address, or unset RAY_ADDRESS for a local Ray") from None
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> str:
-    """Start or join Ray once per process; returns 'local' or the cluster address joined."""
+def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> str:
+    """Start or join Ray once per process; returns 'local' or the cluster address joined.
+
+    `dashboard` starts a local Ray with its dashboard on 127.0.0.1: it serves the State API, which Ray
+    Train needs to release the workers of a trainer whose trial Tune stopped (ASHA); without it each
+    stopped CNN trial kept its workers' CPUs and the next trial's image loading waited for ever."""
     import ray
 
     quiet_data_progress()
@@ -47,6 +51,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         ray.init(address=address, log_to_driver=True)
         log.info("joined the Ray cluster at %s", address)
         return address
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard, log_to_driver=True,
+             **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
     log.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
     return "local"

@@ -84,6 +84,8 @@ def worker_loop(config: dict) -> None:
     steps = max(1, math.ceil(config["train_rows"] / (cfg.batch_size * world)))
     scheduler = warmup_cosine(optimizer, cfg.warmup_epochs * steps, cfg.epochs * steps)
     weights = None if config["class_weights"] is None else torch.tensor(config["class_weights"], device=device)
+    # uniform guessing over K pseudo classes scores ln K; regression targets have no such yardstick
+    chance_loss = math.log(max(config["num_outputs"], 2)) if cfg.objective == "pseudo_class" else 1.0
     start, history = _restore(model, optimizer, scheduler, config["checkpoint_root"])
     train_shard, holdout_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("holdout")
     for epoch in range(start, cfg.epochs):
@@ -93,7 +95,8 @@ def worker_loop(config: dict) -> None:
         held = evaluate(model, holdout_shard.iter_torch_batches(batch_size=2 * cfg.batch_size), device,
                         cfg.crop_size, cfg.objective)
         metrics = {"epoch": epoch + 1, "train_loss": train["loss"], "train_top1": train["top1"],
-                   "holdout_loss": held["loss"], "holdout_top1": held["top1"], "holdout_top5": held["top5"],
+                   "holdout_loss": held["loss"], "holdout_loss_vs_chance": held["loss"] / chance_loss,
+                   "holdout_top1": held["top1"], "holdout_top5": held["top5"],
                    "resumed": start > 0}
         history.append(metrics)
         state = {"model": getattr(model, "module", model).state_dict(), "optimizer": optimizer.state_dict(),

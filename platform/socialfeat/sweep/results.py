@@ -16,15 +16,20 @@ def trials_frame(records: list[dict], space: SearchSpace) -> pd.DataFrame:
     for number, record in enumerate(records, start=1):
         metrics = record.get("metrics", {})
         row = {"trial_id": record["trial_id"], "number": number, "is_base": record.get("is_base", False),
-               "status": "ERROR" if "error" in record else "TERMINATED", "error": record.get("error", ""),
-               "trial_dir": record["run_dir"]}
+               "status": _status(record), "error": record.get("error", ""), "trial_dir": record["run_dir"]}
         row |= {f"param/{k}": v for k, v in record["params"].items()}
+        row |= {f"stopped/{k}": v for k, v in record.get("stopped", {}).items()}  # ASHA's last look at it
         row |= {k: v for k, v in metrics.items()
                 if (k.count("/") and isinstance(v, (int, float)) and not isinstance(v, bool)) or k == "reused_stages"}
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["pareto"] = pareto_mask(frame, space)
     return frame
+
+
+def _status(record: dict) -> str:
+    """ERROR (failed for good), STOPPED (ended early by the scheduler) or TERMINATED (ran to the end)."""
+    return "ERROR" if "error" in record else "STOPPED" if "stopped" in record else "TERMINATED"
 
 
 def pareto_mask(frame: pd.DataFrame, space: SearchSpace) -> np.ndarray:
@@ -110,6 +115,7 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
     frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(
         os.path.join(out, "results.parquet"), index=False)
     summary = {"trials": len(frame), "errored": int((frame["status"] == "ERROR").sum()),
+               "stopped_early": int((frame["status"] == "STOPPED").sum()),
                "plots": plots(frame, space, os.path.join(out, "plots"))}
     best = best_row(frame, space)
     if best is None:

@@ -1,22 +1,26 @@
 """`socialfeat sweep`: a Ray Tune Tuner with OptunaSearch (TPE, define-by-run) over a search space,
 every trial a cached pipeline run in the sweep's shared stage store.
 
-Each trial's directory (OUT/trials/<id>: trial.json, metrics.json, error.txt) is the record of the
-sweep. --resume reads it rather than Tune's experiment state, which Ray 2.60 rewrites in place: a
-driver killed mid-write left it empty in our tests, and Tuner.restore then lost every trial."""
+Each trial's directory (OUT/trials/<id>: trial.json, then trial_metrics.json, error.txt or stopped.json)
+is the record of the sweep. --resume reads it rather than Tune's experiment state, which Ray 2.60
+rewrites in place: a driver killed mid-write left it empty in our tests, and Tuner.restore then lost
+every trial."""
 import glob
 import logging
 import os
 import sys
 import time
 
+from ray.tune.search.optuna import OptunaSearch
+
 from socialfeat.artifacts import atomic_write_text, read_json, write_json
-from socialfeat.config import ConfigError, ExperimentConfig
+from socialfeat.config import EPOCH_METRICS, ConfigError, ExperimentConfig
 from socialfeat import storage
 from socialfeat.sweep.space import SearchSpace, spec_of, suggest, trial_config
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
+STOPPED = "stopped.json"  # the scheduler (ASHA) ended the trial early: its last per-epoch report
 
 
 def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_root: str, until: str,
@@ -59,13 +63,16 @@ def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_r
 
 
 def finished_trials(out: str) -> list[dict]:
-    """Trials of this sweep that completed or failed for good, oldest first: {id, params, metrics|error}."""
+    """Trials of this sweep that completed, failed for good or were stopped by the scheduler, oldest
+    first: {id, params, metrics|error|stopped}."""
     found = []
     for path in glob.glob(os.path.join(out, "trials", "*", "trial.json")):
         run_dir = os.path.dirname(path)
         record = read_json(path) | {"trial_id": os.path.basename(run_dir), "run_dir": run_dir}
         if os.path.exists(os.path.join(run_dir, "trial_metrics.json")):
             found.append(record | {"metrics": read_json(os.path.join(run_dir, "trial_metrics.json"))})
+        elif os.path.exists(os.path.join(run_dir, STOPPED)):
+            found.append(record | {"stopped": read_json(os.path.join(run_dir, STOPPED))})
         elif os.path.exists(os.path.join(run_dir, "error.txt")):
             found.append(record | {"error": open(os.path.join(run_dir, "error.txt")).read().strip()})
     return sorted(found, key=lambda r: r["started"])
@@ -123,6 +130,18 @@ def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
     return fits
 
 
+def state_api_reachable() -> bool:
+    """Whether this cluster serves the State API (Ray Train's clean-up of stopped trainers needs it)."""
+    import ray
+    from ray.util.state import list_actors
+
+    try:
+        list_actors(address=ray.get_runtime_context().gcs_address, limit=1, timeout=5)
+        return True
+    except Exception:  # any failure means the same here: no State API to rely on
+        return False
+
+
 def trains_cnn(until: str) -> bool:
     """Whether trials that stop after `until` run the train stage (a TorchTrainer each)."""
     from socialfeat.pipeline import STAGES
@@ -142,18 +161,26 @@ class DefineByRun:
 
 def _searcher(space: SearchSpace, point: dict, done: list[dict]):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     metrics = [o.metric for o in space.objectives]
     modes = [o.mode for o in space.objectives]
     single = len(metrics) == 1
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(DefineByRun(space.parameters), metric=metrics[0] if single else metrics,
+    return ObjectiveOptunaSearch(DefineByRun(space.parameters), metric=metrics[0] if single else metrics,
                         mode=modes[0] if single else modes,
                         sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
                         points_to_evaluate=[point] if point and not done else None,
                         storage=_study_with(done, space) if done else None, study_name="sweep" if done else None)
+
+
+class ObjectiveOptunaSearch(OptunaSearch):
+    """OptunaSearch that lets per-epoch reports (which lack the objective) pass: Ray's single-objective
+    OptunaSearch looks the objective up in every result and failed the sweep on the first epoch's."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if isinstance(self.metric, str) and self.metric in result:
+            super().on_trial_result(trial_id, result)
 
 
 def _distribution(spec: dict):
@@ -177,7 +204,8 @@ def _study_with(done: list[dict], space: SearchSpace):
     for record in done:
         values = [record.get("metrics", {}).get(o.metric) for o in space.objectives]
         distributions = {key: _distribution(spec_of(space, key)) for key in record["params"]}
-        state = optuna.trial.TrialState.COMPLETE if None not in values else optuna.trial.TrialState.FAIL
+        state = (optuna.trial.TrialState.COMPLETE if None not in values
+                 else optuna.trial.TrialState.PRUNED if "stopped" in record else optuna.trial.TrialState.FAIL)
         study.add_trial(optuna.trial.create_trial(params=record["params"], distributions=distributions, state=state,
                                                   values=values if state == optuna.trial.TrialState.COMPLETE else None))
     return storage
@@ -191,8 +219,9 @@ def _scheduler(space: SearchSpace):
     s = space.scheduler
     if not 1 <= s.grace_period <= s.max_epochs:
         raise ConfigError(f"{space.path}: scheduler grace_period {s.grace_period} must lie in 1..max_epochs {s.max_epochs}")
+    # stop_last_trials=False: a trial that trains all max_epochs goes on to evaluate and report its objectives
     return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=s.max_epochs,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor, stop_last_trials=False)
 
 
 def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str, remote: str | None):
@@ -201,10 +230,10 @@ def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str
     fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), base_params=point,
                               stage_root=os.path.join(out, "stages"), trials_root=os.path.join(out, "trials"),
                               until=space.until, remote=remote)
-    bundles = [{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]
-    if space.data_cpus:  # Tune captures a trial's child tasks in its placement group: give them room there
-        bundles.append({"CPU": space.data_cpus})
-    return tune.with_resources(fn, tune.PlacementGroupFactory(bundles))
+    # One bundle: Ray Data (2.60) schedules its tasks and its parquet footer readers "SPREAD", outside the
+    # trial's placement group, so a data bundle inside it would sit idle while the reads wait for CPUs it
+    # holds (our CNN trials stalled so). data_cpus is left free instead (see max_concurrency).
+    return tune.with_resources(fn, tune.PlacementGroupFactory([{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]))
 
 
 def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | None = None,
@@ -224,10 +253,6 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
         raise FileNotFoundError(f"{out}: no sweep to resume here (start one without --resume)")
     if started and not resume:
         raise FileExistsError(f"{out}: holds a sweep already; add --resume to continue it, or choose another --out")
-    if trains_cnn(space.until) and not os.environ.get("SOCIALFEAT_CNN_SWEEPS"):
-        raise ConfigError(f"{space.path}: trials that train the CNN (until: {space.until}) are not supported yet: "
-                          "Ray Data image loading inside a Tune trial stalled in our tests (Ray 2.60). Sweep up to "
-                          "kmeans, or set SOCIALFEAT_CNN_SWEEPS=1 to try anyway")
     os.makedirs(out, exist_ok=True)
     fits = max_concurrency(space, base)
     if concurrency is not None and concurrency > fits:
@@ -242,6 +267,11 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     name = TUNE_NAME if not resume else f"{TUNE_NAME}-resumed-{len(glob.glob(os.path.join(out, TUNE_NAME + '*')))}"
     if resume:
         print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
+    if space.scheduler and not state_api_reachable():
+        print("warning: the Ray State API (served by the Ray dashboard) is not reachable, so Ray Train cannot "
+              "release the workers of trials that ASHA stops: each keeps its CPUs until this driver exits and later "
+              "trials may wait for them. Use a Ray started with its dashboard (`ray start --head` starts it; so "
+              "does `socialfeat sweep` on a local Ray)", file=sys.stderr)
     point = base_point(space, base)
     tuner = tune.Tuner(
         _trainable(space, base, point, out, remote),
@@ -252,4 +282,24 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     results = tuner.fit()
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
+    record_stopped(results, out, remote)
     return results
+
+
+def record_stopped(results, out: str, remote: str | None) -> None:
+    """Write stopped.json for each trial the scheduler ended early (Tune kills its process, so the trial
+    cannot say so itself): its last per-epoch report, so results and --resume count it as done."""
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        run_dir = os.path.join(out, "trials", trial_id or "")
+        if result.error is not None or not trial_id or not os.path.exists(os.path.join(run_dir, "trial.json")):
+            continue
+        if os.path.exists(os.path.join(run_dir, "trial_metrics.json")):
+            continue
+        if os.path.exists(os.path.join(run_dir, "error.txt")):  # what the dying trainer raised as Tune stopped it
+            os.remove(os.path.join(run_dir, "error.txt"))
+        last = {k: result.metrics[k] for k in EPOCH_METRICS if k in result.metrics}
+        write_json(os.path.join(run_dir, STOPPED), last)
+        log.info("trial %s stopped by the scheduler at epoch %s", trial_id, last.get("epoch"))
+        if remote:
+            storage.upload(run_dir, storage.join(remote, "trials", trial_id))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import yaml
 from pydantic import BaseModel
 
-from socialfeat.config import ConfigError, ExperimentConfig, load_config, set_dotted, build_config
+from socialfeat.config import EPOCH_METRICS, ConfigError, ExperimentConfig, load_config, set_dotted, build_config
 from socialfeat.pipeline import STAGES
 
 KINDS = ("uniform", "loguniform", "int", "choice")
@@ -44,7 +44,7 @@ class SearchSpace:
     seed: int = 0
     trial_cpus: float = 1.0
     trial_gpus: float = 0.0
-    data_cpus: float = 0.0  # CPUs for the Ray Data tasks a trial starts (Tune keeps them in the trial's group)
+    data_cpus: float = 0.0  # CPUs left free for the Ray Data work a trial starts (it runs outside the trial's group)
     max_failures: int = 1
     startup_trials: int = 10  # random trials before TPE models the results (Optuna's default)
     scheduler: Scheduler | None = None
@@ -123,6 +123,25 @@ def _check_reported(source: str, objectives: list[Objective], until: str) -> Non
                               f"but trials stop after {until} (until)")
 
 
+def _scheduler(path: str, raw: dict | None, until: str) -> Scheduler | None:
+    """ASHA's settings, checked: it needs per-epoch reports, so trials must train the CNN."""
+    if not raw:
+        return None
+    fields = {"grace_period", "max_epochs", "metric", "mode", "reduction_factor"}
+    if not isinstance(raw, dict) or not {"grace_period", "max_epochs"} <= set(raw) <= fields:
+        raise ConfigError(f"{path}: scheduler needs grace_period and max_epochs (optional: metric, mode, "
+                          f"reduction_factor); got {raw!r}")
+    scheduler = Scheduler(**raw)
+    if STAGES.index(until) < STAGES.index("train"):
+        raise ConfigError(f"{path}: scheduler (ASHA over epochs) needs trials that train the CNN; they stop after {until}")
+    if scheduler.metric not in EPOCH_METRICS[1:]:
+        raise ConfigError(f"{path}: scheduler metric {scheduler.metric!r} is not reported every epoch "
+                          f"(one of: {', '.join(EPOCH_METRICS[1:])})")
+    if scheduler.mode not in ("min", "max"):
+        raise ConfigError(f"{path}: scheduler mode {scheduler.mode!r} must be min or max")
+    return scheduler
+
+
 def load_space(path: str) -> SearchSpace:
     """Read and validate a search-space file; every error names the file and the key."""
     try:
@@ -146,11 +165,11 @@ def load_space(path: str) -> SearchSpace:
     if until not in STAGES:
         raise ConfigError(f"{path}: until {until!r} is not a stage ({', '.join(STAGES)})")
     resources = raw.get("trial_resources") or {}
-    scheduler = raw.get("scheduler")
+    scheduler = _scheduler(path, raw.get("scheduler"), until)
     space = SearchSpace(path, experiment, _objectives(path, raw.get("objectives")), raw["space"], until,
                         int(raw.get("samples", 16)), int(raw.get("seed", 0)), float(resources.get("cpu", 1)),
                         float(resources.get("gpu", 0)), float(resources.get("data_cpus", 0)), int(raw.get("max_failures", 1)),
-                        int(raw.get("startup_trials", 10)), Scheduler(**scheduler) if scheduler else None, list(raw.get("fixed") or []))
+                        int(raw.get("startup_trials", 10)), scheduler, list(raw.get("fixed") or []))
     _check_reported(path, space.objectives, until)
     build_config(space.base_config(None).model_dump(), path)  # the base experiment itself must load
     return space
