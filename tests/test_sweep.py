@@ -159,6 +159,7 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(release_stoppe
     assert len(stopped) >= 1 and (stopped["param/clustering.k"] == 48).all()
     assert (stopped["stopped/epoch"] < 3).all() and stopped["stopped/holdout_loss"].notna().all()
     assert (finished["train/epochs"] == 3).all() and finished["retrieval/cnn/jaccard@10"].notna().all()
+    assert not glob.glob(os.path.join(out, "stages", ".*.tmp-*"))  # the stopped trial's half-trained stage is gone
     assert results["stage/factorization/reused"].sum() == len(finished) - 1  # one factorisation for all
     progress = glob.glob(os.path.join(out, "tune", "trial_*", "progress.csv"))
     assert max(len(pd.read_csv(p)) for p in progress) >= 3  # every epoch reached Tune through Ray Train

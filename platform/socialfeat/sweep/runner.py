@@ -8,6 +8,7 @@ every trial."""
 import glob
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -283,7 +284,15 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     record_stopped(results, out, remote)
+    remove_abandoned_stages(out)
     return results
+
+
+def remove_abandoned_stages(out: str) -> None:
+    """Delete the half-written stage directories of trials that were killed (ASHA stops, a dead driver):
+    once the trials are over, nothing will finish or reuse them."""
+    for path in glob.glob(os.path.join(out, "stages", ".*.tmp-*")):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def record_stopped(results, out: str, remote: str | None) -> None:
