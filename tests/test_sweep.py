@@ -39,6 +39,7 @@ def _space(tmp_path, name="space.yaml", **fields) -> str:
     ({"until": "train", "scheduler": {"grace_period": 1, "max_epochs": 3, "metric": "val_acc"}},
      "scheduler metric 'val_acc' is not reported every epoch"),
     ({"until": "train", "scheduler": {"grace_period": 1}}, "scheduler needs grace_period and max_epochs"),
+    ({"until": "train", "scheduler": {"grace_period": 5, "max_epochs": 3}}, "grace_period 5 must lie in 1..max_epochs 3"),
 ])
 def test_bad_search_spaces_are_named(tmp_path, fields, message):
     with pytest.raises(ConfigError) as error:

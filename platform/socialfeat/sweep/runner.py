@@ -168,11 +168,11 @@ def _searcher(space: SearchSpace, point: dict, done: list[dict]):
     single = len(metrics) == 1
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return ObjectiveOptunaSearch(DefineByRun(space.parameters), metric=metrics[0] if single else metrics,
-                        mode=modes[0] if single else modes,
-                        sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
-                        points_to_evaluate=[point] if point and not done else None,
-                        storage=_study_with(done, space) if done else None, study_name="sweep" if done else None)
+    return ObjectiveOptunaSearch(
+        DefineByRun(space.parameters), metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+        sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
+        points_to_evaluate=[point] if point and not done else None,
+        storage=_study_with(done, space) if done else None, study_name="sweep" if done else None)
 
 
 class ObjectiveOptunaSearch(OptunaSearch):
@@ -218,8 +218,6 @@ def _scheduler(space: SearchSpace):
     from ray.tune.schedulers import ASHAScheduler
 
     s = space.scheduler
-    if not 1 <= s.grace_period <= s.max_epochs:
-        raise ConfigError(f"{space.path}: scheduler grace_period {s.grace_period} must lie in 1..max_epochs {s.max_epochs}")
     # stop_last_trials=False: a trial that trains all max_epochs goes on to evaluate and report its objectives
     return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=s.max_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor, stop_last_trials=False)
@@ -301,10 +299,9 @@ def record_stopped(results, out: str, remote: str | None) -> None:
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id")
         run_dir = os.path.join(out, "trials", trial_id or "")
-        if result.error is not None or not trial_id or not os.path.exists(os.path.join(run_dir, "trial.json")):
-            continue
-        if os.path.exists(os.path.join(run_dir, "trial_metrics.json")):
-            continue
+        if (result.error is not None or not os.path.exists(os.path.join(run_dir, "trial.json"))
+                or os.path.exists(os.path.join(run_dir, "trial_metrics.json"))):
+            continue  # failed, not ours, or finished
         if os.path.exists(os.path.join(run_dir, "error.txt")):  # what the dying trainer raised as Tune stopped it
             os.remove(os.path.join(run_dir, "error.txt"))
         last = {k: result.metrics[k] for k in EPOCH_METRICS if k in result.metrics}

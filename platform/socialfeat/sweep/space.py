@@ -139,6 +139,9 @@ def _scheduler(path: str, raw: dict | None, until: str) -> Scheduler | None:
                           f"(one of: {', '.join(EPOCH_METRICS[1:])})")
     if scheduler.mode not in ("min", "max"):
         raise ConfigError(f"{path}: scheduler mode {scheduler.mode!r} must be min or max")
+    if not 1 <= scheduler.grace_period <= scheduler.max_epochs:
+        raise ConfigError(f"{path}: scheduler grace_period {scheduler.grace_period} must lie in "
+                          f"1..max_epochs {scheduler.max_epochs}")
     return scheduler
 
 
