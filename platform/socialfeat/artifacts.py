@@ -1,5 +1,6 @@
 """Run directories: stage outputs keyed by content hashes, atomic writes, manifests and metrics.json."""
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -35,6 +36,13 @@ def atomic_dir(final: str) -> Iterator[str]:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_abandoned_dirs(parent: str) -> None:
+    """Delete the temporary directories atomic_dir left under `parent` when its process was killed;
+    call it only when no process can still be writing there."""
+    for path in glob.glob(os.path.join(parent, ".*.tmp-*")):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -8,13 +8,12 @@ every trial."""
 import glob
 import logging
 import os
-import shutil
 import sys
 import time
 
 from ray.tune.search.optuna import OptunaSearch
 
-from socialfeat.artifacts import atomic_write_text, read_json, write_json
+from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
 from socialfeat.config import EPOCH_METRICS, ConfigError, ExperimentConfig
 from socialfeat import storage
 from socialfeat.sweep.space import SearchSpace, spec_of, suggest, trial_config
@@ -282,15 +281,9 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     record_stopped(results, out, remote)
-    remove_abandoned_stages(out)
+    # stages half-written by killed trials (ASHA stops, a dead driver): with the trials over, nothing finishes them
+    remove_abandoned_dirs(os.path.join(out, "stages"))
     return results
-
-
-def remove_abandoned_stages(out: str) -> None:
-    """Delete the half-written stage directories of trials that were killed (ASHA stops, a dead driver):
-    once the trials are over, nothing will finish or reuse them."""
-    for path in glob.glob(os.path.join(out, "stages", ".*.tmp-*")):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def record_stopped(results, out: str, remote: str | None) -> None:
