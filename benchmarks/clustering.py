@@ -5,6 +5,7 @@ re-seeding) against a bare faiss.Kmeans at the same iterations, and K = 200 vs K
 
 Prints one JSON line per measurement and a summary line.
 """
+
 import argparse
 import json
 import os
@@ -26,8 +27,11 @@ def _clustered_points(n: int, dim: int, seed: int = 0) -> np.ndarray:
 def _time_ours(points, k, iterations) -> dict:
     started = time.perf_counter()
     _, _, metrics = kmeans(points, ClusteringConfig(k=k, iterations=iterations))
-    return {"seconds": time.perf_counter() - started, "inertia": metrics["kmeans/inertia"],
-            "empty_reseeded": metrics["kmeans/empty_reseeded"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "inertia": metrics["kmeans/inertia"],
+        "empty_reseeded": metrics["kmeans/empty_reseeded"],
+    }
 
 
 def _time_faiss(points, k, iterations) -> dict:
@@ -35,8 +39,15 @@ def _time_faiss(points, k, iterations) -> dict:
 
     x = prepare(points, ClusteringConfig(k=k))  # the same normalised input
     started = time.perf_counter()
-    model = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=0, verbose=False, min_points_per_centroid=1,
-                         max_points_per_centroid=max(256, len(x) // k + 1))
+    model = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=iterations,
+        seed=0,
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=max(256, len(x) // k + 1),
+    )
     model.train(x)
     _, labels = model.index.search(x, 1)
     return {"seconds": time.perf_counter() - started, "inertia": float(model.obj[-1])}
@@ -51,16 +62,28 @@ def main() -> None:
     points = _clustered_points(args.n, args.dim)
     common = {"n": args.n, "dim": args.dim, "iterations": args.iterations, "cpus": os.cpu_count()}
     results = {}
-    for name, k, timer in (("socialfeat", 2000, _time_ours), ("faiss", 2000, _time_faiss),
-                           ("socialfeat", 200, _time_ours), ("socialfeat", 5000, _time_ours)):
+    for name, k, timer in (
+        ("socialfeat", 2000, _time_ours),
+        ("faiss", 2000, _time_faiss),
+        ("socialfeat", 200, _time_ours),
+        ("socialfeat", 5000, _time_ours),
+    ):
         record = {"impl": name, "k": k, **common, **timer(points, k, args.iterations)}
         results[(name, k)] = record
         print(json.dumps(record), flush=True)
-    print(json.dumps({"summary": True,
-                      "k2000_time_over_faiss": round(results[("socialfeat", 2000)]["seconds"]
-                                                     / results[("faiss", 2000)]["seconds"], 3),
-                      "k5000_time_over_k200": round(results[("socialfeat", 5000)]["seconds"]
-                                                    / results[("socialfeat", 200)]["seconds"], 2)}))
+    print(
+        json.dumps(
+            {
+                "summary": True,
+                "k2000_time_over_faiss": round(
+                    results[("socialfeat", 2000)]["seconds"] / results[("faiss", 2000)]["seconds"], 3
+                ),
+                "k5000_time_over_k200": round(
+                    results[("socialfeat", 5000)]["seconds"] / results[("socialfeat", 200)]["seconds"], 2
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

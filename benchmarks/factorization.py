@@ -6,6 +6,7 @@ synthetic log: fit seconds, seconds per epoch, peak RSS, mf/pr, mf/auc, mf/ndcg@
 Each engine runs in a fresh process so its peak RSS is its own. Datasets are made in a temporary
 directory when not given (MovieLens from ../shared/data/movielens-posters).
 """
+
 import argparse
 import json
 import multiprocessing
@@ -26,8 +27,12 @@ from socialfeat.factorization.mf import evaluate, sampled_entries
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-posters")
 # Per engine: the settings each is at its best with on these data (lambda conventions differ).
-SETTINGS = {"als": {"reg": 5.0}, "sgd": {"reg": 5.0, "learning_rate": 0.05},
-            "implicit_als": {"reg": 1.0}, "implicit_bpr": {"reg": 0.01, "learning_rate": 0.01}}
+SETTINGS = {
+    "als": {"reg": 5.0},
+    "sgd": {"reg": 5.0, "learning_rate": 0.05},
+    "implicit_als": {"reg": 1.0},
+    "implicit_bpr": {"reg": 0.01, "learning_rate": 0.01},
+}
 
 
 def _entries(dataset_dir: str, posters_only: bool, work: str) -> str:
@@ -35,7 +40,9 @@ def _entries(dataset_dir: str, posters_only: bool, work: str) -> str:
     dataset = read_dataset(dataset_dir)
     interactions = dataset.interactions
     if posters_only:
-        interactions = interactions[interactions["item_id"].isin(dataset.items.loc[dataset.items["image_ref"].notna(), "item_id"])]
+        interactions = interactions[
+            interactions["item_id"].isin(dataset.items.loc[dataset.items["image_ref"].notna(), "item_id"])
+        ]
     kept, _ = filter_by_popularity(interactions, FilterConfig())
     split, _, _ = split_interactions(kept, SplitConfig())
     entries, users, items, _ = sampled_entries(split, SamplingConfig(), SplitConfig())
@@ -48,13 +55,21 @@ def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
     entries = pd.read_parquet(path)
     n_users, n_items = int(entries["user"].max()) + 1, int(entries["item"].max()) + 1
     train = entries[entries["fold"] == "train"]
-    data = engines.Entries(train["user"].to_numpy(np.int32), train["item"].to_numpy(np.int32),
-                           train["value"].to_numpy(np.float32), n_users, n_items)
-    cfg = FactorizationConfig(engine=engine, dim=dim, epochs=epochs * (7 if engine == "implicit_bpr" else 1),
-                              **SETTINGS[engine])
+    data = engines.Entries(
+        train["user"].to_numpy(np.int32),
+        train["item"].to_numpy(np.int32),
+        train["value"].to_numpy(np.float32),
+        n_users,
+        n_items,
+    )
+    cfg = FactorizationConfig(
+        engine=engine, dim=dim, epochs=epochs * (7 if engine == "implicit_bpr" else 1), **SETTINGS[engine]
+    )
     if engine == "sgd":  # compile the numba kernel outside the timing
-        engines.fit(engines.Entries(data.users[:100], data.items[:100], data.values[:100], n_users, n_items),
-                    cfg.model_copy(update={"epochs": 1}))
+        engines.fit(
+            engines.Entries(data.users[:100], data.items[:100], data.values[:100], n_users, n_items),
+            cfg.model_copy(update={"epochs": 1}),
+        )
     started = time.perf_counter()
     user_factors, item_factors = engines.fit(data, cfg)
     seconds = time.perf_counter() - started
@@ -62,12 +77,25 @@ def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
     import torch
 
     device = torch.cuda.get_device_name() if engine == "als" and torch.cuda.is_available() else f"cpu x{os.cpu_count()}"
-    queue.put({"engine": engine, "device": device, "dim": dim, "epochs": cfg.epochs, **SETTINGS[engine],
-               "train_entries": len(train), "users": n_users, "items": n_items,
-               "fit_seconds": round(seconds, 3), "seconds_per_epoch": round(seconds / cfg.epochs, 4),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               "mf/pr": round(metrics["mf/pr"], 4), "mf/auc": round(metrics["mf/auc"], 4),
-               "mf/ndcg@10": round(metrics["mf/ndcg@10"], 4), "mf/popularity/pr": round(metrics["mf/popularity/pr"], 4)})
+    queue.put(
+        {
+            "engine": engine,
+            "device": device,
+            "dim": dim,
+            "epochs": cfg.epochs,
+            **SETTINGS[engine],
+            "train_entries": len(train),
+            "users": n_users,
+            "items": n_items,
+            "fit_seconds": round(seconds, 3),
+            "seconds_per_epoch": round(seconds / cfg.epochs, 4),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "mf/pr": round(metrics["mf/pr"], 4),
+            "mf/auc": round(metrics["mf/auc"], 4),
+            "mf/ndcg@10": round(metrics["mf/ndcg@10"], 4),
+            "mf/popularity/pr": round(metrics["mf/popularity/pr"], 4),
+        }
+    )
 
 
 def bench(name: str, path: str, engine_names: list[str], dim: int, epochs: int) -> list[dict]:
@@ -118,7 +146,8 @@ def main() -> None:
         by_engine = {r["engine"]: r for r in records if r["dataset"] == dataset}
         if "als" in by_engine and "implicit_als" in by_engine:
             summary[f"{dataset}/als_epoch_over_implicit_als_iteration"] = round(
-                by_engine["als"]["seconds_per_epoch"] / by_engine["implicit_als"]["seconds_per_epoch"], 2)
+                by_engine["als"]["seconds_per_epoch"] / by_engine["implicit_als"]["seconds_per_epoch"], 2
+            )
     print(json.dumps(summary), flush=True)
 
 

@@ -7,6 +7,7 @@ Without --data the shared MovieLens sample is imported into a temp dir first. Pr
 phase and a summary line; `overhead_per_trial_s` is the trial-slot time a trial spends outside the
 experiment code (actor start, Optuna, result handling): (sweep wall x concurrency - trial seconds) / trials.
 """
+
 import argparse
 import contextlib
 import json
@@ -25,8 +26,9 @@ def _dataset(data: str | None, scratch: str) -> str:
     from socialfeat.data.importers import import_movielens
 
     out = os.path.join(scratch, "movielens")
-    import_movielens(f"{MOVIELENS}/ratings.csv", f"{MOVIELENS}/movies.csv", f"{MOVIELENS}/posters", out,
-                     tags=f"{MOVIELENS}/tags.csv")
+    import_movielens(
+        f"{MOVIELENS}/ratings.csv", f"{MOVIELENS}/movies.csv", f"{MOVIELENS}/posters", out, tags=f"{MOVIELENS}/tags.csv"
+    )
     return out
 
 
@@ -41,15 +43,16 @@ def _sweep(space, data: str, out: str, trials: int) -> tuple[float, list[dict]]:
 
 def _loop(space, data: str, out: str, finished: list[dict]) -> tuple[float, list[float]]:
     """The sweep's own configurations, one after another, sharing one stage store like the trials do."""
-    from socialfeat.pipeline import run_experiment
+    from socialfeat.stages import run_experiment
     from socialfeat.sweep.space import trial_config
 
     base = space.base_config(data)
     started, seconds = time.perf_counter(), []
     for index, record in enumerate(finished):
         cfg = trial_config(base, record["params"], f"loop-{index}")
-        metrics, _ = run_experiment(cfg, os.path.join(out, f"loop-{index}"), until=space.until,
-                                    stage_root=os.path.join(out, "stages"))
+        metrics, _ = run_experiment(
+            cfg, os.path.join(out, f"loop-{index}"), until=space.until, stage_root=os.path.join(out, "stages")
+        )
         seconds.append(metrics["run/seconds"])
     return time.perf_counter() - started, seconds
 
@@ -74,19 +77,41 @@ def main() -> None:
     concurrency = max_concurrency(space, space.base_config(data))
     sweep_wall, finished = _sweep(space, data, os.path.join(scratch, "sweep"), args.trials)
     trial_seconds = [r["metrics"]["run/seconds"] for r in finished if "metrics" in r]
-    record = {"phase": "sweep", "trials": len(finished), "failed": len(finished) - len(trial_seconds),
-              "concurrency": concurrency, "wall_s": sweep_wall, "trial_seconds_sum": sum(trial_seconds),
-              "ray_start_s": ray_start}
+    record = {
+        "phase": "sweep",
+        "trials": len(finished),
+        "failed": len(finished) - len(trial_seconds),
+        "concurrency": concurrency,
+        "wall_s": sweep_wall,
+        "trial_seconds_sum": sum(trial_seconds),
+        "ray_start_s": ray_start,
+    }
     print(json.dumps(record), flush=True)
     loop_wall, loop_seconds = _loop(space, data, os.path.join(scratch, "loop"), [r for r in finished if "metrics" in r])
-    print(json.dumps({"phase": "loop", "trials": len(loop_seconds), "wall_s": loop_wall,
-                      "trial_seconds_sum": sum(loop_seconds)}), flush=True)
-    print(json.dumps({
-        "summary": True, "space": os.path.basename(args.space), "cpus": os.cpu_count(), "trials": len(finished),
-        "concurrency": concurrency, "sweep_wall_s": round(sweep_wall, 2), "loop_wall_s": round(loop_wall, 2),
-        "sweep_over_loop": round(sweep_wall / loop_wall, 3),
-        "overhead_per_trial_s": round((sweep_wall * concurrency - sum(trial_seconds)) / max(1, len(finished)), 2),
-        "trial_seconds_sweep_over_loop": round(sum(trial_seconds) / max(1e-9, sum(loop_seconds)), 3)}))
+    print(
+        json.dumps(
+            {"phase": "loop", "trials": len(loop_seconds), "wall_s": loop_wall, "trial_seconds_sum": sum(loop_seconds)}
+        ),
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "summary": True,
+                "space": os.path.basename(args.space),
+                "cpus": os.cpu_count(),
+                "trials": len(finished),
+                "concurrency": concurrency,
+                "sweep_wall_s": round(sweep_wall, 2),
+                "loop_wall_s": round(loop_wall, 2),
+                "sweep_over_loop": round(sweep_wall / loop_wall, 3),
+                "overhead_per_trial_s": round(
+                    (sweep_wall * concurrency - sum(trial_seconds)) / max(1, len(finished)), 2
+                ),
+                "trial_seconds_sweep_over_loop": round(sum(trial_seconds) / max(1e-9, sum(loop_seconds)), 3),
+            }
+        )
+    )
     ray.shutdown()
 
 

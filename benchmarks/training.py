@@ -6,6 +6,7 @@ same cores), the training step, and feature extraction; on a GPU also ResNet-50 
 --data is a contract dataset with images (default: the MovieLens posters imported into a temporary
 directory). Prints one JSON line per measurement. Without Ray installed (a GPU box) use --no-ray.
 """
+
 import argparse
 import json
 import os
@@ -18,8 +19,9 @@ import torch
 
 from socialfeat.data.images import item_image_bytes
 from socialfeat.features.extract import embed_images
+from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.training.loop import make_optimizer, train_one_epoch
-from socialfeat.vision.backbones import build
+from socialfeat.vision.backbones import backbone
 from socialfeat.vision.transforms import load_image, to_input
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-posters")
@@ -40,53 +42,72 @@ def bench_pil(images: list, size: int, crop: int) -> None:
     decoded = [load_image(item_image_bytes("", b, None), size) for b in images]
     batch = torch.from_numpy(np.stack([d for d in decoded if d is not None]))
     to_input(batch, crop, train=True)
-    _emit(stage="decode+augment", impl="plain PIL loop", images=len(images), cpus=os.cpu_count(),
-          images_per_second=len(images) / (time.perf_counter() - started))
+    _emit(
+        stage="decode+augment",
+        impl="plain PIL loop",
+        images=len(images),
+        cpus=os.cpu_count(),
+        images_per_second=len(images) / (time.perf_counter() - started),
+    )
 
 
 def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
     import ray
 
-    from socialfeat.distributed.data import image_dataset
+    from socialfeat.distributed.inference import item_images
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    warm = image_dataset(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
+    warm = item_images(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
     started = time.perf_counter()
     rows = 0
-    dataset = image_dataset(root, "image", item_ids, size).drop_columns(["item_id"])
+    dataset = item_images(root, "image", item_ids, size).drop_columns(["item_id"])
     for batch in dataset.iter_torch_batches(batch_size=256):
-        to_input(batch["image"], crop, train=True)
-        rows += len(batch["image"])
-    _emit(stage="decode+augment", impl="Ray Data", images=rows, warmup_rows=warm, cpus=os.cpu_count(),
-          images_per_second=rows / (time.perf_counter() - started))
+        to_input(batch["item"], crop, train=True)
+        rows += len(batch["item"])
+    _emit(
+        stage="decode+augment",
+        impl="Ray Data",
+        images=rows,
+        warmup_rows=warm,
+        cpus=os.cpu_count(),
+        images_per_second=rows / (time.perf_counter() - started),
+    )
     ray.shutdown()
 
 
 def bench_step(model_name: str, size: int, crop: int, batch: int, steps: int, device: str) -> None:
     """Training and extraction images/second on random uint8 images (decode excluded)."""
     torch.manual_seed(0)
-    model = build(model_name, 1000).to(device)
+    task = PseudoClassTask(1000)
+    model = task.build(*backbone(model_name)).to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, "sgd", 0.01, 1e-4, 0.9)
     images = torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8)
-    batches = [{"image": images, "label": torch.randint(0, 1000, (batch,))}] * steps
-    train_one_epoch(model, batches[:3], optimizer, None, torch.device(device), crop, "pseudo_class")  # warm-up
+    batches = [{"item": images, "label": torch.randint(0, 1000, (batch,))}] * steps
+    train_one_epoch(model, task, batches[:3], optimizer, None, torch.device(device), crop)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    train_one_epoch(model, batches, optimizer, None, torch.device(device), crop, "pseudo_class")
+    train_one_epoch(model, task, batches, optimizer, None, torch.device(device), crop)
     if device == "cuda":
         torch.cuda.synchronize()
     train_rate = batch * steps / (time.perf_counter() - started)
     started = time.perf_counter()
     for _ in range(steps):
-        embed_images(model, model_name, "penultimate", images.numpy(), crop, device)
+        embed_images(task.encoder(model), images.numpy(), crop, device)
     extract_rate = batch * steps / (time.perf_counter() - started)
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{os.cpu_count()}"
-    _emit(stage="train+extract", model=model_name, crop=crop, batch=batch, device=name,
-          precision="bf16 autocast" if device == "cuda" else "fp32",
-          train_images_per_second=train_rate, extract_images_per_second=extract_rate)
+    _emit(
+        stage="train+extract",
+        model=model_name,
+        crop=crop,
+        batch=batch,
+        device=name,
+        precision="bf16 autocast" if device == "cuda" else "fp32",
+        train_images_per_second=train_rate,
+        extract_images_per_second=extract_rate,
+    )
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """Shared fixtures: one Ray per test session, a loopback S3 server, a small synthetic dataset, MovieLens."""
+
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
 from socialfeat.config import SynthConfig
 from socialfeat.data.importers import import_movielens
@@ -28,16 +30,25 @@ def _free_port() -> int:
 # Set before Ray starts so its workers inherit them: every s3:// URI in the tests goes to the loopback
 # server (moto, started by the s3_server fixture), and remote datasets/runs are cached in a temp dir.
 S3_PORT = _free_port()
-os.environ |= {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-               "SOCIALFEAT_CACHE": tempfile.mkdtemp(prefix="socialfeat-cache-")}
+os.environ |= {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "SOCIALFEAT_CACHE": tempfile.mkdtemp(prefix="socialfeat-cache-"),
+}
 
 
 def start_moto(port: int, **env) -> subprocess.Popen:
     """moto's S3 API server on 127.0.0.1:`port`; returns once it answers."""
     server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], env=os.environ | env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)],
+        env=os.environ | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 30
     while True:
         try:
@@ -48,7 +59,7 @@ def start_moto(port: int, **env) -> subprocess.Popen:
         except OSError:
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
-                raise RuntimeError(f"moto_server did not start on port {port}")
+                raise RuntimeError(f"moto_server did not start on port {port}") from None
             time.sleep(0.2)
 
 
@@ -94,6 +105,43 @@ def movielens_dir(tmp_path_factory) -> str:
     if not os.path.isdir(MOVIELENS):
         pytest.skip(f"{MOVIELENS}: the shared MovieLens sample is not beside the project")
     out = str(tmp_path_factory.mktemp("movielens") / "data")
-    import_movielens(f"{MOVIELENS}/ratings.csv", f"{MOVIELENS}/movies.csv", f"{MOVIELENS}/posters", out,
-                     tags=f"{MOVIELENS}/tags.csv")
+    import_movielens(
+        f"{MOVIELENS}/ratings.csv", f"{MOVIELENS}/movies.csv", f"{MOVIELENS}/posters", out, tags=f"{MOVIELENS}/tags.csv"
+    )
     return out
+
+
+SHRINK = ["factorization.epochs=4", "factorization.eval_max_users=200", "clustering.k=6"]
+
+
+def space_file(tmp_path, name="space.yaml", **fields) -> str:
+    raw = {
+        "experiment": None,
+        "until": "kmeans",
+        "objectives": [{"metric": "kmeans/silhouette", "mode": "max"}],
+        "samples": 3,
+        "fixed": SHRINK,
+        "space": {"clustering.k": {"int": [4, 12]}},
+    } | fields
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture
+def release_stopped_trainers(ray_session):
+    """The test session's Ray runs without the dashboard, so Ray Train cannot release the workers of a
+    trial ASHA stopped (the sweep warns): remove their placement groups, as Ray Train's cleaner would."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    before = set(placement_group_table())
+    cpus = ray_session.available_resources().get("CPU", 0)
+    yield
+    for pg_id, info in placement_group_table().items():
+        if pg_id not in before and info["state"] == "CREATED":
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
+    deadline = time.time() + 20
+    while ray_session.available_resources().get("CPU", 0) < cpus and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray_session.available_resources().get("CPU", 0) >= cpus, "the sweep left CPUs held"

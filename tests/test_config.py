@@ -1,4 +1,5 @@
 """Typed configs: defaults, YAML, --set overrides, and errors that name the key."""
+
 import pytest
 
 from socialfeat.config import ConfigError, load_config, parse_override
@@ -10,8 +11,9 @@ def test_defaults_are_the_local_experiment():
 
 
 def test_overrides_are_typed_by_yaml():
-    cfg = load_config(None, ["factorization.dim=64", "factorization.reg=1e-2", "filter.until_stable=false",
-                             "data.path=/some/where"])
+    cfg = load_config(
+        None, ["factorization.dim=64", "factorization.reg=1e-2", "filter.until_stable=false", "data.path=/some/where"]
+    )
     assert cfg.factorization.dim == 64 and cfg.factorization.reg == pytest.approx(0.01)
     assert cfg.filter.until_stable is False and cfg.data.path == "/some/where"
     assert parse_override("a.b=null") == ("a.b", None)

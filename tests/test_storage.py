@@ -1,4 +1,5 @@
 """Object storage: runs, datasets and sweeps on s3:// URIs against a real S3 API server on loopback."""
+
 import json
 import os
 import shutil
@@ -8,12 +9,22 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from conftest import _free_port, start_moto
+from conftest import _free_port, space_file, start_moto
 from socialfeat import storage
 from socialfeat.cli import main
 
-SMALL = ["--set", "data.synth.users=200", "--set", "data.synth.items=150", "--set", "data.synth.image_size=24",
-         "--set", "factorization.epochs=4", "--set", "clustering.k=6"]
+SMALL = [
+    "--set",
+    "data.synth.users=200",
+    "--set",
+    "data.synth.items=150",
+    "--set",
+    "data.synth.image_size=24",
+    "--set",
+    "factorization.epochs=4",
+    "--set",
+    "clustering.k=6",
+]
 CNN = ["--set", "training.epochs=1", "--set", "training.batch_size=32"]
 
 
@@ -23,7 +34,7 @@ def _files(uri_or_dir: str) -> set[str]:
         return {os.path.relpath(os.path.join(d, n), uri_or_dir) for d, _, names in os.walk(uri_or_dir) for n in names}
     filesystem, root = pafs.FileSystem.from_uri(uri_or_dir)
     infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {i.path[len(root) + 1:] for i in infos if i.type == pafs.FileType.File}
+    return {i.path[len(root) + 1 :] for i in infos if i.type == pafs.FileType.File}
 
 
 def _read(uri: str) -> bytes:
@@ -33,9 +44,8 @@ def _read(uri: str) -> bytes:
 
 
 def _outputs(files: set[str]) -> set[str]:
-    """Leave out the stage store's lock files (coordination on one host, not outputs) and Ray Train's
-    checkpoints, which a local run keeps in its train stage and a remote run writes to remote/checkpoints."""
-    return {f for f in files if not f.startswith("stages/.locks/") and not (f.startswith("stages/train-") and "/ray/" in f)}
+    """Leave out the stage store's lock files: coordination on one host, not outputs."""
+    return {f for f in files if not f.startswith("stages/.locks/")}
 
 
 @pytest.mark.slow
@@ -62,21 +72,35 @@ def test_a_run_to_s3_writes_the_files_a_local_run_writes(ray_session, bucket, tm
 
 def test_a_dataset_in_s3_is_fetched_once_and_gives_the_local_results(ray_session, synth_dir, bucket, tmp_path):
     storage.upload(synth_dir, f"{bucket}/data")
-    assert main(["run", "--data", f"{bucket}/data", "--out", str(tmp_path / "remote"), "--until", "factorization",
-                 *SMALL]) == 0
+    assert (
+        main(["run", "--data", f"{bucket}/data", "--out", str(tmp_path / "remote"), "--until", "factorization", *SMALL])
+        == 0
+    )
     assert main(["run", "--data", synth_dir, "--out", str(tmp_path / "local"), "--until", "factorization", *SMALL]) == 0
     remote_metrics = json.loads((tmp_path / "remote" / "metrics.json").read_text())
     local_metrics = json.loads((tmp_path / "local" / "metrics.json").read_text())
-    assert remote_metrics["data/items"] == local_metrics["data/items"] and remote_metrics["mf/pr"] == local_metrics["mf/pr"]
+    assert (
+        remote_metrics["data/items"] == local_metrics["data/items"]
+        and remote_metrics["mf/pr"] == local_metrics["mf/pr"]
+    )
     cached = storage.cache_dir(f"{bucket}/data", "data")
     assert _files(cached) == _files(synth_dir) and storage.download(f"{bucket}/data", cached) == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--out", "s3://no-such-bucket-here/run"], "s3://no-such-bucket-here/run: bucket 'no-such-bucket-here' does not exist"),
-    (["--data", "s3://no-such-bucket-here/data"], "bucket 'no-such-bucket-here' does not exist (--data / data.path)"),
-    (["--data", "BUCKET/nothing"], "BUCKET/nothing: no dataset there"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--out", "s3://no-such-bucket-here/run"],
+            "s3://no-such-bucket-here/run: bucket 'no-such-bucket-here' does not exist",
+        ),
+        (
+            ["--data", "s3://no-such-bucket-here/data"],
+            "bucket 'no-such-bucket-here' does not exist (--data / data.path)",
+        ),
+        (["--data", "BUCKET/nothing"], "BUCKET/nothing: no dataset there"),
+    ],
+)
 def test_missing_buckets_and_datasets_fail_before_any_work(s3_server, bucket, tmp_path, capsys, args, message):
     args = [a.replace("BUCKET", bucket) for a in args]
     out = ["--out", str(tmp_path / "run")] if "--out" not in args else []
@@ -100,10 +124,8 @@ def test_refused_credentials_fail_before_any_work(s3_server, tmp_path, capsys, m
 
 @pytest.mark.slow
 def test_a_sweep_keeps_its_stages_trials_and_results_in_s3(ray_session, synth_dir, bucket, tmp_path):
-    from test_sweep import _space
-
     storage.upload(synth_dir, f"{bucket}/data")
-    assert main(["sweep", _space(tmp_path), "--data", f"{bucket}/data", "--out", f"{bucket}/sweep"]) == 0
+    assert main(["sweep", space_file(tmp_path), "--data", f"{bucket}/data", "--out", f"{bucket}/sweep"]) == 0
     files = _files(f"{bucket}/sweep")
     assert {"results.csv", "results.parquet", "best.yaml", "plots/history.png"} <= files
     trials = {f.split("/")[1] for f in files if f.startswith("trials/") and f.endswith("/trial_metrics.json")}

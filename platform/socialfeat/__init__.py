@@ -1,2 +1,3 @@
 """socialfeat: image features from user behaviour."""
-__version__ = "0.1.0"
+
+__version__ = "0.2.0"

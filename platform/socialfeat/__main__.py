@@ -1,4 +1,5 @@
 """`python -m socialfeat` is the `socialfeat` command."""
+
 import sys
 
 from socialfeat.cli import main

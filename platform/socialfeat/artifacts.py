@@ -1,4 +1,5 @@
 """Run directories: stage outputs keyed by content hashes, atomic writes, manifests and metrics.json."""
+
 import contextlib
 import glob
 import hashlib
@@ -87,8 +88,12 @@ def versions() -> dict:
 
     from socialfeat import __version__
 
-    return {"socialfeat": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "pyarrow": pyarrow.__version__}
+    return {
+        "socialfeat": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
 
 
 @contextlib.contextmanager
@@ -159,9 +164,19 @@ class StageStore:
         with atomic_dir(final) as tmp:
             metrics = compute(tmp) or {}
             seconds = time.perf_counter() - started
-            write_json(os.path.join(tmp, MANIFEST), {
-                "stage": name, "key": key, "config": config, "inputs": inputs, "metrics": metrics,
-                "seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()})
+            write_json(
+                os.path.join(tmp, MANIFEST),
+                {
+                    "stage": name,
+                    "key": key,
+                    "config": config,
+                    "inputs": inputs,
+                    "metrics": metrics,
+                    "seconds": seconds,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "versions": versions(),
+                },
+            )
         log.info("stage %s: computed %s in %.1fs", name, os.path.basename(final), seconds)
         self._publish(final)
         return StageResult(name, key, final, metrics, False, seconds, seconds)

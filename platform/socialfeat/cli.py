@@ -1,4 +1,5 @@
 """The `socialfeat` command line: run, sweep, report, data, config."""
+
 import argparse
 import json
 import logging
@@ -11,37 +12,73 @@ from socialfeat.config import ConfigError, load_config, to_yaml
 from socialfeat.storage import StorageError
 
 log = logging.getLogger("socialfeat")
-USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ConnectionError,
-               StorageError)
+USER_ERRORS = (
+    ConfigError,
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    ConnectionError,
+    StorageError,
+)
 
 
 def _add_run(commands) -> None:
-    run = commands.add_parser("run", help="run an experiment (default: collaborative feature learning on synthetic data)")
+    run = commands.add_parser(
+        "run", help="run an experiment (default: collaborative feature learning on synthetic data)"
+    )
     run.add_argument("experiment", nargs="?", help="experiment YAML (default: built-in cfl_local)")
     run.add_argument("--data", help="dataset directory (overrides data.path); default: synthesise one")
     run.add_argument("--out", help="run directory (default: runs/<experiment name>)")
     run.add_argument("--until", help="stop after this stage")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. --set factorization.dim=64 (repeatable)")
-    run.add_argument("--weights", help="also evaluate this torchvision weights file for training.model "
-                     "(sets evaluation.weights; loaded with weights_only=True, never downloaded)")
-    run.add_argument("--features", dest="feature_files", action="append", default=[], metavar="NAME=PATH",
-                     help="also evaluate a feature file (parquet: item_id, vector) as NAME (repeatable)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set factorization.dim=64 (repeatable)",
+    )
+    run.add_argument(
+        "--weights",
+        help="also evaluate this torchvision weights file for training.model "
+        "(sets evaluation.weights; loaded with weights_only=True, never downloaded)",
+    )
+    run.add_argument(
+        "--features",
+        dest="feature_files",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also evaluate a feature file (parquet: item_id, vector) as NAME (repeatable)",
+    )
     run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     run.set_defaults(handler=cmd_run)
 
 
 def _add_data(commands) -> None:
-    data = commands.add_parser("data", help="create, import and check datasets").add_subparsers(dest="data_command", required=True)
+    data = commands.add_parser("data", help="create, import and check datasets").add_subparsers(
+        dest="data_command", required=True
+    )
     check = data.add_parser("check", help="validate a dataset directory and print its counts")
     check.add_argument("directory")
     check.add_argument("--json", action="store_true", help="print the counts as JSON")
     check.set_defaults(handler=cmd_data_check)
     synth = data.add_parser("synth", help="generate the synthetic social-media dataset")
     synth.add_argument("--out", required=True)
-    for flag, kind in (("users", int), ("items", int), ("styles", int), ("seed", int), ("mean-views", float),
-                       ("image-size", int), ("tag-probability", float), ("foreign-fraction", float)):
-        synth.add_argument(f"--{flag}", type=kind, help=f"synth.{flag.replace('-', '_')} (see `socialfeat config show`)")
+    for flag, kind in (
+        ("users", int),
+        ("items", int),
+        ("styles", int),
+        ("seed", int),
+        ("mean-views", float),
+        ("image-size", int),
+        ("tag-probability", float),
+        ("foreign-fraction", float),
+    ):
+        synth.add_argument(
+            f"--{flag}", type=kind, help=f"synth.{flag.replace('-', '_')} (see `socialfeat config show`)"
+        )
     synth.set_defaults(handler=cmd_data_synth)
     movielens = data.add_parser("import-movielens", help="convert MovieLens CSVs + <movieId>.jpg posters")
     for flag in ("ratings", "movies", "posters", "out"):
@@ -59,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("space", help="search-space YAML")
     sweep.add_argument("--data", help="dataset directory (overrides the base experiment's data.path)")
     sweep.add_argument("--out", help="sweep directory (default: sweeps/<space name>)")
-    sweep.add_argument("--samples", type=int, help="trials (default: the file's samples); the first is the base experiment")
+    sweep.add_argument(
+        "--samples", type=int, help="trials (default: the file's samples); the first is the base experiment"
+    )
     sweep.add_argument("--concurrency", type=int, help="trials at once (default and cap: what the cluster holds)")
     sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver died")
     sweep.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
@@ -69,11 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=cmd_report)
     compare = commands.add_parser("compare", help="one table of the key metrics across runs")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--metric", dest="patterns", action="append", metavar="GLOB",
-                         help="metrics to show, e.g. 'retrieval/*/jaccard@*' (repeatable; default: the key ones)")
+    compare.add_argument(
+        "--metric",
+        dest="patterns",
+        action="append",
+        metavar="GLOB",
+        help="metrics to show, e.g. 'retrieval/*/jaccard@*' (repeatable; default: the key ones)",
+    )
     compare.add_argument("--format", choices=("text", "csv", "markdown"), default="text")
     compare.set_defaults(handler=cmd_compare)
     _add_data(commands)
+    methods = commands.add_parser("methods", help="list the methods and their stages in order")
+    methods.set_defaults(handler=cmd_methods)
     config = commands.add_parser("config", help="print an experiment's resolved config")
     config.add_argument("experiment", nargs="?")
     config.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -83,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from socialfeat.distributed.cluster import connect
-    from socialfeat.pipeline import check_inputs, publish, run_experiment
     from socialfeat.report import write_summary
     from socialfeat.report_html import write_html
+    from socialfeat.stages import check_inputs, publish, run_experiment
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
@@ -100,8 +146,9 @@ def cmd_run(args) -> int:
     out = storage.cache_dir(remote, "runs") if remote else target
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})", file=sys.stderr)
-    metrics, run = run_experiment(cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started,
-                                  remote=remote)
+    metrics, run = run_experiment(
+        cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started, remote=remote
+    )
     for result in run.results.values():
         state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
         print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")
@@ -110,7 +157,8 @@ def cmd_run(args) -> int:
     publish(out, remote)
     shown = remote or out
     print(f"report: {storage.join(remote, os.path.basename(report)) if remote else report}")
-    print(f"metrics: {storage.join(shown, 'metrics.json')} ({len(metrics)} values); config: {storage.join(shown, 'config.yaml')}")
+    metrics_file, config_file = storage.join(shown, "metrics.json"), storage.join(shown, "config.yaml")
+    print(f"metrics: {metrics_file} ({len(metrics)} values); config: {config_file}")
     return 0
 
 
@@ -123,12 +171,13 @@ def _named_file(text: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from socialfeat.compare import KEY_PATTERNS, key_metrics, load_runs, table
+    from socialfeat.compare import key_metrics, key_patterns, load_runs, table
 
     runs = load_runs(args.run_dirs)
-    names = key_metrics(runs, tuple(args.patterns or KEY_PATTERNS))
+    patterns = tuple(args.patterns or key_patterns())
+    names = key_metrics(runs, patterns)
     if not names:
-        print(f"error: no metric matches {args.patterns or KEY_PATTERNS} in these runs", file=sys.stderr)
+        print(f"error: no metric matches {patterns} in these runs", file=sys.stderr)
         return 1
     print(table(runs, names, args.format))
     return 0
@@ -150,8 +199,12 @@ def cmd_data_check(args) -> int:
         print(json.dumps(counts, indent=2))
     else:
         width = max(map(len, counts))
-        print("\n".join(f"{key:<{width}}  {value:,.6g}" if isinstance(value, float) else f"{key:<{width}}  {value:,}"
-                        for key, value in counts.items()))
+        print(
+            "\n".join(
+                f"{key:<{width}}  {value:,.6g}" if isinstance(value, float) else f"{key:<{width}}  {value:,}"
+                for key, value in counts.items()
+            )
+        )
     for kind, example in census["examples"].items():
         print(f"note: first {kind} image: {example}", file=sys.stderr)
     return 0
@@ -174,18 +227,22 @@ def cmd_data_synth(args) -> int:
 def cmd_import_movielens(args) -> int:
     from socialfeat.data.importers import import_movielens
 
-    counts = import_movielens(args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty())
+    counts = import_movielens(
+        args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty()
+    )
     print(json.dumps(counts, indent=2))
     if counts["items_without_poster"]:
-        print(f"note: {counts['items_without_poster']} movies have no poster: kept for factorisation only",
-              file=sys.stderr)
+        print(
+            f"note: {counts['items_without_poster']} movies have no poster: kept for factorisation only",
+            file=sys.stderr,
+        )
     return 0
 
 
 def cmd_sweep(args) -> int:
     from socialfeat.distributed.cluster import connect
     from socialfeat.sweep.results import write_results
-    from socialfeat.sweep.runner import finished_trials, run_sweep, trains_cnn
+    from socialfeat.sweep.runner import finished_trials, run_sweep
     from socialfeat.sweep.space import load_space
 
     space = load_space(args.space)
@@ -200,13 +257,24 @@ def cmd_sweep(args) -> int:
     if remote:
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "sweeps") if remote else os.path.abspath(target)
-    where = connect(args.address, dashboard=trains_cnn(space.until))
+    where = connect(args.address, dashboard=space.trains)
     shown = remote or out
-    print(f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
-          f"{storage.join(shown, 'tune')})", file=sys.stderr)
+    print(
+        f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
+        f"{storage.join(shown, 'tune')})",
+        file=sys.stderr,
+    )
     data = args.data if args.data and storage.is_uri(args.data) else args.data and os.path.abspath(args.data)
-    run_sweep(space, data, out, args.samples, args.concurrency, args.resume, verbose=1 if sys.stderr.isatty() else 0,
-              remote=remote)
+    run_sweep(
+        space,
+        data,
+        out,
+        args.samples,
+        args.concurrency,
+        args.resume,
+        verbose=1 if sys.stderr.isatty() else 0,
+        remote=remote,
+    )
     summary = write_results(finished_trials(out), space, out)
     if remote:
         storage.upload(out, remote, skip=("stages", "trials", "tune"))
@@ -221,9 +289,15 @@ def cmd_sweep(args) -> int:
 
 def _explain(summary: dict, out: str) -> None:
     """Which configuration won, and by how much over the base experiment."""
-    gains = [f"{metric} {value:.4g} (base {summary['base'][metric]:.4g})" if metric in summary["base"]
-             else f"{metric} {value:.4g}" for metric, value in summary["best"].items()]
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best_params"].items())
+    gains = [
+        f"{metric} {value:.4g} (base {summary['base'][metric]:.4g})"
+        if metric in summary["base"]
+        else f"{metric} {value:.4g}"
+        for metric, value in summary["best"].items()
+    ]
+    params = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best_params"].items()
+    )
     print(f"best trial {summary['best_trial']}: {'; '.join(gains)} with {params}", file=sys.stderr)
     print(f"results: {out}/results.csv; rerun the winner: socialfeat run {out}/best.yaml", file=sys.stderr)
 
@@ -234,6 +308,15 @@ def cmd_report(args) -> int:
 
     print(write_summary(args.run_dir))
     print(write_html(args.run_dir))
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from socialfeat.methods import METHODS
+    from socialfeat.stages import describe
+
+    for method in METHODS.values():
+        print(describe(method))
     return 0
 
 

@@ -1,17 +1,20 @@
 """A run's summary (report.md): the resolved config and the metrics table."""
+
 import os
 
 from socialfeat import artifacts
 
 
 def metrics_table(metrics: dict) -> str:
-    rows = [f"| {name} | {value:.6g} |" if isinstance(value, float) else f"| {name} | {value} |"
-            for name, value in sorted(metrics.items())]
+    rows = [
+        f"| {name} | {value:.6g} |" if isinstance(value, float) else f"| {name} | {value} |"
+        for name, value in sorted(metrics.items())
+    ]
     return "\n".join(["| metric | value |", "|---|---|", *rows])
 
 
 def _state(stage: dict) -> str:
-    return "reused" if stage["reused"] else "computed in %.1fs" % stage["seconds"]
+    return "reused" if stage["reused"] else "computed in {:.1f}s".format(stage["seconds"])
 
 
 def write_summary(run_dir: str) -> str:
@@ -23,8 +26,20 @@ def write_summary(run_dir: str) -> str:
     stages = artifacts.read_json(os.path.join(run_dir, "run.json"))["stages"]
     config = open(os.path.join(run_dir, "config.yaml")).read()
     stage_lines = [f"- {s['name']}: {_state(s)} ({s['key']})" for s in stages]
-    text = "\n\n".join(["# socialfeat run", "## Stages", "\n".join(stage_lines), "## Metrics", metrics_table(metrics),
-                        "## Config", f"```yaml\n{config}```"]) + "\n"
+    text = (
+        "\n\n".join(
+            [
+                "# socialfeat run",
+                "## Stages",
+                "\n".join(stage_lines),
+                "## Metrics",
+                metrics_table(metrics),
+                "## Config",
+                f"```yaml\n{config}```",
+            ]
+        )
+        + "\n"
+    )
     path = os.path.join(run_dir, "report.md")
     artifacts.atomic_write_text(path, text)
     return path

@@ -1,9 +1,9 @@
-"""report.html: metrics, Jaccard-by-rank curves, neighbour image grids, cluster sizes, training curves."""
-import glob
+"""report.html: each stage of the run's method draws its own section (curves, image grids, cluster sizes,
+training curves), results first; then the metrics and the config."""
+
 import html
-import io
-import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,14 +13,20 @@ from PIL import Image
 from socialfeat import artifacts
 from socialfeat.data.images import decode_rgb, item_image_bytes
 from socialfeat.evaluation.retrieval import cosine_neighbours
-from socialfeat.features.extract import read_features
+from socialfeat.features.extract import read_features, set_paths
 
 THUMB = 64
 
 
-def _stage_dir(run_dir: str, name: str) -> str | None:
-    stages = artifacts.read_json(os.path.join(run_dir, "run.json"))["stages"]
-    return next((s["path"] for s in stages if s["name"] == name), None)
+@dataclass
+class ReportContext:
+    """What a stage's report function draws from: the run's stage directories and where PNGs go."""
+
+    out: str  # the PNG directory (RUN/report)
+    dirs: dict[str, str]  # stage name -> its directory in this run
+    dataset_root: str
+    seed: int = 0
+    queries: int = 6  # te queries in the neighbour grids
 
 
 def save_figure(path: str, draw, size=(6, 4)) -> str:
@@ -43,29 +49,50 @@ def _plot(path: str, draw) -> str:
     return os.path.basename(save_figure(path, lambda figure: draw(figure.add_subplot())))
 
 
-def _curves_plot(out: str, curves: dict) -> str:
-    def draw(axis):
-        for name, curve in curves.items():
-            axis.plot(np.arange(1, len(curve) + 1), curve, label=name, linestyle="--" if name == "random" else "-")
-        axis.set(xlabel="rank", ylabel="mean Jaccard of viewer sets", title="Retrieval: te queries tr (Fang Fig. 5)")
-        axis.legend()
-    return _plot(os.path.join(out, "jaccard_by_rank.png"), draw)
-
-
 def _history_plot(out: str, history: list, keys: tuple, title: str, name: str) -> str:
     def draw(axis):
         for key in keys:
             axis.plot([h["epoch"] for h in history], [h[key] for h in history], marker="o", label=key)
         axis.set(xlabel="epoch", title=title)
         axis.legend()
+
     return _plot(os.path.join(out, name), draw)
 
 
-def _sizes_plot(out: str, classes: pd.DataFrame) -> str:
+def training_figures(rc: ReportContext) -> list[tuple[str, str]]:
+    """The loss and every holdout metric the task reported, per epoch."""
+    history = artifacts.read_json(os.path.join(rc.dirs["train"], "history.json"))
+    keys = ("train_loss", "holdout_loss") + tuple(
+        k for k in history[0] if k.startswith("holdout_") and k != "holdout_loss" and k != "holdout_loss_vs_chance"
+    )
+    return [("CNN training", _history_plot(rc.out, history, keys, "CNN training", "training.png"))]
+
+
+def factorization_figures(rc: ReportContext) -> list[tuple[str, str]]:
+    history = artifacts.read_json(os.path.join(rc.dirs["factorization"], "history.json"))
+    return [
+        ("Factorisation", _history_plot(rc.out, history, ("rmse", "pr"), "validation RMSE and PR", "factorization.png"))
+    ]
+
+
+def cluster_figures(rc: ReportContext) -> list[tuple[str, str]]:
+    classes = pd.read_parquet(os.path.join(rc.dirs["kmeans"], "pseudo_classes.parquet"))
+
     def draw(axis):
         axis.hist(classes["pseudo_class"].value_counts().to_numpy(), bins=20)
         axis.set(xlabel="items per pseudo class", ylabel="pseudo classes", title="k-means cluster sizes")
-    return _plot(os.path.join(out, "cluster_sizes.png"), draw)
+
+    return [("Pseudo-class sizes", _plot(os.path.join(rc.out, "cluster_sizes.png"), draw))]
+
+
+def _curves_plot(out: str, curves: dict) -> str:
+    def draw(axis):
+        for name, curve in curves.items():
+            axis.plot(np.arange(1, len(curve) + 1), curve, label=name, linestyle="--" if name == "random" else "-")
+        axis.set(xlabel="rank", ylabel="mean Jaccard of viewer sets", title="Retrieval: te queries tr (Fang Fig. 5)")
+        axis.legend()
+
+    return _plot(os.path.join(out, "jaccard_by_rank.png"), draw)
 
 
 def _thumbnails(root: str, item_ids) -> dict:
@@ -97,50 +124,58 @@ def _grid_plot(out: str, name: str, root: str, features_path: str, parts: pd.Ser
     return os.path.basename(path)
 
 
-def _grid_order(path: str) -> tuple:
-    """The learned CNN first, then the others by name."""
-    return (not path.endswith("features.parquet"), os.path.basename(path))
+def evaluation_figures(rc: ReportContext) -> list[tuple[str, str]]:
+    """Jaccard by rank per feature set, then neighbour grids of random te queries for every feature set in
+    the run's indexes (the learned encoder's first)."""
+    figures = [
+        (
+            "Jaccard of viewer sets by rank",
+            _curves_plot(rc.out, artifacts.read_json(os.path.join(rc.dirs["evaluate"], "curves.json"))),
+        )
+    ]
+    paths = {}
+    for stage in ("features", "evaluate"):
+        paths |= set_paths(rc.dirs[stage]) if stage in rc.dirs else {}
+    if "cnn" not in paths or "split" not in rc.dirs:
+        return figures
+    parts = pd.read_parquet(os.path.join(rc.dirs["split"], "items.parquet")).set_index("item_id")["part"]
+    ids, _ = read_features(paths["cnn"])
+    te = [i for i in ids if parts.get(i) == "te"]
+    chosen = list(np.random.default_rng(rc.seed).choice(te, min(rc.queries, len(te)), replace=False)) if te else []
+    for name in sorted(paths, key=lambda n: (n != "cnn", n)):
+        figures.append(
+            (
+                f"Nearest tr neighbours of te queries: {name} (query left)",
+                _grid_plot(rc.out, name, rc.dataset_root, paths[name], parts, chosen),
+            )
+        )
+    return figures
 
 
-def write_html(run_dir: str, queries: int = 6, seed: int = 0) -> str:
+def write_html(run_dir: str) -> str:
     """Write run_dir/report.html and its PNGs under run_dir/report/; returns the HTML's path."""
+    from socialfeat.methods import METHODS
+
     out = os.path.join(run_dir, "report")
     os.makedirs(out, exist_ok=True)
     metrics = artifacts.read_json(os.path.join(run_dir, artifacts.METRICS))
+    run = artifacts.read_json(os.path.join(run_dir, "run.json"))
+    rc = ReportContext(out, {s["name"]: s["path"] for s in run["stages"]}, run["dataset"])
     figures = []
-    evaluate, features, train, kmeans_dir, factors, split = (
-        _stage_dir(run_dir, n) for n in ("evaluate", "features", "train", "kmeans", "factorization", "split"))
-    if evaluate:
-        figures.append(("Jaccard of viewer sets by rank", _curves_plot(out, artifacts.read_json(os.path.join(evaluate, "curves.json")))))
-    if features and split:
-        parts = pd.read_parquet(os.path.join(split, "items.parquet")).set_index("item_id")["part"]
-        ids, _ = read_features(os.path.join(features, "features.parquet"))
-        te = [i for i in ids if parts.get(i) == "te"]
-        chosen = list(np.random.default_rng(seed).choice(te, min(queries, len(te)), replace=False)) if te else []
-        root = artifacts.read_json(os.path.join(run_dir, "run.json"))["dataset"]
-        found = glob.glob(os.path.join(features, "features*.parquet"))
-        found += glob.glob(os.path.join(evaluate, "features_*.parquet")) if evaluate else []  # baselines, weights
-        for path in sorted(found, key=_grid_order):
-            name = "cnn" if path.endswith("features.parquet") else os.path.basename(path)[9:-8]
-            figures.append((f"Nearest tr neighbours of te queries: {name} (query left)",
-                            _grid_plot(out, name, root, path, parts, chosen)))
-    if kmeans_dir:
-        figures.append(("Pseudo-class sizes", _sizes_plot(out, pd.read_parquet(os.path.join(kmeans_dir, "pseudo_classes.parquet")))))
-    if train:
-        history = artifacts.read_json(os.path.join(train, "history.json"))
-        figures.append(("CNN training", _history_plot(out, history, ("train_loss", "holdout_loss", "holdout_top1", "holdout_top5"),
-                                                      "CNN on pseudo classes", "training.png")))
-    if factors:
-        history = artifacts.read_json(os.path.join(factors, "history.json"))
-        figures.append(("Factorisation", _history_plot(out, history, ("rmse", "pr"), "validation RMSE and PR", "factorization.png")))
+    for stage in reversed(METHODS[run.get("method", "cfl")].stages):  # results first, then what led to them
+        if stage.report is not None and stage.name in rc.dirs:
+            figures += stage.report(rc)
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in sorted(metrics.items()))
-    sections = "".join(f"<h2>{html.escape(title)}</h2><img src='report/{name}' alt='{html.escape(title)}'>"
-                       for title, name in figures)
+    sections = "".join(
+        f"<h2>{html.escape(title)}</h2><img src='report/{name}' alt='{html.escape(title)}'>" for title, name in figures
+    )
     config = html.escape(open(os.path.join(run_dir, "config.yaml")).read())
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>socialfeat run</title><style>"
-            f"body{{font-family:sans-serif;margin:2em}}td{{padding:2px 8px}}img{{max-width:100%}}</style></head><body>"
-            f"<h1>socialfeat run: {html.escape(os.path.basename(os.path.abspath(run_dir)))}</h1>{sections}"
-            f"<h2>Metrics</h2><table>{rows}</table><h2>Config</h2><pre>{config}</pre></body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>socialfeat run</title><style>"
+        f"body{{font-family:sans-serif;margin:2em}}td{{padding:2px 8px}}img{{max-width:100%}}</style></head><body>"
+        f"<h1>socialfeat run: {html.escape(os.path.basename(os.path.abspath(run_dir)))}</h1>{sections}"
+        f"<h2>Metrics</h2><table>{rows}</table><h2>Config</h2><pre>{config}</pre></body></html>"
+    )
     path = os.path.join(run_dir, "report.html")
     artifacts.atomic_write_text(path, page)
     return path

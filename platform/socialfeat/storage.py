@@ -1,4 +1,5 @@
 """Storage URIs (local paths, s3://, gs://, ...) through pyarrow filesystems: resolve, check, mirror."""
+
 import hashlib
 import logging
 import os
@@ -98,11 +99,12 @@ def _listing(fs: pafs.FileSystem, path: str, uri: str) -> list[pafs.FileInfo]:
 
 
 def download(uri: str, local: str) -> int:
-    """Mirror the files under `uri` into `local`, fetching only those missing or of another size; returns the count fetched."""
+    """Mirror the files under `uri` into `local`, fetching only those missing or of another size; returns the
+    count fetched."""
     fs, path = resolve(uri)
     fetched = 0
     for info in _listing(fs, path, uri):
-        relative = info.path[len(path.rstrip("/")) + 1:]
+        relative = info.path[len(path.rstrip("/")) + 1 :]
         target = os.path.join(local, *relative.split("/"))
         if os.path.exists(target) and os.path.getsize(target) == info.size:
             continue
@@ -132,8 +134,12 @@ def upload(local: str, uri: str, skip: tuple[str, ...] = (), last: tuple[str, ..
     for relative in files:
         destination = f"{path.rstrip('/')}/{relative.replace(os.sep, '/')}"
         try:
-            pafs.copy_files(os.path.join(local, relative), destination, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=fs)
+            pafs.copy_files(
+                os.path.join(local, relative),
+                destination,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=fs,
+            )
         except OSError as error:
             raise _explain(join(uri, relative), error) from error
     return len(files)

@@ -1,4 +1,5 @@
 """k-means of item factors into K pseudo classes with faiss, seeded, no cluster left empty."""
+
 import logging
 
 import numpy as np
@@ -45,18 +46,31 @@ def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.n
     if k > n:
         raise ClusteringError(f"clustering.k = {k} is larger than the {n} items to cluster; choose at most {n}")
     x = prepare(vectors, cfg)
-    model = faiss.Kmeans(x.shape[1], k, niter=cfg.iterations, seed=cfg.seed, verbose=False,
-                         min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1))
+    model = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=cfg.iterations,
+        seed=cfg.seed,
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=max(256, n // k + 1),
+    )
     model.train(x)
     _, assigned = model.index.search(x, 1)
     centroids = model.centroids.copy()
     labels, reseeded = _reseed_empty(x, assigned.ravel().astype(np.int64), centroids, k)
     inertia = float(((x - centroids[labels]) ** 2).sum())
     sizes = np.bincount(labels, minlength=k)
-    metrics = {"kmeans/inertia": inertia, "kmeans/k": k, "kmeans/size_min": int(sizes.min()),
-               "kmeans/size_max": int(sizes.max()), "kmeans/size_median": float(np.median(sizes)),
-               "kmeans/empty_reseeded": reseeded, "kmeans/seed": cfg.seed,
-               "kmeans/silhouette": silhouette(x, labels, cfg.seed)}
+    metrics = {
+        "kmeans/inertia": inertia,
+        "kmeans/k": k,
+        "kmeans/size_min": int(sizes.min()),
+        "kmeans/size_max": int(sizes.max()),
+        "kmeans/size_median": float(np.median(sizes)),
+        "kmeans/empty_reseeded": reseeded,
+        "kmeans/seed": cfg.seed,
+        "kmeans/silhouette": silhouette(x, labels, cfg.seed),
+    }
     log.info("k-means: K=%d, sizes %d..%d, inertia %.4g, seed %d", k, sizes.min(), sizes.max(), inertia, cfg.seed)
     return labels, centroids, metrics
 

@@ -1,4 +1,5 @@
 """`socialfeat data check`: the counts of a dataset and a census of its images."""
+
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -33,8 +34,9 @@ def image_census(dataset: Dataset, progress: bool = False) -> dict:
     counts = Counter()
     first_bad: dict[str, str] = {}
     total = int(dataset.items["image_ref"].notna().sum())
-    for item_id, data, path in tqdm(_image_bytes(dataset), total=total, disable=not progress,
-                                    desc="decoding images", unit="img"):
+    for item_id, data, path in tqdm(
+        _image_bytes(dataset), total=total, disable=not progress, desc="decoding images", unit="img"
+    ):
         if data is None:
             counts["images_missing"] += 1
             first_bad.setdefault("missing", f"item {item_id}: {path}")
@@ -70,7 +72,8 @@ def dataset_counts(dataset: Dataset) -> dict:
         "items_with_owner": int(items["owner_id"].notna().sum()) if "owner_id" in items else 0,
         "items_with_text": int(items["text"].notna().sum()) if "text" in items else 0,
         "items_with_labels": int(items["labels"].map(lambda v: v is not None and len(v) > 0).sum())
-        if "labels" in items else 0,
+        if "labels" in items
+        else 0,
         "distinct_labels": int(items["labels"].explode().dropna().nunique()) if "labels" in items else 0,
     }
     counts.update(dataset.handled)

@@ -1,4 +1,5 @@
 """Image bytes from the contract (embedded or by path/URI), decoded robustly to RGB."""
+
 import io
 import logging
 import os

@@ -1,4 +1,5 @@
 """Importers from public formats into the dataset contract (MovieLens ratings + posters)."""
+
 import logging
 import os
 
@@ -37,8 +38,9 @@ def _poster_bytes(posters: str, movie_ids: pd.Series, progress: bool) -> list[by
     return images
 
 
-def import_movielens(ratings: str, movies: str, posters: str, out: str, tags: str | None = None,
-                     progress: bool = False) -> dict:
+def import_movielens(
+    ratings: str, movies: str, posters: str, out: str, tags: str | None = None, progress: bool = False
+) -> dict:
     """Convert MovieLens CSVs and a poster folder into a contract dataset at `out`; returns counts.
 
     Every rating is a view (value = the rating); genres become labels, titles text; movies without a
@@ -54,25 +56,47 @@ def import_movielens(ratings: str, movies: str, posters: str, out: str, tags: st
     # A movie nobody rated carries no behaviour to learn from: dropped, and counted.
     rated = movie_frame["movieId"].isin(rating_frame["movieId"])
     unrated, movie_frame = int((~rated).sum()), movie_frame[rated].reset_index(drop=True)
-    interactions = pd.DataFrame({"user_id": rating_frame["userId"], "item_id": rating_frame["movieId"],
-                                 "value": rating_frame["rating"].astype(np.float32),
-                                 "timestamp": rating_frame["timestamp"].astype(np.int64)})
+    interactions = pd.DataFrame(
+        {
+            "user_id": rating_frame["userId"],
+            "item_id": rating_frame["movieId"],
+            "value": rating_frame["rating"].astype(np.float32),
+            "timestamp": rating_frame["timestamp"].astype(np.int64),
+        }
+    )
     genres = movie_frame["genres"].fillna(NO_GENRES).str.split("|")
-    items = pd.DataFrame({"item_id": movie_frame["movieId"], "image": _poster_bytes(posters, movie_frame["movieId"], progress),
-                          "text": movie_frame["title"],
-                          "labels": [[g for g in gs if g != NO_GENRES] for gs in genres]})
+    items = pd.DataFrame(
+        {
+            "item_id": movie_frame["movieId"],
+            "image": _poster_bytes(posters, movie_frame["movieId"], progress),
+            "text": movie_frame["title"],
+            "labels": [[g for g in gs if g != NO_GENRES] for gs in genres],
+        }
+    )
     tag_frame, tags_dropped = _tags(tags, items["item_id"]) if tags else (None, 0)
     poster_ids = {name[:-4] for name in os.listdir(posters) if name.endswith(".jpg")}
     with_poster = items["image"].notna()
-    counts = {"users": int(interactions["user_id"].nunique()), "items": len(items),
-              "items_with_poster": int(with_poster.sum()), "items_without_poster": int((~with_poster).sum()),
-              "unrated_movies_dropped": unrated,
-              "posters_without_rated_movie": len(poster_ids - set(items["item_id"])),
-              "interactions": len(interactions),
-              "interactions_on_posters": int(interactions["item_id"].isin(items.loc[with_poster, "item_id"]).sum()),
-              "tags": 0 if tag_frame is None else len(tag_frame), "tags_dropped_unknown_movie": tags_dropped}
-    meta = {"name": "movielens-posters", "source": {"ratings": os.path.abspath(ratings),
-            "movies": os.path.abspath(movies), "posters": os.path.abspath(posters)}, "counts": counts}
+    counts = {
+        "users": int(interactions["user_id"].nunique()),
+        "items": len(items),
+        "items_with_poster": int(with_poster.sum()),
+        "items_without_poster": int((~with_poster).sum()),
+        "unrated_movies_dropped": unrated,
+        "posters_without_rated_movie": len(poster_ids - set(items["item_id"])),
+        "interactions": len(interactions),
+        "interactions_on_posters": int(interactions["item_id"].isin(items.loc[with_poster, "item_id"]).sum()),
+        "tags": 0 if tag_frame is None else len(tag_frame),
+        "tags_dropped_unknown_movie": tags_dropped,
+    }
+    meta = {
+        "name": "movielens-posters",
+        "source": {
+            "ratings": os.path.abspath(ratings),
+            "movies": os.path.abspath(movies),
+            "posters": os.path.abspath(posters),
+        },
+        "counts": counts,
+    }
     with atomic_dir(out) as tmp:
         write_contract(tmp, interactions, items, tag_frame, None, meta)
     return counts

@@ -1,4 +1,5 @@
 """The one validating reader of the dataset contract: every violation named by file, column and row."""
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -43,15 +44,19 @@ class Dataset:
 def _type_violations(name: str, arrow_schema: pa.Schema) -> list[str]:
     """Missing required columns and columns whose stored type the contract does not accept."""
     expected = schema.SCHEMAS[name]
-    problems = [f"{name}: required column '{c}' is missing (found: {', '.join(arrow_schema.names) or 'none'})"
-                for c in schema.REQUIRED[name] if c not in arrow_schema.names]
+    problems = [
+        f"{name}: required column '{c}' is missing (found: {', '.join(arrow_schema.names) or 'none'})"
+        for c in schema.REQUIRED[name]
+        if c not in arrow_schema.names
+    ]
     for column in expected:
         if column.name not in arrow_schema.names:
             continue
         want, got = schema.kind_of(column.type), schema.kind_of(arrow_schema.field(column.name).type)
         if got not in schema.ACCEPTS[want]:
-            problems.append(f"{name}: column '{column.name}' has type {arrow_schema.field(column.name).type}, "
-                            f"expected {want}")
+            problems.append(
+                f"{name}: column '{column.name}' has type {arrow_schema.field(column.name).type}, expected {want}"
+            )
     return problems
 
 
@@ -99,8 +104,9 @@ def _clean_interactions(frame: pd.DataFrame, problems: list[str], handled: dict)
     duplicated = frame.duplicated(["user_id", "item_id"], keep="last")
     handled["duplicate_interactions_removed"] = int(duplicated.sum())
     if duplicated.any():
-        log.warning("%s: %d duplicate (user_id, item_id) rows removed, keeping the last of each",
-                    name, int(duplicated.sum()))
+        log.warning(
+            "%s: %d duplicate (user_id, item_id) rows removed, keeping the last of each", name, int(duplicated.sum())
+        )
     return frame[~duplicated].reset_index(drop=True)
 
 
@@ -109,8 +115,10 @@ def _clean_items(frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
     problems.extend(_null_violations(name, frame, ("item_id",)))
     duplicated = np.flatnonzero(frame["item_id"].duplicated().to_numpy())
     if len(duplicated):
-        problems.append(f"{name}: column 'item_id' repeats in {len(duplicated)} row(s), first at row "
-                        f"{duplicated[0]} ('{frame['item_id'].iloc[duplicated[0]]}')")
+        problems.append(
+            f"{name}: column 'item_id' repeats in {len(duplicated)} row(s), first at row "
+            f"{duplicated[0]} ('{frame['item_id'].iloc[duplicated[0]]}')"
+        )
     return frame
 
 
@@ -119,8 +127,10 @@ def _unknown_item_violations(name: str, frame: pd.DataFrame, known: pd.Index) ->
     if not len(unknown):
         return []
     first = unknown[0]
-    return [f"{name}: column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}, "
-            f"first at row {first} ('{frame['item_id'].iloc[first]}')"]
+    return [
+        f"{name}: column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}, "
+        f"first at row {first} ('{frame['item_id'].iloc[first]}')"
+    ]
 
 
 def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
@@ -156,8 +166,10 @@ def _optional(root: str, name: str, problems: list[str], known: pd.Index) -> pd.
     if name == schema.SOCIAL:
         bad = np.flatnonzero(~frame["kind"].isin(schema.SOCIAL_KINDS).to_numpy())
         if len(bad):
-            problems.append(f"{name}: column 'kind' must be one of {schema.SOCIAL_KINDS}; "
-                            f"{len(bad)} row(s) are not, first at row {bad[0]} ('{frame['kind'].iloc[bad[0]]}')")
+            problems.append(
+                f"{name}: column 'kind' must be one of {schema.SOCIAL_KINDS}; "
+                f"{len(bad)} row(s) are not, first at row {bad[0]} ('{frame['kind'].iloc[bad[0]]}')"
+            )
     return frame
 
 
@@ -180,8 +192,11 @@ def read_dataset_lenient(root: str) -> tuple[Dataset | None, list[str]]:
     """The dataset and every contract violation found (the dataset is None when it cannot be read)."""
     if not os.path.isdir(root):
         return None, [f"{root}: dataset directory does not exist"]
-    problems = [f"{name}: required file is missing from {root}"
-                for name in (schema.INTERACTIONS, schema.ITEMS) if not os.path.exists(os.path.join(root, name))]
+    problems = [
+        f"{name}: required file is missing from {root}"
+        for name in (schema.INTERACTIONS, schema.ITEMS)
+        if not os.path.exists(os.path.join(root, name))
+    ]
     if problems:
         return None, problems
     handled: dict = {}

@@ -1,4 +1,5 @@
 """The dataset contract: one Arrow schema per file, and the rules every reader enforces."""
+
 import pyarrow as pa
 
 INTERACTIONS = "interactions.parquet"
@@ -7,31 +8,39 @@ TAGS = "tags.parquet"
 SOCIAL = "social.parquet"
 META = "dataset.yaml"
 
-INTERACTIONS_SCHEMA = pa.schema([
-    pa.field("user_id", pa.string(), nullable=False),
-    pa.field("item_id", pa.string(), nullable=False),
-    pa.field("value", pa.float32()),
-    pa.field("timestamp", pa.int64()),
-])
-ITEMS_SCHEMA = pa.schema([
-    pa.field("item_id", pa.string(), nullable=False),
-    pa.field("image", pa.binary()),
-    pa.field("image_path", pa.string()),
-    pa.field("owner_id", pa.string()),
-    pa.field("text", pa.string()),
-    pa.field("labels", pa.list_(pa.string())),
-])
-TAGS_SCHEMA = pa.schema([
-    pa.field("user_id", pa.string(), nullable=False),
-    pa.field("item_id", pa.string(), nullable=False),
-    pa.field("tag", pa.string(), nullable=False),
-    pa.field("timestamp", pa.int64()),
-])
-SOCIAL_SCHEMA = pa.schema([
-    pa.field("user_id", pa.string(), nullable=False),
-    pa.field("other_id", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-])
+INTERACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("value", pa.float32()),
+        pa.field("timestamp", pa.int64()),
+    ]
+)
+ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("image", pa.binary()),
+        pa.field("image_path", pa.string()),
+        pa.field("owner_id", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("labels", pa.list_(pa.string())),
+    ]
+)
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field("timestamp", pa.int64()),
+    ]
+)
+SOCIAL_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("other_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+    ]
+)
 
 SCHEMAS = {INTERACTIONS: INTERACTIONS_SCHEMA, ITEMS: ITEMS_SCHEMA, TAGS: TAGS_SCHEMA, SOCIAL: SOCIAL_SCHEMA}
 # Columns a file must have; the others in its schema are optional.
@@ -50,7 +59,11 @@ def kind_of(arrow_type: pa.DataType) -> str:
         return kind_of(arrow_type.value_type)
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
         return "string"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
+    if (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+    ):
         return "binary"
     if pa.types.is_integer(arrow_type):
         return "integer"

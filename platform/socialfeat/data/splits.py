@@ -1,4 +1,5 @@
 """Popularity filters and seeded splits: items into tr / te, tr's entries into train / validation."""
+
 import logging
 
 import numpy as np
@@ -41,7 +42,8 @@ def filter_by_popularity(interactions: pd.DataFrame, cfg: FilterConfig) -> tuple
             f"the popularity filters left no interactions: users need {cfg.min_user_interactions}.."
             f"{cfg.max_user_interactions} and items {cfg.min_item_interactions}..{cfg.max_item_interactions} "
             f"interactions (filter.* keys); the data had {interactions['user_id'].nunique()} users and "
-            f"{interactions['item_id'].nunique()} items with {len(interactions)} interactions")
+            f"{interactions['item_id'].nunique()} items with {len(interactions)} interactions"
+        )
     return frame.reset_index(drop=True), report
 
 
@@ -70,6 +72,9 @@ def split_interactions(interactions: pd.DataFrame, cfg: SplitConfig) -> tuple[pd
     in_tr = np.flatnonzero(frame["part"].to_numpy() == "tr")
     fold[in_tr[validation_mask(len(in_tr), cfg.val_fraction, cfg.seed)]] = "val"
     frame = frame.drop(columns="part").assign(fold=fold)
-    counts = {"split/tr_items": int((items["part"] == "tr").sum()), "split/te_items": int((items["part"] == "te").sum())}
+    counts = {
+        "split/tr_items": int((items["part"] == "tr").sum()),
+        "split/te_items": int((items["part"] == "te").sum()),
+    }
     counts.update({f"split/{name}_entries": int((fold == name).sum()) for name in ("train", "val", "test")})
     return frame, items, counts

@@ -10,6 +10,7 @@ What is planted (and kept as ground truth so tests can measure recovery):
   another language (accented words), and tags mix in noise and very common words;
 - friends and groups link users of the same favourite style.
 """
+
 import logging
 import os
 
@@ -31,10 +32,28 @@ log = logging.getLogger(__name__)
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("solid", "hstripes", "vstripes", "checker", "dots")
 COMMON_WORDS = ("the", "a", "my", "and", "of", "this", "with", "new", "photo", "look", "so", "in")
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-                    [0, 128, 128], [170, 110, 40], [128, 0, 0], [0, 0, 128], [128, 128, 128],
-                    [255, 255, 255], [20, 20, 20]], dtype=np.float32)
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+        [0, 128, 128],
+        [170, 110, 40],
+        [128, 0, 0],
+        [0, 0, 128],
+        [128, 128, 128],
+        [255, 255, 255],
+        [20, 20, 20],
+    ],
+    dtype=np.float32,
+)
 WORD_VARIANTS = 3  # per concept: a canonical word and two synonyms; then one foreign word
 
 
@@ -112,8 +131,9 @@ def _tastes(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
 def _views(cfg: SynthConfig, tastes: np.ndarray, item_style: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """(user, item) view pairs: style from taste, then an item of that style by Zipf popularity."""
     popularity = (rng.permutation(cfg.items) + 10.0) ** -cfg.zipf_exponent
-    counts = np.clip(rng.lognormal(np.log(cfg.mean_views) - 0.32, 0.8, cfg.users), cfg.min_views,
-                     cfg.items // 2).astype(np.int64)
+    counts = np.clip(
+        rng.lognormal(np.log(cfg.mean_views) - 0.32, 0.8, cfg.users), cfg.min_views, cfg.items // 2
+    ).astype(np.int64)
     users = np.repeat(np.arange(cfg.users), counts)
     cumulative = np.cumsum(tastes, axis=1)[users]
     styles = (cumulative < rng.random(len(users))[:, None]).sum(axis=1).clip(0, cfg.styles - 1)
@@ -148,7 +168,7 @@ def _vocabulary(cfg: SynthConfig, rng: np.random.Generator) -> tuple[np.ndarray,
     plain = _pseudo_words(rng, n_concepts * WORD_VARIANTS + cfg.noise_words)
     foreign = _pseudo_words(rng, n_concepts, accented=True)
     words = np.array(plain[: n_concepts * WORD_VARIANTS], dtype=object).reshape(n_concepts, WORD_VARIANTS)
-    return np.column_stack([words, np.array(foreign, dtype=object)]), plain[n_concepts * WORD_VARIANTS:]
+    return np.column_stack([words, np.array(foreign, dtype=object)]), plain[n_concepts * WORD_VARIANTS :]
 
 
 def _user_variants(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -182,8 +202,14 @@ def _tags(cfg, views, item_style, words, variants, noise, times, rng) -> pd.Data
     tags = words[concepts, variants[users, concepts]]
     is_noise = rng.random(len(tagged)) < cfg.noise_tag_probability
     tags[is_noise] = rng.choice(np.array(noise, dtype=object), is_noise.sum())
-    return pd.DataFrame({"user_id": _ids("u", users), "item_id": _ids("i", items), "tag": tags.astype(str),
-                         "timestamp": times[tagged.index.to_numpy()] + rng.integers(1, 600, len(tagged))})
+    return pd.DataFrame(
+        {
+            "user_id": _ids("u", users),
+            "item_id": _ids("i", items),
+            "tag": tags.astype(str),
+            "timestamp": times[tagged.index.to_numpy()] + rng.integers(1, 600, len(tagged)),
+        }
+    )
 
 
 def _social(cfg: SynthConfig, tastes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -198,13 +224,23 @@ def _social(cfg: SynthConfig, tastes: np.ndarray, rng: np.random.Generator) -> p
         friends[pick] = fans[rng.integers(0, len(fans), pick.sum())]
     friends_frame = pd.DataFrame({"user": users, "other_id": _ids("u", friends), "kind": "friend"})[users != friends]
     extra = np.flatnonzero(rng.random(cfg.users) < 0.3)
-    groups = pd.DataFrame({"user": np.concatenate([np.arange(cfg.users), extra]),
-                           "other_id": np.char.add("g", np.char.zfill(np.concatenate(
-                               [favourite, rng.integers(0, cfg.styles, len(extra))]).astype(str), 3)),
-                           "kind": "group"})
+    groups = pd.DataFrame(
+        {
+            "user": np.concatenate([np.arange(cfg.users), extra]),
+            "other_id": np.char.add(
+                "g", np.char.zfill(np.concatenate([favourite, rng.integers(0, cfg.styles, len(extra))]).astype(str), 3)
+            ),
+            "kind": "group",
+        }
+    )
     frame = pd.concat([friends_frame, groups], ignore_index=True)
-    return pd.DataFrame({"user_id": _ids("u", frame["user"].to_numpy()), "other_id": frame["other_id"],
-                         "kind": frame["kind"]}).drop_duplicates().reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {"user_id": _ids("u", frame["user"].to_numpy()), "other_id": frame["other_id"], "kind": frame["kind"]}
+        )
+        .drop_duplicates()
+        .reset_index(drop=True)
+    )
 
 
 def _ids(prefix: str, indices: np.ndarray) -> np.ndarray:
@@ -214,8 +250,10 @@ def _ids(prefix: str, indices: np.ndarray) -> np.ndarray:
 def _images(cfg: SynthConfig, item_style: np.ndarray, progress: bool) -> list[bytes]:
     styles = style_names(cfg.styles)
     rng = np.random.default_rng([cfg.seed, 1])
-    return [encode_jpeg(draw_item(*styles[s], cfg.image_size, rng))
-            for s in tqdm(item_style, desc="drawing images", unit="img", disable=not progress)]
+    return [
+        encode_jpeg(draw_item(*styles[s], cfg.image_size, rng))
+        for s in tqdm(item_style, desc="drawing images", unit="img", disable=not progress)
+    ]
 
 
 def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
@@ -233,18 +271,40 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
     tags = _tags(cfg, views, item_style, words, variants, noise, times, rng)
     social = _social(cfg, tastes, rng)
     images = _images(cfg, item_style, progress)
-    interactions = pd.DataFrame({"user_id": _ids("u", views["user"].to_numpy()),
-                                 "item_id": _ids("i", views["item"].to_numpy()),
-                                 "value": np.ones(len(views), np.float32), "timestamp": times})
-    items = pd.DataFrame({"item_id": _ids("i", np.arange(cfg.items)), "image": images,
-                          "owner_id": _ids("u", owners), "text": texts,
-                          "labels": [[f"style_{s:02d}"] for s in item_style]})
-    counts = {"users": cfg.users, "items": cfg.items, "interactions": len(interactions),
-              "tags": len(tags), "social_links": len(social)}
-    meta = {"name": "synthetic", "source": "socialfeat data synth", "counts": counts,
-            "generator": cfg.model_dump(),
-            "planted": {"styles": [f"{shape}/{texture}" for shape, texture in style_names(cfg.styles)],
-                        "concept_words": words[:, 0].tolist()}}
+    interactions = pd.DataFrame(
+        {
+            "user_id": _ids("u", views["user"].to_numpy()),
+            "item_id": _ids("i", views["item"].to_numpy()),
+            "value": np.ones(len(views), np.float32),
+            "timestamp": times,
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": _ids("i", np.arange(cfg.items)),
+            "image": images,
+            "owner_id": _ids("u", owners),
+            "text": texts,
+            "labels": [[f"style_{s:02d}"] for s in item_style],
+        }
+    )
+    counts = {
+        "users": cfg.users,
+        "items": cfg.items,
+        "interactions": len(interactions),
+        "tags": len(tags),
+        "social_links": len(social),
+    }
+    meta = {
+        "name": "synthetic",
+        "source": "socialfeat data synth",
+        "counts": counts,
+        "generator": cfg.model_dump(),
+        "planted": {
+            "styles": [f"{shape}/{texture}" for shape, texture in style_names(cfg.styles)],
+            "concept_words": words[:, 0].tolist(),
+        },
+    }
     with atomic_dir(out) as tmp:
         write_contract(tmp, interactions, items, tags, social, meta)
     log.info("synthetic dataset: %s", counts)

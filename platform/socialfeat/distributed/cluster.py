@@ -1,4 +1,5 @@
 """Joining a Ray cluster (RAY_ADDRESS or --address) or starting a local one."""
+
 import logging
 import os
 import socket
@@ -29,8 +30,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as error:
-        raise UnreachableCluster(f"Ray cluster at {address} (RAY_ADDRESS / --address) is unreachable: {error}. "
-                                 "Start one (`ray start --head`), fix the address, or unset RAY_ADDRESS for a local Ray") from None
+        raise UnreachableCluster(
+            f"Ray cluster at {address} (RAY_ADDRESS / --address) is unreachable: {error}. "
+            "Start one (`ray start --head`), fix the address, or unset RAY_ADDRESS for a local Ray"
+        ) from None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> str:
@@ -51,7 +54,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
         ray.init(address=address, log_to_driver=True)
         log.info("joined the Ray cluster at %s", address)
         return address
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard, log_to_driver=True,
-             **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count(),
+        include_dashboard=dashboard,
+        log_to_driver=True,
+        **({"dashboard_host": "127.0.0.1"} if dashboard else {}),
+    )
     log.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
     return "local"

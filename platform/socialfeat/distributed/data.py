@@ -1,12 +1,22 @@
-"""Ray Data around the pure cores: negative sampling sharded over blocks of users."""
+"""Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
+
+import os
+
 import numpy as np
+import pandas as pd
 
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
 
 
-def sample_negatives_sharded(users: np.ndarray, items: np.ndarray, n_items: int, weights: np.ndarray,
-                             ratio: float, seed: int, users_per_block: int = USERS_PER_BLOCK
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def sample_negatives_sharded(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    weights: np.ndarray,
+    ratio: float,
+    seed: int,
+    users_per_block: int = USERS_PER_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
     """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task
     reading the positives from the object store; blocks come back in order."""
     import ray
@@ -19,56 +29,141 @@ def sample_negatives_sharded(users: np.ndarray, items: np.ndarray, n_items: int,
         out_users, out_items, out_blocks = [], [], []
         for block in batch["block"]:
             mask = all_users // users_per_block == block
-            block_users, block_items = sample_block(all_users[mask], all_items[mask], n_items, all_weights,
-                                                    ratio, seed, int(block))
+            block_users, block_items = sample_block(
+                all_users[mask], all_items[mask], n_items, all_weights, ratio, seed, int(block)
+            )
             out_users.append(block_users)
             out_items.append(block_items)
             out_blocks.append(np.full(len(block_users), block))
-        return {"user": np.concatenate(out_users), "item": np.concatenate(out_items),
-                "block": np.concatenate(out_blocks), "position": np.concatenate([np.arange(len(u)) for u in out_users])}
+        return {
+            "user": np.concatenate(out_users),
+            "item": np.concatenate(out_items),
+            "block": np.concatenate(out_blocks),
+            "position": np.concatenate([np.arange(len(u)) for u in out_users]),
+        }
 
     dataset = ray.data.from_items([{"block": int(b)} for b in blocks]).map_batches(sample, batch_size=1)
     frame = dataset.to_pandas().sort_values(["block", "position"], kind="stable")
     return frame["user"].to_numpy(np.int32), frame["item"].to_numpy(np.int32)
 
 
-def _decode_batch(batch: dict, root: str, column: str, size: int, lookup_ref) -> dict:
-    """Decode, resize and crop each image of a batch; attach its label / target; drop undecodable ones."""
-    import ray
+def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The pass-through columns of an image-row table as arrays: numbers as they are, float vectors
+    stacked (N x D), variable-length int lists padded with -1 (N x longest), anything else as objects."""
+    columns = {}
+    for name in rows.columns.difference(image_columns, sort=False):
+        values = rows[name]
+        first = next((v for v in values if v is not None), None)
+        if not isinstance(first, (list, tuple, np.ndarray)):
+            columns[name] = values.to_numpy()
+            continue
+        lists = [np.asarray(v if v is not None else []) for v in values]
+        if all(lst.dtype.kind == "f" for lst in lists if len(lst)):
+            if len({len(lst) for lst in lists}) != 1:
+                raise ValueError(f"image rows: column {name!r} holds float vectors of different lengths")
+            columns[name] = np.stack(lists).astype(np.float32)
+            continue
+        padded = np.full((len(lists), max(map(len, lists), default=0)), -1, np.int64)
+        for row, lst in enumerate(lists):
+            padded[row, : len(lst)] = lst
+        columns[name] = padded
+    return columns
 
+
+def _decoded(root: str, column: str, stored, size: int):
     from socialfeat.data.images import item_image_bytes
     from socialfeat.vision.transforms import load_image
 
-    lookup = ray.get(lookup_ref)
-    rows, images = [], []
-    for item_id, stored in zip(batch["item_id"], batch[column]):
-        position = lookup["position"].get(item_id)
-        if position is None or stored is None:
-            continue
-        image = load_image(item_image_bytes(root, stored, None) if column == "image"
-                           else item_image_bytes(root, None, stored), size)
-        if image is not None:
-            rows.append(position)
-            images.append(image)
-    out = {"item_id": np.array([lookup["item_id"][p] for p in rows], dtype=object),
-           "image": np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
-           "label": np.array([lookup["label"][p] for p in rows], dtype=np.int64)}
-    if lookup["target"] is not None:
-        out["target"] = lookup["target"][rows] if rows else np.zeros((0, lookup["target"].shape[1]), np.float32)
-    return out
+    if stored is None:
+        return None
+    data = item_image_bytes(root, stored, None) if column == "image" else item_image_bytes(root, None, stored)
+    return load_image(data, size)
 
 
-def image_dataset(root: str, column: str, item_ids, size: int, labels=None, targets=None):
-    """A Ray Dataset of (item_id, image S x S x 3 uint8, label[, target]) for `item_ids`, decoded in
-    parallel from the dataset's items.parquet; undecodable images are skipped."""
-    import os
-
+def _rows_of_items(batch: dict, root: str, column: str, size: int, image_column: str, lookup_ref) -> dict:
+    """Decode each item of a batch of items.parquet once and emit every row that names it; rows whose
+    image is missing or undecodable are dropped."""
     import ray
 
-    item_ids = np.asarray(item_ids, dtype=object)
-    lookup = {"position": {item: n for n, item in enumerate(item_ids)}, "item_id": item_ids,
-              "label": np.full(len(item_ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64),
-              "target": None if targets is None else np.asarray(targets, np.float32)}
+    lookup = ray.get(lookup_ref)
+    positions, images = [], []
+    for item_id, stored in zip(batch["item_id"], batch[column]):
+        rows = lookup["rows"].get(item_id)
+        image = None if rows is None else _decoded(root, column, stored, size)
+        if image is not None:
+            positions += rows
+            images += [image] * len(rows)
+    out = {image_column: np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)}
+    return out | {name: values[positions] for name, values in lookup["columns"].items()}
+
+
+def _single_image_rows(root: str, column: str, rows: pd.DataFrame, image_column: str, size: int):
+    import ray
+
+    by_item: dict = {}
+    for position, item_id in enumerate(rows[image_column]):
+        by_item.setdefault(item_id, []).append(position)
+    lookup = {"rows": by_item, "columns": row_columns(rows, (image_column,))}
     source = ray.data.read_parquet(os.path.join(root, "items.parquet")).select_columns(["item_id", column])
-    return source.map_batches(_decode_batch, batch_format="numpy", batch_size=256,
-                              fn_kwargs={"root": root, "column": column, "size": size, "lookup_ref": ray.put(lookup)})
+    return source.map_batches(
+        _rows_of_items,
+        batch_format="numpy",
+        batch_size=256,
+        fn_kwargs={
+            "root": root,
+            "column": column,
+            "size": size,
+            "image_column": image_column,
+            "lookup_ref": ray.put(lookup),
+        },
+    )
+
+
+def _gather_rows(batch: dict, image_columns: tuple[str, ...], lookup_ref) -> dict:
+    """Rows by position, each image column filled from the decoded items; rows missing an image dropped."""
+    import ray
+
+    lookup = ray.get(lookup_ref)
+    positions = batch["id"]
+    slots = {c: lookup["slots"][c][positions] for c in image_columns}
+    keep = np.logical_and.reduce([s >= 0 for s in slots.values()])
+    out = {c: lookup["images"][s[keep]] for c, s in slots.items()}
+    return out | {name: values[positions[keep]] for name, values in lookup["columns"].items()}
+
+
+def _multi_image_rows(root: str, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...], size: int):
+    """Decode each named item once, hold the decoded images in the object store (N x S x S x 3 uint8: 12 KB
+    an image at 64 px), then build the rows from them."""
+    import ray
+
+    items = pd.Index(pd.unique(np.concatenate([rows[c].to_numpy() for c in image_columns])))
+    table = pd.DataFrame({"item": items, "slot": np.arange(len(items))})
+    images = np.zeros((len(items), size, size, 3), np.uint8)
+    found = []
+    for batch in _single_image_rows(root, column, table, "item", size).iter_batches(batch_format="numpy"):
+        images[batch["slot"]] = batch["item"]
+        found.append(batch["slot"])
+    found = np.concatenate(found) if found else np.zeros(0, np.int64)
+    slot_of = np.full(len(items), -1)
+    slot_of[found] = found
+    lookup = {
+        "images": images,
+        "columns": row_columns(rows, image_columns),
+        "slots": {c: slot_of[items.get_indexer(rows[c])] for c in image_columns},
+    }
+    return ray.data.range(len(rows)).map_batches(
+        _gather_rows,
+        batch_format="numpy",
+        batch_size=256,
+        fn_kwargs={"image_columns": tuple(image_columns), "lookup_ref": ray.put(lookup)},
+    )
+
+
+def image_rows(root: str, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...] = ("item",), size: int = 64):
+    """A Ray Dataset of training rows: each of `image_columns` (item ids in `rows`) becomes that item's image
+    (S x S x 3 uint8, decoded in parallel from the dataset's items.parquet), every other column passes
+    through (see row_columns). Rows with a missing or undecodable image are left out."""
+    rows = rows.reset_index(drop=True)
+    if len(image_columns) == 1:
+        return _single_image_rows(root, column, rows, image_columns[0], size)
+    return _multi_image_rows(root, column, rows, tuple(image_columns), size)

@@ -1,42 +1,58 @@
-"""Ray Data batch inference: features for every decodable item image, on an actor pool."""
+"""Ray Data batch inference: an encoder's features for every decodable item image, on an actor pool."""
+
 import numpy as np
 
 
 class Embedder:
-    """One extraction actor: builds the model once, then embeds batches (on its GPU when it has one)."""
+    """One extraction actor: builds the encoder once, then embeds batches (on its GPU when it has one)."""
 
-    def __init__(self, model_name: str, num_outputs: int, state: dict | None, tap: str, crop: int, seed: int):
+    def __init__(self, spec: dict, state, seed: int):
         import ray
         import torch
 
-        from socialfeat.features.extract import load_model
+        from socialfeat.features.encoder import build_encoder
 
         if isinstance(state, ray.ObjectRef):
             state = ray.get(state)
-
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = load_model(model_name, num_outputs, state, seed).to(self.device)
-        self.model_name, self.tap, self.crop = model_name, tap, crop
+        self.encoder = build_encoder(spec, state, seed).to(self.device)
+        self.crop = spec["crop"]
 
     def __call__(self, batch: dict) -> dict:
         from socialfeat.features.extract import embed_images
 
-        vectors = embed_images(self.model, self.model_name, self.tap, batch["image"], self.crop, self.device)
-        return {"item_id": batch["item_id"], "vector": vectors}
+        return {
+            "item_id": batch["item_id"],
+            "vector": embed_images(self.encoder, batch["item"], self.crop, self.device),
+        }
 
 
-def extract(images_ds, model_name: str, num_outputs: int, state: dict | None, tap: str, crop: int, seed: int,
-            batch_size: int, concurrency: int, use_gpu: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(item_ids, vectors) for every row of `images_ds`."""
+def extract(
+    images_ds, spec: dict, state: dict | None, seed: int, batch_size: int, concurrency: int, use_gpu: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item_ids, vectors) of the encoder `spec` (weights `state`, or random from `seed`) for every row of
+    `images_ds` (columns item_id and item, the decoded image)."""
     import ray
 
     features = images_ds.map_batches(
-        Embedder, fn_constructor_kwargs={"model_name": model_name, "num_outputs": num_outputs,
-                                         "state": ray.put(state) if state is not None else None,
-                                         "tap": tap, "crop": crop, "seed": seed},
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
-        num_gpus=1 if use_gpu else 0)
+        Embedder,
+        fn_constructor_kwargs={"spec": spec, "state": ray.put(state) if state is not None else None, "seed": seed},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_gpus=1 if use_gpu else 0,
+    )
     rows = features.take_all()
     item_ids = np.array([r["item_id"] for r in rows], dtype=object)
-    vectors = np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    vectors = np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, spec["dim"]), np.float32)
     return item_ids, vectors
+
+
+def item_images(root: str, column: str, item_ids, size: int):
+    """A Ray Dataset of (item_id, item: the decoded image) for `item_ids`; undecodable images left out."""
+    import pandas as pd
+
+    from socialfeat.distributed.data import image_rows
+
+    ids = list(item_ids)
+    return image_rows(root, column, pd.DataFrame({"item": ids, "item_id": ids}), ("item",), size)

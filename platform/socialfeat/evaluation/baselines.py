@@ -1,4 +1,5 @@
 """Baseline image features: a joint RGB colour histogram and downsampled raw pixels."""
+
 import numpy as np
 
 from socialfeat.data.images import decode_rgb
@@ -8,7 +9,7 @@ def colour_histogram(image, bins: int = 4) -> np.ndarray:
     """A bins^3 joint RGB histogram, L1-normalised."""
     pixels = (np.asarray(image.resize((64, 64)), np.int64) * bins) // 256
     codes = (pixels[..., 0] * bins + pixels[..., 1]) * bins + pixels[..., 2]
-    counts = np.bincount(codes.ravel(), minlength=bins ** 3).astype(np.float32)
+    counts = np.bincount(codes.ravel(), minlength=bins**3).astype(np.float32)
     return counts / counts.sum()
 
 
@@ -20,5 +21,7 @@ def raw_pixels(image, size: int = 8) -> np.ndarray:
 def baseline_features(encoded: list[bytes]) -> dict[str, np.ndarray]:
     """{'color_hist': N x 64, 'pixels': N x 192} for decodable images (callers pass decodable ones)."""
     images = [decode_rgb(data) for data in encoded]
-    return {"color_hist": np.stack([colour_histogram(i) for i in images]),
-            "pixels": np.stack([raw_pixels(i) for i in images])}
+    return {
+        "color_hist": np.stack([colour_histogram(i) for i in images]),
+        "pixels": np.stack([raw_pixels(i) for i in images]),
+    }

@@ -1,4 +1,6 @@
-"""User-supplied feature sets: a features file (item_id, vector) or a torchvision weights file."""
+"""User-supplied feature sets: a features file (item_id, vector), an encoder artefact or a torchvision
+weights file."""
+
 import os
 
 import numpy as np
@@ -15,7 +17,12 @@ class ExternalFeaturesError(ValueError):
 
 
 def file_fingerprint(path: str) -> dict:
-    """What makes a stage that reads `path` stale: its size and modification time."""
+    """What makes a stage that reads `path` stale: its size and modification time (an encoder directory:
+    its weights file's)."""
+    from socialfeat.features.encoder import WEIGHTS, is_encoder
+
+    if os.path.isdir(path) and is_encoder(path):
+        path = os.path.join(path, WEIGHTS)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file does not exist")
     stat = os.stat(path)
@@ -28,8 +35,10 @@ def aligned_features(path: str, name: str, item_ids: np.ndarray) -> np.ndarray:
     position = {item: n for n, item in enumerate(ids)}
     missing = [item for item in item_ids if item not in position]
     if missing:
-        raise ExternalFeaturesError(f"{path}: feature set '{name}' has no vector for {len(missing)} of "
-                                    f"{len(item_ids)} items with images (first: {missing[0]!r})")
+        raise ExternalFeaturesError(
+            f"{path}: feature set '{name}' has no vector for {len(missing)} of "
+            f"{len(item_ids)} items with images (first: {missing[0]!r})"
+        )
     return vectors[[position[item] for item in item_ids]]
 
 
@@ -48,8 +57,9 @@ def load_weights(path: str, model_name: str) -> tuple[dict, int]:
             state = state[wrapper]
     state = {key.removeprefix("module."): value for key, value in state.items()}  # saved from DDP
     if HEAD[model_name] not in state:
-        raise ExternalFeaturesError(f"{path}: not a {model_name} state dict (no '{HEAD[model_name]}'); "
-                                    "training.model picks the architecture")
+        raise ExternalFeaturesError(
+            f"{path}: not a {model_name} state dict (no '{HEAD[model_name]}'); training.model picks the architecture"
+        )
     outputs = int(state[HEAD[model_name]].shape[0])
     expected = build(model_name, outputs).state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -58,5 +68,21 @@ def load_weights(path: str, model_name: str) -> tuple[dict, int]:
         raise ExternalFeaturesError(
             f"{path}: not a {model_name} state dict ({len(missing)} missing keys, {len(unexpected)} unexpected, "
             f"{len(wrong_shape)} of the wrong shape; first: {(missing + unexpected + wrong_shape)[0]!r}); "
-            "training.model picks the architecture")
+            "training.model picks the architecture"
+        )
     return state, outputs
+
+
+def weights_encoder(path: str, training) -> tuple[dict, dict]:
+    """(encoder spec, state) of `path`: an encoder artefact (a train stage's directory or its encoder.pt)
+    as it is, or a torchvision state dict of `training.model` cut at `training.tap`."""
+    from socialfeat.features.encoder import encoder_spec, is_encoder, load_encoder
+    from socialfeat.vision.backbones import at_tap, build, tower_of
+
+    if is_encoder(path):
+        return load_encoder(path)
+    state, outputs = load_weights(path, training.model)
+    model = build(training.model, outputs)
+    model.load_state_dict(state)
+    encoder = at_tap(tower_of(model, training.model), training.model, training.tap)
+    return encoder_spec(training.model, training.tap, training.image_size, training.crop_size), encoder.state_dict()

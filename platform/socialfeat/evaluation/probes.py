@@ -1,4 +1,5 @@
 """Linear probes (Fang et al. 4.4, Joulin et al. 4.2): logistic regression on item labels."""
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
@@ -11,8 +12,8 @@ REGULARISATION = (0.01, 0.1, 1.0, 10.0)
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train (64%), validation (16%, for choosing C) and test (20%) indices."""
     order = np.random.default_rng(seed).permutation(n)
-    test, val = order[: n // 5], order[n // 5: n // 5 + n * 4 // 25]
-    return order[n // 5 + n * 4 // 25:], val, test
+    test, val = order[: n // 5], order[n // 5 : n // 5 + n * 4 // 25]
+    return order[n // 5 + n * 4 // 25 :], val, test
 
 
 def _fit(c: float, x, y, multilabel: bool):
@@ -35,6 +36,8 @@ def linear_probe(vectors: np.ndarray, labels: list, seed: int = 0) -> tuple[str,
     multilabel = any(len(l) > 1 for l in kept)
     y = MultiLabelBinarizer().fit_transform(kept) if multilabel else np.array([l[0] for l in kept])
     train, val, test = _split(len(x), seed)
-    best = max(REGULARISATION, key=lambda c: _score(_fit(c, x[train], y[train], multilabel), x[val], y[val], multilabel))
+    best = max(
+        REGULARISATION, key=lambda c: _score(_fit(c, x[train], y[train], multilabel), x[val], y[val], multilabel)
+    )
     final = _fit(best, x[np.concatenate([train, val])], y[np.concatenate([train, val])], multilabel)
     return ("map" if multilabel else "accuracy"), _score(final, x[test], y[test], multilabel)

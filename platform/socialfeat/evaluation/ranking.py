@@ -1,4 +1,5 @@
 """Ranking metrics shared by every method: each takes ranked item lists and the relevant sets."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """Neighbours by cosine similarity and the Jaccard overlap of their viewer sets (Fang et al. Fig. 4/5)."""
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -10,13 +11,14 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def cosine_neighbours(queries: np.ndarray, database: np.ndarray, k: int, exclude_self: bool = False,
-                      block: int = 1024) -> np.ndarray:
+def cosine_neighbours(
+    queries: np.ndarray, database: np.ndarray, k: int, exclude_self: bool = False, block: int = 1024
+) -> np.ndarray:
     """queries x k indices into `database` by cosine similarity, in blocks to bound memory."""
     q, d = normalise(queries), normalise(database)
     result = []
     for start in range(0, len(q), block):
-        scores = q[start:start + block] @ d.T
+        scores = q[start : start + block] @ d.T
         if exclude_self:
             rows = np.arange(scores.shape[0])
             scores[rows, rows + start] = -np.inf

@@ -6,6 +6,7 @@ lambda is unscaled: each factor row is penalised once, however many entries it h
 is regularised as much as a light one); `implicit_als` (Hu, Koren & Volinsky) and `implicit_bpr`
 learn from the positives alone, with implicit's own regularisation conventions.
 """
+
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,8 +133,11 @@ def fit_sgd(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback 
 
 def _positives(entries: Entries) -> sp.csr_matrix:
     positive = entries.values > 0
-    return sp.csr_matrix((entries.values[positive], (entries.users[positive], entries.items[positive])),
-                         shape=(entries.n_users, entries.n_items), dtype=np.float32)
+    return sp.csr_matrix(
+        (entries.values[positive], (entries.users[positive], entries.items[positive])),
+        shape=(entries.n_users, entries.n_items),
+        dtype=np.float32,
+    )
 
 
 def _implicit(model, entries: Entries, on_epoch: EpochCallback | None):
@@ -150,20 +154,25 @@ def _implicit(model, entries: Entries, on_epoch: EpochCallback | None):
 
 def fit_implicit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     from implicit.cpu.als import AlternatingLeastSquares
-
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):  # checked when the model is made
-        model = AlternatingLeastSquares(factors=cfg.dim, regularization=cfg.reg, alpha=cfg.alpha,
-                                        iterations=cfg.epochs, random_state=cfg.seed)
+        model = AlternatingLeastSquares(
+            factors=cfg.dim, regularization=cfg.reg, alpha=cfg.alpha, iterations=cfg.epochs, random_state=cfg.seed
+        )
     return _implicit(model, entries, on_epoch)
 
 
 def fit_implicit_bpr(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    model = BayesianPersonalizedRanking(factors=cfg.dim, learning_rate=cfg.learning_rate, regularization=cfg.reg,
-                                        iterations=cfg.epochs, random_state=cfg.seed)
+    model = BayesianPersonalizedRanking(
+        factors=cfg.dim,
+        learning_rate=cfg.learning_rate,
+        regularization=cfg.reg,
+        iterations=cfg.epochs,
+        random_state=cfg.seed,
+    )
     return _implicit(model, entries, on_epoch)
 
 

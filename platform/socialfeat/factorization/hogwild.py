@@ -1,4 +1,5 @@
 """The lock-free parallel SGD epoch (Hogwild, Recht et al. 2011) compiled with numba."""
+
 import numba
 import numpy as np
 

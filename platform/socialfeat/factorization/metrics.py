@@ -1,4 +1,5 @@
 """Validation metrics of a factorisation: RMSE and PR on observed entries, ranking on unseen items."""
+
 from collections.abc import Callable
 
 import numpy as np
@@ -9,7 +10,9 @@ from socialfeat.evaluation.ranking import hits_at_k, mis_ordered_fraction, ndcg_
 ScoreBlock = Callable[[np.ndarray], np.ndarray]  # user indices -> users x items scores
 
 
-def entry_scores(user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+def entry_scores(
+    user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray
+) -> np.ndarray:
     return np.einsum("ij,ij->i", user_factors[users], item_factors[items])
 
 
@@ -38,12 +41,18 @@ def pair_error(users: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> f
     return float(np.mean(per_user_wrong[both] / (positive_counts[both] * negative_counts[both])))
 
 
-def ranking_metrics(score_block: ScoreBlock, seen: sp.csr_matrix, held_out: sp.csr_matrix, users: np.ndarray,
-                    k: int = 10, block: int = 256) -> dict:
+def ranking_metrics(
+    score_block: ScoreBlock,
+    seen: sp.csr_matrix,
+    held_out: sp.csr_matrix,
+    users: np.ndarray,
+    k: int = 10,
+    block: int = 256,
+) -> dict:
     """precision@k, ndcg@k and AUC of held-out positives ranked against every item the user has not seen."""
     precision, ndcg, auc = [], [], []
     for start in range(0, len(users), block):
-        members = users[start:start + block]
+        members = users[start : start + block]
         scores = np.array(score_block(members), dtype=np.float64)
         seen_mask = seen[members].toarray() > 0
         relevant = held_out[members].toarray() > 0
@@ -54,5 +63,8 @@ def ranking_metrics(score_block: ScoreBlock, seen: sp.csr_matrix, held_out: sp.c
         ndcg.append(ndcg_at_k(hits, n_relevant))
         negatives = ~seen_mask & ~relevant
         auc.extend(1.0 - mis_ordered_fraction(row[rel], row[neg]) for row, rel, neg in zip(scores, relevant, negatives))
-    return {f"precision@{k}": float(np.mean(np.concatenate(precision))), f"ndcg@{k}": float(np.mean(np.concatenate(ndcg))),
-            "auc": float(np.nanmean(auc))}
+    return {
+        f"precision@{k}": float(np.mean(np.concatenate(precision))),
+        f"ndcg@{k}": float(np.mean(np.concatenate(ndcg))),
+        "auc": float(np.nanmean(auc)),
+    }

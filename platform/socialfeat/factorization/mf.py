@@ -1,4 +1,5 @@
 """The factorisation stages: tr entries with sampled negatives, then factors and their validation metrics."""
+
 import logging
 import time
 
@@ -21,8 +22,9 @@ def id_maps(interactions: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
     return pd.Index(np.sort(tr["user_id"].unique())), pd.Index(np.sort(tr["item_id"].unique()))
 
 
-def sampled_entries(interactions: pd.DataFrame, sampling: SamplingConfig, split: SplitConfig,
-                    sampler=sample_negatives) -> tuple[pd.DataFrame, pd.Index, pd.Index, dict]:
+def sampled_entries(
+    interactions: pd.DataFrame, sampling: SamplingConfig, split: SplitConfig, sampler=sample_negatives
+) -> tuple[pd.DataFrame, pd.Index, pd.Index, dict]:
     """tr's observed entries: positives (value 1, fold from the split) and log-popularity negatives
     (value 0, split train / val with the same fraction); with the id maps and counts."""
     users, items = id_maps(interactions)
@@ -30,17 +32,26 @@ def sampled_entries(interactions: pd.DataFrame, sampling: SamplingConfig, split:
     positive_users = users.get_indexer(tr["user_id"]).astype(np.int32)
     positive_items = items.get_indexer(tr["item_id"]).astype(np.int32)
     popularity = np.bincount(positive_items, minlength=len(items))
-    neg_users, neg_items = sampler(positive_users, positive_items, len(items), log_popularity_weights(popularity),
-                                   sampling.ratio, sampling.seed)
+    neg_users, neg_items = sampler(
+        positive_users, positive_items, len(items), log_popularity_weights(popularity), sampling.ratio, sampling.seed
+    )
     neg_fold = np.where(validation_mask(len(neg_users), split.val_fraction, split.seed, stream=2), "val", "train")
-    entries = pd.DataFrame({
-        "user": np.concatenate([positive_users, neg_users]), "item": np.concatenate([positive_items, neg_items]),
-        "value": np.concatenate([np.ones(len(tr), np.float32), np.zeros(len(neg_users), np.float32)]),
-        "fold": np.concatenate([tr["fold"].to_numpy(), neg_fold]).astype(str)})
+    entries = pd.DataFrame(
+        {
+            "user": np.concatenate([positive_users, neg_users]),
+            "item": np.concatenate([positive_items, neg_items]),
+            "value": np.concatenate([np.ones(len(tr), np.float32), np.zeros(len(neg_users), np.float32)]),
+            "fold": np.concatenate([tr["fold"].to_numpy(), neg_fold]).astype(str),
+        }
+    )
     wanted = negatives_wanted(np.bincount(positive_users, minlength=len(users)), len(items), sampling.ratio)
-    counts = {"sampling/positives": int(len(tr)), "sampling/negatives": int(len(neg_users)),
-              "sampling/users": len(users), "sampling/items": len(items),
-              "sampling/users_without_negatives": int((wanted == 0).sum())}
+    counts = {
+        "sampling/positives": int(len(tr)),
+        "sampling/negatives": int(len(neg_users)),
+        "sampling/users": len(users),
+        "sampling/items": len(items),
+        "sampling/users_without_negatives": int((wanted == 0).sum()),
+    }
     return entries, users, items, counts
 
 
@@ -50,8 +61,10 @@ def _matrix(frame: pd.DataFrame, shape) -> sp.csr_matrix:
 
 def validation_scores(user_factors, item_factors, val: pd.DataFrame) -> dict:
     scores = metrics.entry_scores(user_factors, item_factors, val["user"].to_numpy(), val["item"].to_numpy())
-    return {"rmse": metrics.rmse(scores, val["value"].to_numpy()),
-            "pr": metrics.pair_error(val["user"].to_numpy(), scores, val["value"].to_numpy() > 0)}
+    return {
+        "rmse": metrics.rmse(scores, val["value"].to_numpy()),
+        "pr": metrics.pair_error(val["user"].to_numpy(), scores, val["value"].to_numpy() > 0),
+    }
 
 
 def evaluate(user_factors, item_factors, entries: pd.DataFrame, cfg: FactorizationConfig) -> dict:
@@ -69,20 +82,27 @@ def evaluate(user_factors, item_factors, entries: pd.DataFrame, cfg: Factorizati
     pop_scores = popularity[val["item"].to_numpy()].astype(np.float64)
     result["mf/popularity/pr"] = metrics.pair_error(val["user"].to_numpy(), pop_scores, val["value"].to_numpy() > 0)
     pop_block = lambda members: np.broadcast_to(popularity, (len(members), len(popularity)))  # noqa: E731
-    result.update({f"mf/popularity/{k}": v for k, v in metrics.ranking_metrics(pop_block, seen, held_out, users).items()})
+    result.update(
+        {f"mf/popularity/{k}": v for k, v in metrics.ranking_metrics(pop_block, seen, held_out, users).items()}
+    )
     return result
 
 
 def neighbour_metrics(item_factors, entries: pd.DataFrame, item_labels: np.ndarray | None, k: int, seed: int) -> dict:
     """The paper's Fig. 4 analysis: do items close in latent space share viewers (and styles)?"""
     positives = entries[entries["value"] > 0]
-    item_users = sp.csr_matrix((np.ones(len(positives), np.float32), (positives["item"], positives["user"])),
-                               shape=(len(item_factors), int(entries["user"].max()) + 1))
+    item_users = sp.csr_matrix(
+        (np.ones(len(positives), np.float32), (positives["item"], positives["user"])),
+        shape=(len(item_factors), int(entries["user"].max()) + 1),
+    )
     queries = np.arange(len(item_factors))
     neighbours = cosine_neighbours(item_factors, item_factors, k, exclude_self=True)
     curve = jaccard_at_ranks(item_users, queries, neighbours)
-    result = {f"mf/latent_jaccard@{k}": float(curve[-1]), "mf/latent_jaccard@1": float(curve[0]),
-              f"mf/random_jaccard@{k}": random_jaccard(item_users, queries, 20000, seed)}
+    result = {
+        f"mf/latent_jaccard@{k}": float(curve[-1]),
+        "mf/latent_jaccard@1": float(curve[0]),
+        f"mf/random_jaccard@{k}": random_jaccard(item_users, queries, 20000, seed),
+    }
     if item_labels is not None:
         result[f"mf/latent_label_precision@{k}"] = float((item_labels[neighbours] == item_labels[:, None]).mean())
         _, label_counts = np.unique(item_labels, return_counts=True)
@@ -94,13 +114,20 @@ def factorize(entries: pd.DataFrame, n_users: int, n_items: int, cfg: Factorizat
     """(user_factors, item_factors, per-epoch history, fit seconds) from the train entries."""
     train = entries[entries["fold"] == "train"]
     val = entries[entries["fold"] == "val"]
-    data = engines.Entries(train["user"].to_numpy(np.int32), train["item"].to_numpy(np.int32),
-                           train["value"].to_numpy(np.float32), n_users, n_items)
+    data = engines.Entries(
+        train["user"].to_numpy(np.int32),
+        train["item"].to_numpy(np.int32),
+        train["value"].to_numpy(np.float32),
+        n_users,
+        n_items,
+    )
     history, started = [], time.perf_counter()
 
     def record(epoch, user_factors, item_factors):
-        scores = validation_scores(user_factors, item_factors, val) | {"epoch": epoch + 1,
-                                                                      "seconds": time.perf_counter() - started}
+        scores = validation_scores(user_factors, item_factors, val) | {
+            "epoch": epoch + 1,
+            "seconds": time.perf_counter() - started,
+        }
         history.append(scores)
         log.info("factorization epoch %d: rmse %.4f pr %.4f", epoch + 1, scores["rmse"], scores["pr"])
         if on_epoch:

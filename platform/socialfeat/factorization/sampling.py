@@ -7,6 +7,7 @@ likely negatives (a user who skipped a popular item probably saw and ignored it)
 over. Drawing with replacement from w and keeping each user's first occurrences is exactly
 successive sampling without replacement; drawn positives are rejected, so none is ever sampled.
 """
+
 import numpy as np
 
 USERS_PER_BLOCK = 65536  # the unit of sharding: each block has its own random stream
@@ -31,8 +32,9 @@ def _first_per_user(users: np.ndarray, items: np.ndarray, quota: np.ndarray) -> 
     return np.sort(order[rank < quota[sorted_users]])
 
 
-def _exact(user: int, n_items: int, weights: np.ndarray, taken: np.ndarray, want: int,
-           rng: np.random.Generator) -> np.ndarray:
+def _exact(
+    user: int, n_items: int, weights: np.ndarray, taken: np.ndarray, want: int, rng: np.random.Generator
+) -> np.ndarray:
     """Efraimidis-Spirakis keys over the allowed items: for the rare users rejection cannot finish."""
     allowed = np.ones(n_items, bool)
     allowed[taken] = False
@@ -41,8 +43,9 @@ def _exact(user: int, n_items: int, weights: np.ndarray, taken: np.ndarray, want
     return candidates[np.argsort(keys)[:want]]
 
 
-def sample_block(users: np.ndarray, items: np.ndarray, n_items: int, weights: np.ndarray, ratio: float,
-                 seed: int, block: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_block(
+    users: np.ndarray, items: np.ndarray, n_items: int, weights: np.ndarray, ratio: float, seed: int, block: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Negatives (users, items) for the positives (users, items) of one block of users."""
     rng = np.random.default_rng([seed, block])
     if len(users) == 0:
@@ -73,18 +76,27 @@ def sample_block(users: np.ndarray, items: np.ndarray, n_items: int, weights: np
         remaining -= np.bincount(cand_users[picked], minlength=n_users)
         taken = np.union1d(taken, keys[picked])
     for user in np.flatnonzero(remaining > 0):
-        user_taken = (taken[(taken >= user * n_items) & (taken < (user + 1) * n_items)] - user * n_items)
+        user_taken = taken[(taken >= user * n_items) & (taken < (user + 1) * n_items)] - user * n_items
         extra = _exact(int(user), n_items, weights, user_taken, int(remaining[user]), rng)
         chosen_users.append(np.full(len(extra), user))
         chosen_items.append(extra)
     return (np.concatenate(chosen_users).astype(np.int32), np.concatenate(chosen_items).astype(np.int32))
 
 
-def sample_negatives(users: np.ndarray, items: np.ndarray, n_items: int, weights: np.ndarray, ratio: float,
-                     seed: int, users_per_block: int = USERS_PER_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def sample_negatives(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    weights: np.ndarray,
+    ratio: float,
+    seed: int,
+    users_per_block: int = USERS_PER_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
     """Negatives for all users, block by block (the same result as the sharded Ray version)."""
-    parts = [sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
-             for block, mask in blocks_of(users, users_per_block)]
+    parts = [
+        sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
+        for block, mask in blocks_of(users, users_per_block)
+    ]
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

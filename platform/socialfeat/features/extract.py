@@ -1,27 +1,23 @@
-"""Feature vectors from a trained (or randomly initialised) CNN, and features.parquet I/O."""
+"""Feature vectors from an encoder, features files (item_id, vector) and the index of named feature sets."""
+
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from socialfeat.vision.backbones import build, embed
+from socialfeat import artifacts
 from socialfeat.vision.transforms import to_input
 
-
-def load_model(model_name: str, num_outputs: int, state: dict | None, seed: int):
-    """The trained model from a training state, or (state None) the same architecture at random."""
-    torch.manual_seed(seed)
-    model = build(model_name, num_outputs)
-    if state is not None:
-        model.load_state_dict(state)
-    return model.eval()
+INDEX = "feature_sets.json"  # name -> features file, in every stage that writes feature sets
 
 
 @torch.no_grad()
-def embed_images(model, model_name: str, tap: str, images: np.ndarray, crop: int, device="cpu") -> np.ndarray:
-    """N x S x S x 3 uint8 images -> N x D float32 features at `tap` (centre crops)."""
+def embed_images(encoder, images: np.ndarray, crop: int, device="cpu") -> np.ndarray:
+    """N x S x S x 3 uint8 images -> N x D float32 features (centre crops)."""
     x = to_input(torch.from_numpy(np.ascontiguousarray(images)).to(device), crop, train=False)
-    return embed(model.to(device), model_name, tap, x).float().cpu().numpy()
+    return encoder.to(device)(x).float().cpu().numpy()
 
 
 def write_features(path: str, item_ids, vectors: np.ndarray) -> None:
@@ -39,3 +35,22 @@ def read_features(path: str) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise ValueError(f"{path}: {int(bad.sum())} feature vector(s) hold NaN or infinite values")
     return np.asarray(table.column("item_id").to_pylist(), dtype=object), vectors
+
+
+def write_sets(directory: str, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write each named set to `directory`/<name>.parquet and the index naming them."""
+    for name, (ids, vectors) in sets.items():
+        write_features(os.path.join(directory, f"{name}.parquet"), ids, vectors)
+    artifacts.write_json(os.path.join(directory, INDEX), {name: f"{name}.parquet" for name in sets})
+
+
+def set_paths(directory: str) -> dict[str, str]:
+    """{name: features file} of a stage directory's index (empty when it has none)."""
+    index = os.path.join(directory, INDEX)
+    if not os.path.exists(index):
+        return {}
+    return {name: os.path.join(directory, file) for name, file in artifacts.read_json(index).items()}
+
+
+def read_sets(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {name: read_features(path) for name, path in set_paths(directory).items()}

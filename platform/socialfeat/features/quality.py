@@ -1,4 +1,5 @@
 """A quick check of feature quality: do an item's cosine neighbours share its labels?"""
+
 import numpy as np
 
 from socialfeat.evaluation.retrieval import cosine_neighbours

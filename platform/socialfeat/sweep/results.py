@@ -1,4 +1,5 @@
 """A sweep's results: results.csv / .parquet, best.yaml, the Pareto set and plots."""
+
 import os
 
 import numpy as np
@@ -15,12 +16,21 @@ def trials_frame(records: list[dict], space: SearchSpace) -> pd.DataFrame:
     rows = []
     for number, record in enumerate(records, start=1):
         metrics = record.get("metrics", {})
-        row = {"trial_id": record["trial_id"], "number": number, "is_base": record.get("is_base", False),
-               "status": _status(record), "error": record.get("error", ""), "trial_dir": record["run_dir"]}
+        row = {
+            "trial_id": record["trial_id"],
+            "number": number,
+            "is_base": record.get("is_base", False),
+            "status": _status(record),
+            "error": record.get("error", ""),
+            "trial_dir": record["run_dir"],
+        }
         row |= {f"param/{k}": v for k, v in record["params"].items()}
         row |= {f"stopped/{k}": v for k, v in record.get("stopped", {}).items()}  # ASHA's last look at it
-        row |= {k: v for k, v in metrics.items()
-                if (k.count("/") and isinstance(v, (int, float)) and not isinstance(v, bool)) or k == "reused_stages"}
+        row |= {
+            k: v
+            for k, v in metrics.items()
+            if (k.count("/") and isinstance(v, (int, float)) and not isinstance(v, bool)) or k == "reused_stages"
+        }
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["pareto"] = pareto_mask(frame, space)
@@ -113,10 +123,14 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
     frame = trials_frame(records, space)
     frame.to_csv(os.path.join(out, "results.csv"), index=False)
     frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(
-        os.path.join(out, "results.parquet"), index=False)
-    summary = {"trials": len(frame), "errored": int((frame["status"] == "ERROR").sum()),
-               "stopped_early": int((frame["status"] == "STOPPED").sum()),
-               "plots": plots(frame, space, os.path.join(out, "plots"))}
+        os.path.join(out, "results.parquet"), index=False
+    )
+    summary = {
+        "trials": len(frame),
+        "errored": int((frame["status"] == "ERROR").sum()),
+        "stopped_early": int((frame["status"] == "STOPPED").sum()),
+        "plots": plots(frame, space, os.path.join(out, "plots")),
+    }
     best = best_row(frame, space)
     if best is None:
         return summary
@@ -126,12 +140,15 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
         config["name"] = f"best_of_{os.path.basename(out)}"
         artifacts.atomic_write_text(os.path.join(out, "best.yaml"), yaml.safe_dump(config, sort_keys=False))
     base = frame[frame["is_base"]].iloc[0] if frame["is_base"].any() else pd.Series(dtype=object)
-    summary |= {"best_trial": best["trial_id"],
-                "best": {o.metric: float(best[o.metric]) for o in space.objectives},
-                "base": {o.metric: float(base[o.metric]) for o in space.objectives if pd.notna(base.get(o.metric))},
-                "best_params": {k.removeprefix("param/"): _plain(v) for k, v in best.items()
-                                if k.startswith("param/") and pd.notna(v)},
-                "pareto_trials": frame.loc[frame["pareto"], "trial_id"].tolist()}
+    summary |= {
+        "best_trial": best["trial_id"],
+        "best": {o.metric: float(best[o.metric]) for o in space.objectives},
+        "base": {o.metric: float(base[o.metric]) for o in space.objectives if pd.notna(base.get(o.metric))},
+        "best_params": {
+            k.removeprefix("param/"): _plain(v) for k, v in best.items() if k.startswith("param/") and pd.notna(v)
+        },
+        "pareto_trials": frame.loc[frame["pareto"], "trial_id"].tolist(),
+    }
     return summary
 
 

@@ -5,6 +5,7 @@ Each trial's directory (OUT/trials/<id>: trial.json, then trial_metrics.json, er
 is the record of the sweep. --resume reads it rather than Tune's experiment state, which Ray 2.60
 rewrites in place: a driver killed mid-write left it empty in our tests, and Tuner.restore then lost
 every trial."""
+
 import glob
 import logging
 import os
@@ -13,53 +14,95 @@ import time
 
 from ray.tune.search.optuna import OptunaSearch
 
-from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
-from socialfeat.config import EPOCH_METRICS, ConfigError, ExperimentConfig
 from socialfeat import storage
-from socialfeat.sweep.space import SearchSpace, spec_of, suggest, trial_config
+from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
+from socialfeat.config import ConfigError, ExperimentConfig
+from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
 STOPPED = "stopped.json"  # the scheduler (ASHA) ended the trial early: its last per-epoch report
+NO_STATE_API = (
+    "warning: the Ray State API (served by the Ray dashboard) is not reachable, so Ray Train cannot release the "
+    "workers of trials that ASHA stops: each keeps its CPUs until this driver exits and later trials may wait for "
+    "them. Use a Ray started with its dashboard (`ray start --head` starts it; so does `socialfeat sweep` on a "
+    "local Ray)"
+)
 
 
-def trial(params: dict, base: dict, base_params: dict, stage_root: str, trials_root: str, until: str,
-          remote: str | None = None) -> None:
+def trial(
+    params: dict,
+    base: dict,
+    base_params: dict,
+    stage_root: str,
+    trials_root: str,
+    until: str,
+    objectives: tuple[str, ...],
+    scheduler_metric: str | None = None,
+    remote: str | None = None,
+) -> None:
     """One Tune trial: the base experiment with `params`, run up to `until` in the shared stage store.
 
     With `remote` (the sweep's storage URI) stages are shared through remote/stages and the trial's
     record is uploaded to remote/trials/<id>, so trials on any node see each other's work."""
     import ray.tune
 
-    from socialfeat.pipeline import publish, run_experiment
+    from socialfeat.stages import publish, run_experiment
 
     context = ray.tune.get_context()
-    run_dir = os.path.join(trials_root, context.get_trial_id())
-    os.makedirs(run_dir, exist_ok=True)
-    if os.path.exists(os.path.join(run_dir, "error.txt")):
-        os.remove(os.path.join(run_dir, "error.txt"))  # a retry
-    write_json(os.path.join(run_dir, "trial.json"), {"params": params, "started": time.time(),
-                                                     "experiment": context.get_experiment_name(),
-                                                     "is_base": bool(base_params) and params == base_params})
+    run_dir = _start_record(trials_root, context, params, base_params)
     cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
     remote_trial = storage.join(remote, "trials", context.get_trial_id()) if remote else None
     try:
-        metrics, run = run_experiment(cfg, run_dir, until=until, stage_root=stage_root, remote=remote_trial,
-                                      remote_stages=remote and storage.join(remote, "stages"))
+        metrics, run = run_experiment(
+            cfg,
+            run_dir,
+            until=until,
+            stage_root=stage_root,
+            remote=remote_trial,
+            remote_stages=remote and storage.join(remote, "stages"),
+            tune_objectives=objectives,
+        )
     except Exception as error:
         atomic_write_text(os.path.join(run_dir, "error.txt"), f"{type(error).__name__}: {error}\n")
         publish(run_dir, remote_trial)
         raise
-    for result in run.results.values():  # what each trial computed and what it took from other trials
-        metrics[f"stage/{result.name}/seconds"] = result.seconds
-        metrics[f"stage/{result.name}/reused"] = int(result.reused)
-    metrics["reused_stages"] = ",".join(r.name for r in run.results.values() if r.reused)
-    last_epoch = metrics.get("train/epochs")
-    if last_epoch is not None:  # ASHA's time attribute, as the Train workers reported it each epoch
-        metrics["epoch"] = last_epoch
+    metrics |= _trial_metrics(metrics, run.results.values(), scheduler_metric)
     write_json(os.path.join(run_dir, "trial_metrics.json"), metrics)  # complete: the resume record
     publish(run_dir, remote_trial)
     ray.tune.report(metrics)
+
+
+def _start_record(trials_root: str, context, params: dict, base_params: dict) -> str:
+    """The trial's directory with its trial.json (the process it runs in, for operators and failure tests)."""
+    run_dir = os.path.join(trials_root, context.get_trial_id())
+    os.makedirs(run_dir, exist_ok=True)
+    if os.path.exists(os.path.join(run_dir, "error.txt")):
+        os.remove(os.path.join(run_dir, "error.txt"))  # a retry
+    record = {
+        "params": params,
+        "started": time.time(),
+        "pid": os.getpid(),
+        "experiment": context.get_experiment_name(),
+        "is_base": bool(base_params) and params == base_params,
+    }
+    write_json(os.path.join(run_dir, "trial.json"), record)
+    return run_dir
+
+
+def _trial_metrics(metrics: dict, results, scheduler_metric: str | None) -> dict:
+    """What each stage took (computed or reused from other trials) and, for trials that trained, ASHA's time
+    attribute and metric as the workers reported them in the last epoch."""
+    from socialfeat.training.task import stage_metric
+
+    extra = {"reused_stages": ",".join(r.name for r in results if r.reused)}
+    for result in results:
+        extra |= {f"stage/{result.name}/seconds": result.seconds, f"stage/{result.name}/reused": int(result.reused)}
+    if "train/epochs" in metrics:
+        extra["epoch"] = metrics["train/epochs"]
+        if scheduler_metric:
+            extra[scheduler_metric] = metrics[stage_metric(scheduler_metric)]
+    return extra
 
 
 def finished_trials(out: str) -> list[dict]:
@@ -119,14 +162,16 @@ def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
 
     resources = ray.cluster_resources()
     needs_cpu = space.trial_cpus + space.data_cpus
-    if trains_cnn(space.until):
+    if space.trains:
         needs_cpu += base.training.num_workers * base.training.cpus_per_worker
     fits = int(resources.get("CPU", 1) // max(needs_cpu, 1e-9))
     if space.trial_gpus:
         fits = min(fits, int(resources.get("GPU", 0) // space.trial_gpus))
     if fits < 1:
-        raise ConfigError(f"{space.path}: one trial needs {needs_cpu:g} CPUs / {space.trial_gpus:g} GPUs; "
-                          f"the cluster has {resources.get('CPU', 0):g} / {resources.get('GPU', 0):g}")
+        raise ConfigError(
+            f"{space.path}: one trial needs {needs_cpu:g} CPUs / {space.trial_gpus:g} GPUs; "
+            f"the cluster has {resources.get('CPU', 0):g} / {resources.get('GPU', 0):g}"
+        )
     return fits
 
 
@@ -140,13 +185,6 @@ def state_api_reachable() -> bool:
         return True
     except Exception:  # any failure means the same here: no State API to rely on
         return False
-
-
-def trains_cnn(until: str) -> bool:
-    """Whether trials that stop after `until` run the train stage (a TorchTrainer each)."""
-    from socialfeat.pipeline import STAGES
-
-    return STAGES.index(until) >= STAGES.index("train")
 
 
 class DefineByRun:
@@ -168,18 +206,22 @@ def _searcher(space: SearchSpace, point: dict, done: list[dict]):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return ObjectiveOptunaSearch(
-        DefineByRun(space.parameters), metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+        DefineByRun(space.parameters),
+        metric=metrics[0] if single else metrics,
+        mode=modes[0] if single else modes,
         sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
         points_to_evaluate=[point] if point and not done else None,
-        storage=_study_with(done, space) if done else None, study_name="sweep" if done else None)
+        storage=_study_with(done, space) if done else None,
+        study_name="sweep" if done else None,
+    )
 
 
 class ObjectiveOptunaSearch(OptunaSearch):
-    """OptunaSearch that lets per-epoch reports (which lack the objective) pass: Ray's single-objective
-    OptunaSearch looks the objective up in every result and failed the sweep on the first epoch's."""
+    """OptunaSearch that passes over per-epoch reports (their objectives are NaN placeholders): Ray's
+    single-objective OptunaSearch would tell Optuna each one as an intermediate value."""
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if isinstance(self.metric, str) and self.metric in result:
+        if isinstance(self.metric, str) and finite(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
 
 
@@ -204,10 +246,21 @@ def _study_with(done: list[dict], space: SearchSpace):
     for record in done:
         values = [record.get("metrics", {}).get(o.metric) for o in space.objectives]
         distributions = {key: _distribution(spec_of(space, key)) for key in record["params"]}
-        state = (optuna.trial.TrialState.COMPLETE if None not in values
-                 else optuna.trial.TrialState.PRUNED if "stopped" in record else optuna.trial.TrialState.FAIL)
-        study.add_trial(optuna.trial.create_trial(params=record["params"], distributions=distributions, state=state,
-                                                  values=values if state == optuna.trial.TrialState.COMPLETE else None))
+        state = (
+            optuna.trial.TrialState.COMPLETE
+            if None not in values
+            else optuna.trial.TrialState.PRUNED
+            if "stopped" in record
+            else optuna.trial.TrialState.FAIL
+        )
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=record["params"],
+                distributions=distributions,
+                state=state,
+                values=values if state == optuna.trial.TrialState.COMPLETE else None,
+            )
+        )
     return storage
 
 
@@ -218,32 +271,39 @@ def _scheduler(space: SearchSpace):
 
     s = space.scheduler
     # stop_last_trials=False: a trial that trains all max_epochs goes on to evaluate and report its objectives
-    return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=s.max_epochs,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor, stop_last_trials=False)
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=s.metric,
+        mode=s.mode,
+        max_t=s.max_epochs,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+        stop_last_trials=False,
+    )
 
 
 def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str, remote: str | None):
     from ray import tune
 
-    fn = tune.with_parameters(trial, base=base.model_dump(mode="json"), base_params=point,
-                              stage_root=os.path.join(out, "stages"), trials_root=os.path.join(out, "trials"),
-                              until=space.until, remote=remote)
+    fn = tune.with_parameters(
+        trial,
+        base=base.model_dump(mode="json"),
+        base_params=point,
+        stage_root=os.path.join(out, "stages"),
+        trials_root=os.path.join(out, "trials"),
+        until=space.until,
+        objectives=tuple(o.metric for o in space.objectives),
+        scheduler_metric=space.scheduler and space.scheduler.metric,
+        remote=remote,
+    )
     # One bundle: Ray Data (2.60) schedules its tasks and its parquet footer readers "SPREAD", outside the
     # trial's placement group, so a data bundle inside it would sit idle while the reads wait for CPUs it
     # holds (our CNN trials stalled so). data_cpus is left free instead (see max_concurrency).
     return tune.with_resources(fn, tune.PlacementGroupFactory([{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]))
 
 
-def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | None = None,
-              concurrency: int | None = None, resume: bool = False, verbose: int = 1, remote: str | None = None):
-    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials).
-
-    With `remote` (a storage URI) `out` is the driver's working copy: trial records, stages and Tune's
-    own files live in `remote`, and out/trials is refreshed from it before and after the trials run."""
-    from ray import tune
-
-    out = os.path.abspath(out)
-    base = space.base_config(data)
+def _check_out(out: str, resume: bool, remote: str | None) -> None:
+    """A new sweep needs an empty `out`, a resumed one an earlier sweep's trial records there."""
     if remote:
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     started = bool(glob.glob(os.path.join(out, "trials", "*", "trial.json")))
@@ -252,12 +312,35 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     if started and not resume:
         raise FileExistsError(f"{out}: holds a sweep already; add --resume to continue it, or choose another --out")
     os.makedirs(out, exist_ok=True)
+
+
+def _concurrency(space: SearchSpace, base: ExperimentConfig, asked: int | None) -> int:
     fits = max_concurrency(space, base)
-    if concurrency is not None and concurrency > fits:
-        print(f"warning: --concurrency {concurrency} capped to {fits}: that is what the cluster holds", file=sys.stderr)
-    concurrency = min(concurrency or fits, fits)
-    # Per-epoch reports carry the scheduler's metric, the final one the objectives: neither has both.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    if asked is not None and asked > fits:
+        print(f"warning: --concurrency {asked} capped to {fits}: that is what the cluster holds", file=sys.stderr)
+    return min(asked or fits, fits)
+
+
+def run_sweep(
+    space: SearchSpace,
+    data: str | None,
+    out: str,
+    samples: int | None = None,
+    concurrency: int | None = None,
+    resume: bool = False,
+    verbose: int = 1,
+    remote: str | None = None,
+):
+    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials).
+
+    With `remote` (a storage URI) `out` is the driver's working copy: trial records, stages and Tune's
+    own files live in `remote`, and out/trials is refreshed from it before and after the trials run."""
+    from ray import tune
+
+    out = os.path.abspath(out)
+    base = space.base_config(data)
+    _check_out(out, resume, remote)
+    concurrency = _concurrency(space, base, concurrency)
     done = finished_trials(out)
     remaining = (samples or space.samples) - len(done)
     if remaining <= 0:
@@ -266,38 +349,47 @@ def run_sweep(space: SearchSpace, data: str | None, out: str, samples: int | Non
     if resume:
         print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
     if space.scheduler and not state_api_reachable():
-        print("warning: the Ray State API (served by the Ray dashboard) is not reachable, so Ray Train cannot "
-              "release the workers of trials that ASHA stops: each keeps its CPUs until this driver exits and later "
-              "trials may wait for them. Use a Ray started with its dashboard (`ray start --head` starts it; so "
-              "does `socialfeat sweep` on a local Ray)", file=sys.stderr)
+        print(NO_STATE_API, file=sys.stderr)
     point = base_point(space, base)
     tuner = tune.Tuner(
         _trainable(space, base, point, out, remote),
-        tune_config=tune.TuneConfig(search_alg=_searcher(space, point, done), scheduler=_scheduler(space),
-                                    num_samples=remaining, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=remote or out, verbose=verbose,
-                                  failure_config=tune.FailureConfig(max_failures=space.max_failures)))
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(space, point, done),
+            scheduler=_scheduler(space),
+            num_samples=remaining,
+            max_concurrent_trials=concurrency,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=remote or out,
+            verbose=verbose,
+            failure_config=tune.FailureConfig(max_failures=space.max_failures),
+        ),
+    )
     results = tuner.fit()
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
-    record_stopped(results, out, remote)
+    record_stopped(results, out, space.epoch_metrics, remote)
     # stages half-written by killed trials (ASHA stops, a dead driver): with the trials over, nothing finishes them
     remove_abandoned_dirs(os.path.join(out, "stages"))
     return results
 
 
-def record_stopped(results, out: str, remote: str | None) -> None:
+def record_stopped(results, out: str, epoch_metrics: tuple[str, ...], remote: str | None) -> None:
     """Write stopped.json for each trial the scheduler ended early (Tune kills its process, so the trial
     cannot say so itself): its last per-epoch report, so results and --resume count it as done."""
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id")
         run_dir = os.path.join(out, "trials", trial_id or "")
-        if (result.error is not None or not os.path.exists(os.path.join(run_dir, "trial.json"))
-                or os.path.exists(os.path.join(run_dir, "trial_metrics.json"))):
+        if (
+            result.error is not None
+            or not os.path.exists(os.path.join(run_dir, "trial.json"))
+            or os.path.exists(os.path.join(run_dir, "trial_metrics.json"))
+        ):
             continue  # failed, not ours, or finished
         if os.path.exists(os.path.join(run_dir, "error.txt")):  # what the dying trainer raised as Tune stopped it
             os.remove(os.path.join(run_dir, "error.txt"))
-        last = {k: result.metrics[k] for k in EPOCH_METRICS if k in result.metrics}
+        last = {k: result.metrics[k] for k in epoch_metrics if k in result.metrics}
         write_json(os.path.join(run_dir, STOPPED), last)
         log.info("trial %s stopped by the scheduler at epoch %s", trial_id, last.get("epoch"))
         if remote:

@@ -1,4 +1,5 @@
 """Search-space files: a base experiment, objectives and distributions over dotted config keys."""
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -6,14 +7,10 @@ from dataclasses import dataclass, field
 import yaml
 from pydantic import BaseModel
 
-from socialfeat.config import EPOCH_METRICS, ConfigError, ExperimentConfig, load_config, set_dotted, build_config
-from socialfeat.pipeline import STAGES
+from socialfeat import stages
+from socialfeat.config import ConfigError, ExperimentConfig, build_config, load_config, set_dotted
 
 KINDS = ("uniform", "loguniform", "int", "choice")
-# The stage that reports each metric family: an objective must come from a stage the trials run.
-METRIC_STAGES = {"data": "data", "filter": "filter", "split": "split", "sampling": "sampling", "mf": "factorization",
-                 "latent": "factorization", "kmeans": "kmeans", "train": "train", "features": "features",
-                 "retrieval": "evaluate", "probe": "evaluate", "run": "data"}
 
 
 @dataclass
@@ -49,6 +46,8 @@ class SearchSpace:
     startup_trials: int = 10  # random trials before TPE models the results (Optuna's default)
     scheduler: Scheduler | None = None
     fixed: list[str] = field(default_factory=list)  # KEY=VALUE overrides every trial gets
+    trains: bool = False  # trials run a stage that trains (a TorchTrainer reporting every epoch)
+    epoch_metrics: tuple[str, ...] = ()  # what the trials' trainers report every epoch
 
     def base_config(self, data: str | None) -> ExperimentConfig:
         overrides = list(self.fixed) + ([f"data.path={data}"] if data else [])
@@ -62,8 +61,10 @@ def _config_field(source: str, key: str):
     for depth, part in enumerate(parts):
         if part not in model.model_fields:
             where = ".".join(parts[:depth]) or "the experiment"
-            raise ConfigError(f"{source}: space key '{key}': '{part}' is not a key of {where} "
-                              f"(valid: {', '.join(sorted(model.model_fields))})")
+            raise ConfigError(
+                f"{source}: space key '{key}': '{part}' is not a key of {where} "
+                f"(valid: {', '.join(sorted(model.model_fields))})"
+            )
         annotation = model.model_fields[part].annotation
         if depth < len(parts) - 1:
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -83,7 +84,7 @@ def _check_distribution(source: str, key: str, spec) -> None:
         if not values:
             raise ConfigError(f"{where}: choice needs at least one value")
         if isinstance(values, dict):  # value -> conditional sub-space
-            for value, sub in values.items():
+            for _value, sub in values.items():
                 for sub_key, sub_spec in (sub or {}).items():
                     _check_distribution(source, sub_key, sub_spec)
         return
@@ -110,38 +111,50 @@ def _objectives(source: str, raw) -> list[Objective]:
     return found
 
 
-def _check_reported(source: str, objectives: list[Objective], until: str) -> None:
+def _check_reported(source: str, objectives: list[Objective], method: stages.Method, until: str) -> None:
     """An objective no stage up to `until` reports would leave every trial unscored."""
+    families = stages.metric_stages(method)
+    ran = {stage.name for stage in stages.upstream(method, until)}
     for objective in objectives:
-        family = objective.metric.split("/")[0]
-        stage = METRIC_STAGES.get(family)
+        stage = families.get(objective.metric.split("/")[0])
         if stage is None:
-            raise ConfigError(f"{source}: objective metric '{objective.metric}' is reported by no stage "
-                              f"(metric families: {', '.join(sorted(METRIC_STAGES))})")
-        if STAGES.index(stage) > STAGES.index(until):
-            raise ConfigError(f"{source}: objective metric '{objective.metric}' comes from the {stage} stage, "
-                              f"but trials stop after {until} (until)")
+            raise ConfigError(
+                f"{source}: objective metric '{objective.metric}' is reported by no stage of "
+                f"{method.name} (metric families: {', '.join(sorted(families))})"
+            )
+        if stage not in ran:
+            raise ConfigError(
+                f"{source}: objective metric '{objective.metric}' comes from the {stage} stage, "
+                f"but trials stop after {until} (until)"
+            )
 
 
-def _scheduler(path: str, raw: dict | None, until: str) -> Scheduler | None:
-    """ASHA's settings, checked: it needs per-epoch reports, so trials must train the CNN."""
+def _scheduler(path: str, raw: dict | None, space: "SearchSpace") -> Scheduler | None:
+    """ASHA's settings, checked: it needs per-epoch reports, so trials must train."""
     if not raw:
         return None
     fields = {"grace_period", "max_epochs", "metric", "mode", "reduction_factor"}
     if not isinstance(raw, dict) or not {"grace_period", "max_epochs"} <= set(raw) <= fields:
-        raise ConfigError(f"{path}: scheduler needs grace_period and max_epochs (optional: metric, mode, "
-                          f"reduction_factor); got {raw!r}")
+        raise ConfigError(
+            f"{path}: scheduler needs grace_period and max_epochs (optional: metric, mode, "
+            f"reduction_factor); got {raw!r}"
+        )
     scheduler = Scheduler(**raw)
-    if STAGES.index(until) < STAGES.index("train"):
-        raise ConfigError(f"{path}: scheduler (ASHA over epochs) needs trials that train the CNN; they stop after {until}")
-    if scheduler.metric not in EPOCH_METRICS[1:]:
-        raise ConfigError(f"{path}: scheduler metric {scheduler.metric!r} is not reported every epoch "
-                          f"(one of: {', '.join(EPOCH_METRICS[1:])})")
+    if not space.trains:
+        raise ConfigError(
+            f"{path}: scheduler (ASHA over epochs) needs trials that train the CNN; they stop after {space.until}"
+        )
+    if scheduler.metric not in space.epoch_metrics[1:]:
+        raise ConfigError(
+            f"{path}: scheduler metric {scheduler.metric!r} is not reported every epoch "
+            f"(one of: {', '.join(space.epoch_metrics[1:])})"
+        )
     if scheduler.mode not in ("min", "max"):
         raise ConfigError(f"{path}: scheduler mode {scheduler.mode!r} must be min or max")
     if not 1 <= scheduler.grace_period <= scheduler.max_epochs:
-        raise ConfigError(f"{path}: scheduler grace_period {scheduler.grace_period} must lie in "
-                          f"1..max_epochs {scheduler.max_epochs}")
+        raise ConfigError(
+            f"{path}: scheduler grace_period {scheduler.grace_period} must lie in 1..max_epochs {scheduler.max_epochs}"
+        )
     return scheduler
 
 
@@ -152,8 +165,19 @@ def load_space(path: str) -> SearchSpace:
             raw = yaml.safe_load(handle) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: search-space file does not exist") from None
-    known = {"experiment", "objectives", "space", "until", "samples", "seed", "trial_resources", "max_failures",
-             "scheduler", "fixed", "startup_trials"}
+    known = {
+        "experiment",
+        "objectives",
+        "space",
+        "until",
+        "samples",
+        "seed",
+        "trial_resources",
+        "max_failures",
+        "scheduler",
+        "fixed",
+        "startup_trials",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown search-space key(s) {unknown} (valid: {', '.join(sorted(known))})")
@@ -164,18 +188,43 @@ def load_space(path: str) -> SearchSpace:
     experiment = raw.get("experiment")
     if experiment is not None:
         experiment = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), experiment))
-    until = raw.get("until", "evaluate")
-    if until not in STAGES:
-        raise ConfigError(f"{path}: until {until!r} is not a stage ({', '.join(STAGES)})")
     resources = raw.get("trial_resources") or {}
-    scheduler = _scheduler(path, raw.get("scheduler"), until)
-    space = SearchSpace(path, experiment, _objectives(path, raw.get("objectives")), raw["space"], until,
-                        int(raw.get("samples", 16)), int(raw.get("seed", 0)), float(resources.get("cpu", 1)),
-                        float(resources.get("gpu", 0)), float(resources.get("data_cpus", 0)), int(raw.get("max_failures", 1)),
-                        int(raw.get("startup_trials", 10)), scheduler, list(raw.get("fixed") or []))
-    _check_reported(path, space.objectives, until)
-    build_config(space.base_config(None).model_dump(), path)  # the base experiment itself must load
+    space = SearchSpace(
+        path=path,
+        experiment=experiment,
+        objectives=_objectives(path, raw.get("objectives")),
+        parameters=raw["space"],
+        until=raw.get("until", "evaluate"),
+        samples=int(raw.get("samples", 16)),
+        seed=int(raw.get("seed", 0)),
+        trial_cpus=float(resources.get("cpu", 1)),
+        trial_gpus=float(resources.get("gpu", 0)),
+        data_cpus=float(resources.get("data_cpus", 0)),
+        max_failures=int(raw.get("max_failures", 1)),
+        startup_trials=int(raw.get("startup_trials", 10)),
+        fixed=list(raw.get("fixed") or []),
+    )
+    _derive_from_method(space)
+    space.scheduler = _scheduler(path, raw.get("scheduler"), space)
     return space
+
+
+def _derive_from_method(space: SearchSpace) -> None:
+    """Check `until` and the objectives against the base experiment's method, and note whether (and what)
+    its trials report every epoch."""
+    from socialfeat.training.task import epoch_metric_names
+
+    base = build_config(space.base_config(None).model_dump(), space.path)  # the base experiment itself must load
+    method = stages.method_of(base)
+    if space.until not in stages.stage_map(method):
+        raise ConfigError(
+            f"{space.path}: until {space.until!r} is not a stage of {method.name} "
+            f"({', '.join(stages.stage_map(method))})"
+        )
+    _check_reported(space.path, space.objectives, method, space.until)
+    space.trains = stages.trains(method, space.until)
+    if space.trains and method.task is not None:
+        space.epoch_metrics = epoch_metric_names(method.task(base))
 
 
 def suggest(trial, parameters: dict) -> dict:

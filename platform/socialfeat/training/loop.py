@@ -1,70 +1,77 @@
-"""One plain training loop (after torchvision's references/classification/train.py): explicit
-arguments, batches as dicts of tensors ("image" uint8 N x S x S x 3, "label", optional "target")."""
+"""One plain training loop (after torchvision's references/classification/train.py), knowing nothing of any
+method: explicit arguments, batches as dicts of tensors, the objective a Task (training/task.py)."""
+
 import math
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 
+from socialfeat.training.task import Task
 from socialfeat.vision.transforms import to_input
 
 
-def loss_and_logits(model, batch: dict, device, crop: int, objective: str, train: bool, class_weights=None,
-                    generator=None):
-    # crop, flip and normalise where the model runs: on a GPU the uint8 batch is 4x smaller to move
-    images = to_input(batch["image"].to(device, non_blocking=True), crop, train, generator)
-    if device.type == "cuda":
-        images = images.to(memory_format=torch.channels_last)
+def model_inputs(batch: dict, task: Task, device, crop: int, train: bool, generator=None) -> dict:
+    """The batch on `device` with each image column cropped, flipped (training) and normalised there:
+    on a GPU the uint8 images are 4x smaller to move."""
+    moved = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+    for column in task.image_columns:
+        images = to_input(moved[column], crop, train, generator)
+        moved[column] = images.to(memory_format=torch.channels_last) if device.type == "cuda" else images
+    return moved
+
+
+def _task_loss(model, task: Task, batch: dict, device):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        outputs = model(images)
-    outputs = outputs.float()
-    if objective == "pseudo_class":
-        labels = batch["label"].to(device).long()
-        return F.cross_entropy(outputs, labels, weight=class_weights), outputs, labels
-    targets = batch["target"].to(device).float()
-    if objective == "latent_cosine":
-        return (1 - F.cosine_similarity(outputs, targets, dim=1)).mean(), outputs, None
-    return F.mse_loss(outputs, targets), outputs, None
+        return task.loss(model, batch)
 
 
-def _topk_hits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
-    k = min(k, logits.shape[1])
-    return int((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).sum())
-
-
-def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, device, crop: int, objective: str,
-                    class_weights=None, generator=None) -> dict:
-    """One pass over `batches`; returns mean loss and top-1 on the (augmented) training batches."""
-    model.train()
-    total_loss, seen, correct = 0.0, 0, 0
+def _run(model, task: Task, batches: Iterable[dict], device, crop: int, step=None, generator=None) -> dict:
+    """Mean loss and task metrics over `batches`; `step(loss)` after each when training."""
+    sums, seen = {"loss": 0.0} | {name: 0.0 for name in task.epoch_metrics}, 0
     for batch in batches:
-        loss, logits, labels = loss_and_logits(model, batch, device, crop, objective, True, class_weights, generator)
+        inputs = model_inputs(batch, task, device, crop, step is not None, generator)
+        loss, metrics = _task_loss(model, task, inputs, device)
+        if step is not None:
+            step(loss)
+        rows = len(inputs[task.image_columns[0]])
+        sums["loss"] += float(loss.detach()) * rows
+        for name in task.epoch_metrics:
+            sums[name] += metrics[name] * rows
+        seen += rows
+    return {name: total / max(seen, 1) for name, total in sums.items()} | {"examples": seen}
+
+
+def train_one_epoch(
+    model, task: Task, batches: Iterable[dict], optimizer, scheduler, device, crop: int, generator=None
+) -> dict:
+    """One pass over `batches` (random crops and flips); the mean loss and task metrics of the pass."""
+    model.train()
+
+    def step(loss):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += float(loss.detach()) * len(logits)
-        seen += len(logits)
-        if labels is not None:
-            correct += _topk_hits(logits.detach(), labels, 1)
-    return {"loss": total_loss / max(seen, 1), "top1": correct / max(seen, 1), "examples": seen}
+
+    return _run(model, task, batches, device, crop, step, generator)
 
 
 @torch.no_grad()
-def evaluate(model, batches: Iterable[dict], device, crop: int, objective: str) -> dict:
-    """Mean loss, top-1 and top-5 on held-out batches (centre crops, no augmentation)."""
+def evaluate(model, task: Task, batches: Iterable[dict], device, crop: int) -> dict:
+    """The mean loss and task metrics on held-out batches (centre crops, no augmentation)."""
     model.eval()
-    total_loss, seen, top1, top5 = 0.0, 0, 0, 0
-    for batch in batches:
-        loss, logits, labels = loss_and_logits(model, batch, device, crop, objective, False)
-        total_loss += float(loss) * len(logits)
-        seen += len(logits)
-        if labels is not None:
-            top1 += _topk_hits(logits, labels, 1)
-            top5 += _topk_hits(logits, labels, 5)
-    return {"loss": total_loss / max(seen, 1), "top1": top1 / max(seen, 1), "top5": top5 / max(seen, 1),
-            "examples": seen}
+    return _run(model, task, batches, device, crop)
+
+
+def epoch_report(epoch: int, train: dict, held: dict, task: Task, resumed: bool) -> dict:
+    """The metrics every worker reports after an epoch (training/task.py: epoch_metric_names)."""
+    report = {"epoch": epoch, "train_loss": train["loss"], "holdout_loss": held["loss"]}
+    if task.chance_loss:
+        report["holdout_loss_vs_chance"] = held["loss"] / task.chance_loss
+    for name in task.epoch_metrics:
+        report |= {f"train_{name}": train[name], f"holdout_{name}": held[name]}
+    return report | {"resumed": resumed}
 
 
 def make_optimizer(model, name: str, learning_rate: float, weight_decay: float, momentum: float):
@@ -75,6 +82,7 @@ def make_optimizer(model, name: str, learning_rate: float, weight_decay: float, 
 
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
     """Linear warm-up, then cosine decay to zero, stepped once per batch."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps

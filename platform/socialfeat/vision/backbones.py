@@ -1,31 +1,50 @@
-"""CNN backbones from torchvision (never downloaded: weights=None) and a small one for local mode,
-each with named feature taps."""
+"""CNN backbones from torchvision (never downloaded: weights=None) and a small one for local mode: each as
+an image tower (the network without its classifier) that a training task puts its head on, cut at a tap."""
+
 import torch
 from torch import nn
 from torchvision import models
 
-TAPS = {"small": ("penultimate",), "alexnet": ("fc6", "fc7"), "resnet18": ("penultimate",),
-        "resnet50": ("penultimate",)}
+TAPS = {
+    "small": ("penultimate",),
+    "alexnet": ("fc6", "fc7"),
+    "resnet18": ("penultimate",),
+    "resnet50": ("penultimate",),
+}
+DIMS = {"small": 128, "alexnet": 4096, "resnet18": 512, "resnet50": 2048}  # the tower's output at every tap
+# Modules of the AlexNet tower kept up to each tap: features, avgpool, flatten, then Dropout, Linear, ReLU (fc6),
+# Dropout, Linear, ReLU (fc7).
+ALEXNET_TAP_DEPTH = {"fc6": 6, "fc7": 9}
+
+
+def small_tower(width: int = 16) -> nn.Sequential:
+    """Four conv blocks, pooled and flattened: learns the synthetic styles in minutes on 2 CPU cores."""
+    layers, channels = [], 3
+    for out in (width, width * 2, width * 4, width * 8):
+        layers += [
+            nn.Conv2d(channels, out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
 class SmallCNN(nn.Module):
-    """Four conv blocks and a linear head: learns the synthetic styles in minutes on 2 CPU cores."""
+    """The small tower with a linear classifier: the layout of a `small` weights file."""
 
     def __init__(self, num_outputs: int, width: int = 16):
         super().__init__()
-        layers, channels = [], 3
-        for out in (width, width * 2, width * 4, width * 8):
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
-            channels = out
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(channels, num_outputs)
+        self.features = small_tower(width)
+        self.fc = nn.Linear(width * 8, num_outputs)
 
     def forward(self, x):
         return self.fc(self.features(x))
 
 
 def build(name: str, num_outputs: int) -> nn.Module:
+    """The whole network with a `num_outputs` classifier, laid out as its weights files are."""
     if name == "small":
         return SmallCNN(num_outputs)
     if name == "alexnet":
@@ -35,14 +54,31 @@ def build(name: str, num_outputs: int) -> nn.Module:
     raise ValueError(f"training.model: unknown model {name!r}; choose from {', '.join(TAPS)}")
 
 
-def embed(model: nn.Module, name: str, tap: str, x: torch.Tensor) -> torch.Tensor:
-    """The activations at `tap` (fc6 / fc7 of AlexNet after ReLU, the pooled penultimate layer otherwise)."""
+def tower_of(model: nn.Module, name: str) -> nn.Sequential:
+    """The image tower of a whole network (its modules, shared): everything before the classifier."""
     model = getattr(model, "module", model)  # unwrap DDP
     if name == "small":
-        return model.features(x)
+        return model.features
     if name == "alexnet":
-        hidden = torch.flatten(model.avgpool(model.features(x)), 1)
-        upto = {"fc6": 3, "fc7": 6}[tap]  # Dropout, Linear, ReLU (fc6), Dropout, Linear, ReLU (fc7)
-        return model.classifier[:upto](hidden)
-    body = nn.Sequential(*list(model.children())[:-1])
-    return torch.flatten(body(x), 1)
+        return nn.Sequential(model.features, model.avgpool, nn.Flatten(1), *model.classifier[:6])
+    return nn.Sequential(*list(model.children())[:-1], nn.Flatten(1))
+
+
+def backbone(name: str) -> tuple[nn.Sequential, int]:
+    """(a freshly initialised image tower, its output dimension); the small tower draws from torch's RNG
+    exactly as before the classifier existed, so seeded runs keep their weights."""
+    tower = small_tower() if name == "small" else tower_of(build(name, 1), name)
+    return tower, DIMS[name]
+
+
+def at_tap(tower: nn.Sequential, name: str, tap: str) -> nn.Sequential:
+    """The tower cut at `tap` (its modules, shared); one Sequential layout for saving and loading encoders."""
+    if tap not in TAPS[name]:
+        raise ValueError(f"tap {tap!r} does not exist for {name}; choose from {TAPS[name]}")
+    depth = ALEXNET_TAP_DEPTH[tap] if name == "alexnet" else len(tower)
+    return nn.Sequential(*list(tower)[:depth])
+
+
+def embed(model: nn.Module, name: str, tap: str, x: torch.Tensor) -> torch.Tensor:
+    """The activations of a whole network at `tap`."""
+    return at_tap(tower_of(model, name), name, tap)(x)

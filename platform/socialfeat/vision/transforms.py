@@ -1,4 +1,5 @@
 """Decode, resize and crop images to uint8 arrays; augment and normalise batches as tensors."""
+
 import numpy as np
 from PIL import Image
 
@@ -31,10 +32,10 @@ def to_input(images, crop: int, train: bool, generator=None):
     size = batch.shape[-1]
     if not train or size == crop:
         offset = (size - crop) // 2
-        batch = batch[:, :, offset:offset + crop, offset:offset + crop]
+        batch = batch[:, :, offset : offset + crop, offset : offset + crop]
     else:
         offsets = torch.randint(0, size - crop + 1, (len(batch), 2), generator=generator)  # on the CPU
-        batch = torch.stack([img[:, y:y + crop, x:x + crop] for img, (y, x) in zip(batch, offsets.tolist())])
+        batch = torch.stack([img[:, y : y + crop, x : x + crop] for img, (y, x) in zip(batch, offsets.tolist())])
     if train:
         flip = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
         batch[flip] = batch[flip].flip(-1)

@@ -1,4 +1,5 @@
 """The synthetic generator: deterministic, and the structure it plants is really there."""
+
 import io
 import os
 import unicodedata
@@ -10,10 +11,9 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
+from conftest import SMALL_SYNTH
 from socialfeat.config import SynthConfig
 from socialfeat.data.synthetic import generate
-
-from conftest import SMALL_SYNTH
 
 
 def _load(root):
@@ -35,7 +35,8 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path, synth_dir):
         assert pd.read_parquet(tmp_path / "again" / name).equals(pd.read_parquet(os.path.join(synth_dir, name))), name
     generate(SMALL_SYNTH.model_copy(update={"seed": 4}), str(tmp_path / "other"))
     assert not pd.read_parquet(tmp_path / "other" / "interactions.parquet").equals(
-        pd.read_parquet(os.path.join(synth_dir, "interactions.parquet")))
+        pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
+    )
 
 
 def test_users_view_their_styles_and_popularity_has_a_long_tail(synth_dir):
@@ -59,8 +60,11 @@ def test_friends_share_taste(synth_dir):
     interactions, items = _load(synth_dir)
     favourite = _favourite_styles(interactions, items)
     social = pd.read_parquet(os.path.join(synth_dir, "social.parquet"))
-    friends = social[(social["kind"] == "friend") & social["other_id"].isin(favourite.index)
-                     & social["user_id"].isin(favourite.index)]
+    friends = social[
+        (social["kind"] == "friend")
+        & social["other_id"].isin(favourite.index)
+        & social["user_id"].isin(favourite.index)
+    ]
     assert len(friends) > 100
     assert (friends["user_id"].map(favourite) == friends["other_id"].map(favourite)).mean() > 0.5
 

@@ -1,4 +1,5 @@
 """Evaluation pieces on small real inputs: probes, baselines, retrieval errors, feature files, compare."""
+
 import glob
 import json
 import os
@@ -9,11 +10,13 @@ import pytest
 import torch
 
 from socialfeat.cli import main
-from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights
-from socialfeat.vision.backbones import build
+from socialfeat.config import TrainingConfig
+from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights, weights_encoder
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval, retrieval
+from socialfeat.features.encoder import build_encoder, save_encoder
 from socialfeat.features.extract import read_features, write_features
+from socialfeat.vision.backbones import build, embed
 
 
 def test_probe_accuracy_for_single_labels_and_map_for_multi_labels():
@@ -74,24 +77,48 @@ def test_weights_files_load_without_code_and_wrong_architectures_are_named(tmp_p
         load_weights(str(tmp_path / "junk.pt"), "small")
 
 
+def test_a_torchvision_weights_file_becomes_the_encoder_at_the_tap(tmp_path):
+    torch.manual_seed(0)
+    model = build("small", 5).eval()
+    path = str(tmp_path / "small.pt")
+    torch.save(model.state_dict(), path)
+    spec, state = weights_encoder(path, TrainingConfig(image_size=40, crop_size=32))
+    assert spec == {"architecture": "small", "tap": "penultimate", "image_size": 40, "crop": 32, "dim": 128}
+    images = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(build_encoder(spec, state)(images), embed(model, "small", "penultimate", images))
+    save_encoder(str(tmp_path), build_encoder(spec, state), spec)  # an encoder artefact is read as it is
+    again, again_state = weights_encoder(str(tmp_path / "encoder.pt"), TrainingConfig(model="resnet18"))
+    assert again == spec and all(torch.equal(again_state[k], v) for k, v in state.items())
+
+
 @pytest.mark.slow
 def test_weights_and_feature_files_are_compared_beside_the_run(ray_session, tmp_path, capsys):
     """A run's own CNN given back as --weights must score exactly what the run's CNN scored."""
     out = str(tmp_path / "run")
-    small = ["--set", "data.synth.users=300", "--set", "data.synth.items=300", "--set", "training.epochs=2",
-             "--set", "factorization.epochs=5", "--set", "features.random_cnn=false"]
+    small = [
+        "--set",
+        "data.synth.users=300",
+        "--set",
+        "data.synth.items=300",
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "factorization.epochs=5",
+        "--set",
+        "features.random_cnn=false",
+    ]
     assert main(["run", "--out", out, *small]) == 0
-    model = glob.glob(os.path.join(out, "stages", "train-*", "model.pt"))[0]
-    weights = str(tmp_path / "weights.pt")
-    torch.save(torch.load(model, weights_only=False)["model"], weights)
-    ids, vectors = read_features(glob.glob(os.path.join(out, "stages", "features-*", "features.parquet"))[0])
+    weights = glob.glob(os.path.join(out, "stages", "train-*"))[0]  # the run's encoder artefact
+    ids, vectors = read_features(glob.glob(os.path.join(out, "stages", "features-*", "cnn.parquet"))[0])
     write_features(str(tmp_path / "mine.parquet"), ids, vectors[:, ::-1])  # same geometry, other layout
     assert main(["run", "--out", out, *small, "--weights", weights, "--features", f"mine={tmp_path}/mine.parquet"]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["run/stages_reused"] == metrics["run/stages"] - 1  # only the evaluation is new
     for name in ("weights", "mine"):
         for rank in (1, 10, 100):
-            assert metrics[f"retrieval/{name}/jaccard@{rank}"] == pytest.approx(metrics[f"retrieval/cnn/jaccard@{rank}"], abs=1e-6)
+            assert metrics[f"retrieval/{name}/jaccard@{rank}"] == pytest.approx(
+                metrics[f"retrieval/cnn/jaccard@{rank}"], abs=1e-6
+            )
     assert metrics["probe/weights/accuracy"] == pytest.approx(metrics["probe/cnn/accuracy"], abs=0.02)
     page = open(os.path.join(out, "report.html")).read()
     for name in ("cnn", "color_hist", "pixels", "weights"):
@@ -107,7 +134,9 @@ def test_weights_and_feature_files_are_compared_beside_the_run(ray_session, tmp_
 def test_compare_tables_runs_and_names_a_directory_without_metrics(tmp_path, capsys):
     for name, pr in (("a", 0.2), ("b", 0.1)):
         os.makedirs(tmp_path / name)
-        (tmp_path / name / "metrics.json").write_text(json.dumps({"mf/pr": pr, "retrieval/cnn/jaccard@10": 0.05 if name == "a" else None}))
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"mf/pr": pr, "retrieval/cnn/jaccard@10": 0.05 if name == "a" else None})
+        )
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "metric,a,b" and "mf/pr,0.2,0.1" in lines and "retrieval/cnn/jaccard@10,0.05,-" in lines

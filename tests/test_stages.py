@@ -1,4 +1,5 @@
 """`socialfeat run`: stages cached by content, atomic outputs, clear failures that leave nothing behind."""
+
 import json
 import os
 
@@ -7,10 +8,17 @@ import pytest
 
 from socialfeat import artifacts
 from socialfeat.cli import main
-from socialfeat.config import FilterConfig, SplitConfig
-from socialfeat.data.splits import EmptyAfterFilter, filter_by_popularity, split_interactions
 
-SMALL = ["--until", "factorization", "--set", "data.synth.users=200", "--set", "data.synth.items=150", "--set", "data.synth.image_size=24"]
+SMALL = [
+    "--until",
+    "factorization",
+    "--set",
+    "data.synth.users=200",
+    "--set",
+    "data.synth.items=150",
+    "--set",
+    "data.synth.image_size=24",
+]
 
 
 def test_run_writes_metrics_and_config_then_reuses_every_stage(ray_session, tmp_path, capsys):
@@ -51,31 +59,6 @@ def test_broken_dataset_fails_cleanly_and_writes_nothing(ray_session, tmp_path, 
     pd.DataFrame({"item_id": ["y"], "image_path": ["y.jpg"]}).to_parquet(broken / "items.parquet")
     assert main(["run", "--out", str(out), "--data", str(broken)]) == 2
     assert "absent from items.parquet" in capsys.readouterr().err and not out.exists()
-
-
-def test_filters_hold_after_convergence_and_fail_loudly_when_empty(synth_dir):
-    frame = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
-    cfg = FilterConfig(min_user_interactions=10, min_item_interactions=10)
-    kept, report = filter_by_popularity(frame, cfg)
-    assert kept["user_id"].value_counts().min() >= 10 and kept["item_id"].value_counts().min() >= 10
-    assert report["filter/interactions_removed"] == len(frame) - len(kept) > 0
-    once, _ = filter_by_popularity(frame, cfg.model_copy(update={"until_stable": False}))
-    assert len(once) >= len(kept)
-    with pytest.raises(EmptyAfterFilter, match="min_user|users need 10000"):
-        filter_by_popularity(frame, FilterConfig(min_user_interactions=10000))
-
-
-def test_split_keeps_te_items_out_of_train_and_is_seeded(synth_dir):
-    frame = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
-    split, items, counts = split_interactions(frame, SplitConfig())
-    te = set(items.loc[items["part"] == "te", "item_id"])
-    assert len(te) == round(len(items) * 0.05)
-    assert not split[split["fold"] != "test"]["item_id"].isin(te).any()
-    assert split[split["fold"] == "test"]["item_id"].isin(te).all()
-    val_share = counts["split/val_entries"] / (counts["split/val_entries"] + counts["split/train_entries"])
-    assert 0.17 < val_share < 0.23
-    again, _, _ = split_interactions(frame, SplitConfig())
-    assert again.equals(split)
 
 
 def test_stage_failure_leaves_no_partial_output(tmp_path):

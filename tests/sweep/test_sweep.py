@@ -1,6 +1,6 @@
 """`socialfeat sweep`: search-space files, shared stages across trials, failed trials, a killed driver."""
+
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -11,44 +11,46 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import SHRINK, space_file
 from socialfeat.cli import main
 from socialfeat.config import ConfigError
 from socialfeat.sweep.space import load_space
 
-SHRINK = ["factorization.epochs=4", "factorization.eval_max_users=200", "clustering.k=6"]
 
-
-def _space(tmp_path, name="space.yaml", **fields) -> str:
-    raw = {"experiment": None, "until": "kmeans", "objectives": [{"metric": "kmeans/silhouette", "mode": "max"}],
-           "samples": 3, "fixed": SHRINK, "space": {"clustering.k": {"int": [4, 12]}}} | fields
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
-
-
-@pytest.mark.parametrize("fields, message", [
-    ({"space": {"factorization.lambda": {"loguniform": [0.1, 1]}}}, "'lambda' is not a key of factorization"),
-    ({"space": {"factorization.reg": {"loguniform": [1, 0.1]}}}, "empty or inverted range [1, 0.1]"),
-    ({"space": {"factorization.reg": {"uniform": [0.5, 0.5]}}}, "empty or inverted range"),
-    ({"space": {"factorization.reg": {"normal": [0, 1]}}}, "give exactly one of uniform, loguniform, int, choice"),
-    ({"objectives": [{"metric": "accuracy", "mode": "max"}]}, "'accuracy' is reported by no stage"),
-    ({"objectives": [{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}]}, "trials stop after kmeans"),
-    ({"space": {}}, "'space' is empty"),
-    ({"sampels": 3}, "unknown search-space key(s) ['sampels']"),
-    ({"scheduler": {"grace_period": 1, "max_epochs": 3}}, "needs trials that train the CNN; they stop after kmeans"),
-    ({"until": "train", "scheduler": {"grace_period": 1, "max_epochs": 3, "metric": "val_acc"}},
-     "scheduler metric 'val_acc' is not reported every epoch"),
-    ({"until": "train", "scheduler": {"grace_period": 1}}, "scheduler needs grace_period and max_epochs"),
-    ({"until": "train", "scheduler": {"grace_period": 5, "max_epochs": 3}}, "grace_period 5 must lie in 1..max_epochs 3"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"space": {"factorization.lambda": {"loguniform": [0.1, 1]}}}, "'lambda' is not a key of factorization"),
+        ({"space": {"factorization.reg": {"loguniform": [1, 0.1]}}}, "empty or inverted range [1, 0.1]"),
+        ({"space": {"factorization.reg": {"uniform": [0.5, 0.5]}}}, "empty or inverted range"),
+        ({"space": {"factorization.reg": {"normal": [0, 1]}}}, "give exactly one of uniform, loguniform, int, choice"),
+        ({"objectives": [{"metric": "accuracy", "mode": "max"}]}, "'accuracy' is reported by no stage"),
+        ({"objectives": [{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}]}, "trials stop after kmeans"),
+        ({"space": {}}, "'space' is empty"),
+        ({"sampels": 3}, "unknown search-space key(s) ['sampels']"),
+        (
+            {"scheduler": {"grace_period": 1, "max_epochs": 3}},
+            "needs trials that train the CNN; they stop after kmeans",
+        ),
+        (
+            {"until": "train", "scheduler": {"grace_period": 1, "max_epochs": 3, "metric": "val_acc"}},
+            "scheduler metric 'val_acc' is not reported every epoch",
+        ),
+        ({"until": "train", "scheduler": {"grace_period": 1}}, "scheduler needs grace_period and max_epochs"),
+        (
+            {"until": "train", "scheduler": {"grace_period": 5, "max_epochs": 3}},
+            "grace_period 5 must lie in 1..max_epochs 3",
+        ),
+    ],
+)
 def test_bad_search_spaces_are_named(tmp_path, fields, message):
     with pytest.raises(ConfigError) as error:
-        load_space(_space(tmp_path, **fields))
+        load_space(space_file(tmp_path, **fields))
     assert message in str(error.value) and "space.yaml" in str(error.value)
 
 
 def test_shipped_search_spaces_load():
-    spaces = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "search_spaces", "*.yaml")))
+    spaces = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces", "*.yaml")))
     assert len(spaces) >= 3
     for path in spaces:
         assert load_space(path).parameters
@@ -57,7 +59,7 @@ def test_shipped_search_spaces_load():
 @pytest.mark.slow
 def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ray_session, synth_dir, tmp_path, capsys):
     out = str(tmp_path / "sweep")
-    assert main(["sweep", _space(tmp_path), "--data", synth_dir, "--out", out, "--concurrency", "5"]) == 0
+    assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out, "--concurrency", "5"]) == 0
     assert "capped to 2" in capsys.readouterr().err  # 2 CPUs, 1 per trial
     results = pd.read_csv(os.path.join(out, "results.csv"))
     assert len(results) == 3 and results["trial_id"].is_unique and (results["status"] == "TERMINATED").all()
@@ -68,18 +70,20 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert results["stage/kmeans/reused"].sum() == len(results) - results["param/clustering.k"].nunique()
     best = yaml.safe_load(open(os.path.join(out, "best.yaml")))
     winner = results.loc[results["kmeans/silhouette"].idxmax()]
-    assert best["clustering"]["k"] == winner["param/clustering.k"] and best["data"]["path"] == os.path.abspath(synth_dir)
+    assert best["clustering"]["k"] == winner["param/clustering.k"] and best["data"]["path"] == os.path.abspath(
+        synth_dir
+    )
     for plot in ("history.png", "parameters.png"):
         assert os.path.getsize(os.path.join(out, "plots", plot)) > 1000
     assert glob.glob(os.path.join(out, "tune", "trial_*", "events.out.tfevents.*"))  # TensorBoard logs
-    assert main(["sweep", _space(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
+    assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_a_failing_trial_is_retried_then_recorded_without_stopping_the_sweep(ray_session, synth_dir, tmp_path):
     # the base trial (k=6) works; a k drawn from up to 100,000 exceeds the ~360 items and raises
-    space = _space(tmp_path, samples=2, max_failures=1, space={"clustering.k": {"int": [4, 100000]}})
+    space = space_file(tmp_path, samples=2, max_failures=1, space={"clustering.k": {"int": [4, 100000]}})
     out = str(tmp_path / "sweep")
     assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
     results = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
@@ -95,12 +99,21 @@ def _finished(out: str) -> dict:
 
 @pytest.mark.slow
 def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_session, synth_dir, tmp_path):
-    space = _space(tmp_path, samples=6, until="factorization", objectives=[{"metric": "mf/pr", "mode": "min"}],
-                   space={"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}})
+    space = space_file(
+        tmp_path,
+        samples=6,
+        until="factorization",
+        objectives=[{"metric": "mf/pr", "mode": "min"}],
+        space={"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}},
+    )
     out = str(tmp_path / "sweep")
     env = os.environ | {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    driver = subprocess.Popen([sys.executable, "-m", "socialfeat", "sweep", space, "--data", synth_dir, "--out", out,
-                               "--concurrency", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "socialfeat", "sweep", space, "--data", synth_dir, "--out", out, "--concurrency", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     while len(_finished(out)) < 2 and driver.poll() is None and time.time() < deadline:
         time.sleep(0.5)
@@ -119,37 +132,25 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_ses
     assert len(after) == 6
 
 
-@pytest.fixture
-def release_stopped_trainers(ray_session):
-    """The test session's Ray runs without the dashboard, so Ray Train cannot release the workers of a
-    trial ASHA stopped (the sweep warns): remove their placement groups, as Ray Train's cleaner would."""
-    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
-    from ray._raylet import PlacementGroupID
-
-    before = set(placement_group_table())
-    cpus = ray_session.available_resources().get("CPU", 0)
-    yield
-    for pg_id, info in placement_group_table().items():
-        if pg_id not in before and info["state"] == "CREATED":
-            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
-    deadline = time.time() + 20
-    while ray_session.available_resources().get("CPU", 0) < cpus and time.time() < deadline:
-        time.sleep(0.5)
-    assert ray_session.available_resources().get("CPU", 0) >= cpus, "the sweep left CPUs held"
-
-
 @pytest.mark.slow
-def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(release_stopped_trainers, synth_dir, tmp_path,
-                                                                   capsys):
+def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
+    release_stopped_trainers, synth_dir, tmp_path, capsys
+):
     # The base (k=6) trains first. A k=48 trial's cross-entropy after one epoch (~ln 48) trails it,
     # so ASHA (keep the better half at each rung) stops that trial at epoch 1; the others evaluate.
-    space = _space(tmp_path, until="evaluate", samples=3, seed=1, startup_trials=3,
-                   objectives=[{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}],
-                   trial_resources={"cpu": 0.01, "data_cpus": 1},
-                   fixed=SHRINK + ["training.epochs=3", "training.batch_size=32", "training.cpus_per_worker=0.99",
-                                   "features.random_cnn=false"],
-                   scheduler={"grace_period": 1, "max_epochs": 3, "metric": "holdout_loss", "mode": "min"},
-                   space={"clustering.k": {"choice": [6, 48]}})
+    space = space_file(
+        tmp_path,
+        until="evaluate",
+        samples=3,
+        seed=1,
+        startup_trials=3,
+        objectives=[{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}],
+        trial_resources={"cpu": 0.01, "data_cpus": 1},
+        fixed=SHRINK
+        + ["training.epochs=3", "training.batch_size=32", "training.cpus_per_worker=0.99", "features.random_cnn=false"],
+        scheduler={"grace_period": 1, "max_epochs": 3, "metric": "holdout_loss", "mode": "min"},
+        space={"clustering.k": {"choice": [6, 48]}},
+    )
     out = str(tmp_path / "sweep")
     assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
     assert "Ray State API (served by the Ray dashboard) is not reachable" in capsys.readouterr().err

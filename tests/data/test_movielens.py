@@ -1,4 +1,5 @@
 """The MovieLens importer on the real shared sample."""
+
 import json
 import os
 
@@ -26,7 +27,19 @@ def test_genres_titles_and_tags_map_into_the_contract(movielens_dir):
 
 
 def test_missing_poster_directory_is_a_clear_error(tmp_path, capsys):
-    code = main(["data", "import-movielens", "--ratings", "r.csv", "--movies", "m.csv",
-                 "--posters", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "data",
+            "import-movielens",
+            "--ratings",
+            "r.csv",
+            "--movies",
+            "m.csv",
+            "--posters",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "poster directory does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
 """Negative sampling, the factorisation engines and their metrics, on small real inputs."""
+
 import json
 import os
 
@@ -34,7 +35,7 @@ def test_negatives_follow_the_log_popularity_weights_and_never_hit_a_positive():
     expected = np.zeros(20)
     for user in range(3000):
         allowed = np.ones(20, bool)
-        allowed[items[2 * user:2 * user + 2]] = False
+        allowed[items[2 * user : 2 * user + 2]] = False
         expected[allowed] += weights[allowed] / weights[allowed].sum()
     observed = np.bincount(neg_items, minlength=20)
     chi2 = ((observed - expected) ** 2 / expected).sum()
@@ -69,8 +70,7 @@ def test_pair_error_matches_brute_force():
     users = rng.integers(0, 30, 600)
     scores = rng.integers(0, 5, 600).astype(float)  # many ties
     positive = rng.random(600) < 0.3
-    brute = [mis_ordered_fraction(scores[(users == u) & positive], scores[(users == u) & ~positive])
-             for u in range(30)]
+    brute = [mis_ordered_fraction(scores[(users == u) & positive], scores[(users == u) & ~positive]) for u in range(30)]
     assert pair_error(users, scores, positive) == pytest.approx(np.nanmean(brute))
     assert mis_ordered_fraction(np.array([2.0]), np.array([1.0, 3.0, 2.0])) == pytest.approx(0.5)
 
@@ -108,9 +108,13 @@ def synth_entries(synth_dir):
 @pytest.mark.parametrize("engine", ["als", "sgd", "implicit_als", "implicit_bpr"])
 def test_every_engine_recovers_planted_styles_and_beats_popularity(synth_entries, engine):
     entries, users, items, labels = synth_entries
-    cfg = FactorizationConfig(engine=engine, dim=16, reg={"als": 3.0, "sgd": 3.0}.get(engine, 0.05),
-                              epochs={"implicit_bpr": 200, "sgd": 30}.get(engine, 10),
-                              learning_rate=0.05 if engine != "implicit_bpr" else 0.02)
+    cfg = FactorizationConfig(
+        engine=engine,
+        dim=16,
+        reg={"als": 3.0, "sgd": 3.0}.get(engine, 0.05),
+        epochs={"implicit_bpr": 200, "sgd": 30}.get(engine, 10),
+        learning_rate=0.05 if engine != "implicit_bpr" else 0.02,
+    )
     user_factors, item_factors, history, _ = factorize(entries, len(users), len(items), cfg)
     bias_column = engine == "implicit_bpr"  # implicit's BPR learns an item bias as one more factor
     assert len(history) == cfg.epochs and user_factors.shape == (len(users), 16 + bias_column)
@@ -123,15 +127,18 @@ def test_every_engine_recovers_planted_styles_and_beats_popularity(synth_entries
 
 
 def test_bad_factorisation_settings_are_named():
-    for override, key in (("factorization.reg=-1", "factorization.reg"), ("factorization.dim=0", "factorization.dim"),
-                          ("sampling.ratio=0", "sampling.ratio")):
+    for override, key in (
+        ("factorization.reg=-1", "factorization.reg"),
+        ("factorization.dim=0", "factorization.dim"),
+        ("sampling.ratio=0", "sampling.ratio"),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [override])
 
 
 @pytest.mark.slow
 def test_movielens_factorisation_acceptance(ray_session, movielens_dir, tmp_path):
-    experiment = os.path.join(os.path.dirname(__file__), "..", "experiments", "cfl_movielens.yaml")
+    experiment = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "cfl_movielens.yaml")
     out = str(tmp_path / "run")
     assert main(["run", experiment, "--data", movielens_dir, "--until", "factorization", "--out", out]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))

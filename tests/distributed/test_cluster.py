@@ -1,11 +1,10 @@
 """Clusters and jobs: cluster.yaml passes Ray's validator; a real local Ray cluster runs submitted jobs."""
+
 import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import yaml
 
 from socialfeat.cli import main
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SMALL = "--until factorization --set data.synth.users=200 --set data.synth.items=150 --set data.synth.image_size=24"
 
 
@@ -50,12 +49,35 @@ def test_an_unreachable_ray_address_fails_in_seconds(tmp_path, capsys, monkeypat
 def ray_head(tmp_path_factory):
     """`ray start --head` on loopback with the dashboard's job server, token authentication on."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-            "RAY_TMPDIR": tempfile.mkdtemp(prefix="rh", dir="/tmp")}  # short: Unix socket paths max ~107 bytes
+    env |= {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_TMPDIR": tempfile.mkdtemp(prefix="rh", dir="/tmp"),
+    }  # short: Unix socket paths max ~107 bytes
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
-    started = subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "6390", "--num-cpus",
-                              "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port",
-                              "8275", "--disable-usage-stats"], env=env, capture_output=True, text=True)
+    started = subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            "6390",
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "true",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            "8275",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     try:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield "http://127.0.0.1:8275", env
@@ -104,8 +126,13 @@ print(json.dumps({"status": str(status.value), "logs": client.get_job_logs(job)}
 
 
 def _run_job(address: str, env: dict, entrypoint: str, working_dir: str, timeout: float = 240):
-    done = subprocess.run([sys.executable, "-c", SUBMIT, address, entrypoint, working_dir, str(timeout)], env=env,
-                          capture_output=True, text=True, timeout=timeout + 60)
+    done = subprocess.run(
+        [sys.executable, "-c", SUBMIT, address, entrypoint, working_dir, str(timeout)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["status"], result["logs"]

@@ -1,4 +1,5 @@
 """The validating reader and `data check` on broken datasets: each violation named, each image case handled."""
+
 import io
 import os
 
@@ -23,8 +24,11 @@ def _image_file(path, mode: str, fmt: str) -> None:
 
 def _small_dataset(root, interactions=None, items=None) -> str:
     os.makedirs(root, exist_ok=True)
-    interactions = interactions if interactions is not None else pd.DataFrame(
-        {"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"], "value": [1.0, 1.0, 1.0]})
+    interactions = (
+        interactions
+        if interactions is not None
+        else pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"], "value": [1.0, 1.0, 1.0]})
+    )
     items = items if items is not None else pd.DataFrame({"item_id": ["a", "b"], "image_path": ["a.jpg", "b.jpg"]})
     write_contract(root, interactions, items)
     return str(root)
@@ -51,15 +55,17 @@ def test_missing_and_wrongly_typed_columns(tmp_path, capsys):
 
 
 def test_empty_interactions(tmp_path):
-    root = _small_dataset(tmp_path / "d", pd.DataFrame({"user_id": pd.Series([], dtype=str),
-                                                        "item_id": pd.Series([], dtype=str)}))
+    root = _small_dataset(
+        tmp_path / "d", pd.DataFrame({"user_id": pd.Series([], dtype=str), "item_id": pd.Series([], dtype=str)})
+    )
     with pytest.raises(DatasetError, match="interactions.parquet: has no rows"):
         read_dataset(root)
 
 
 def test_duplicates_are_removed_and_counted(tmp_path):
-    frame = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "a", "b", "a"],
-                          "value": [1.0, 3.0, 1.0, 1.0]})
+    frame = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "a", "b", "a"], "value": [1.0, 3.0, 1.0, 1.0]}
+    )
     dataset = read_dataset(_small_dataset(tmp_path / "d", frame))
     assert len(dataset.interactions) == 3
     assert dataset.handled["duplicate_interactions_removed"] == 1
@@ -75,8 +81,10 @@ def test_unknown_items_are_named_with_their_row(tmp_path):
 
 def test_nan_values_and_null_ids_name_rows(tmp_path):
     root = _small_dataset(tmp_path / "d")
-    pq.write_table(pa.table({"user_id": ["u1", None, "u2"], "item_id": ["a", "b", "a"], "value": [1.0, 1.0, np.nan]}),
-                   os.path.join(root, "interactions.parquet"))
+    pq.write_table(
+        pa.table({"user_id": ["u1", None, "u2"], "item_id": ["a", "b", "a"], "value": [1.0, 1.0, np.nan]}),
+        os.path.join(root, "interactions.parquet"),
+    )
     with pytest.raises(DatasetError) as error:
         read_dataset(root)
     text = str(error.value)

@@ -1,0 +1,114 @@
+"""The evaluate stage of every method with item features: its feature sets beside baselines (colour
+histogram, pixels), the user's --features / --weights and the method's reference sets."""
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from socialfeat import artifacts
+from socialfeat.data.images import item_image_bytes
+from socialfeat.evaluation.baselines import baseline_features
+from socialfeat.evaluation.external import aligned_features, file_fingerprint
+from socialfeat.evaluation.suite import evaluate
+from socialfeat.features.extract import read_sets, write_sets
+from socialfeat.stages import Stage, StageContext
+
+
+def _stored_images(ctx: StageContext, ids: np.ndarray) -> list:
+    dataset = ctx.dataset()
+    column = dataset.image_column
+    table = pq.read_table(os.path.join(dataset.root, "items.parquet"), columns=["item_id", column]).to_pandas()
+    stored = table.set_index("item_id")[column].reindex(ids)
+    return [
+        item_image_bytes(dataset.root, v, None) if column == "image" else item_image_bytes(dataset.root, None, v)
+        for v in stored
+    ]
+
+
+def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """--weights embedded on exactly the items the run's encoder embedded."""
+    from socialfeat.distributed.inference import extract
+    from socialfeat.evaluation.external import weights_encoder
+    from socialfeat.features.stage import item_images
+
+    spec, state = weights_encoder(ctx.cfg.evaluation.weights, ctx.cfg.training)
+    _, images = item_images(ctx, spec["image_size"])
+    found, vectors = extract(
+        images,
+        spec,
+        state,
+        ctx.cfg.training.seed,
+        ctx.cfg.features.batch_size,
+        ctx.cfg.features.concurrency,
+        ctx.cfg.training.use_gpu,
+    )
+    order = pd.Index(found).get_indexer(ids)
+    if (order < 0).any():
+        raise ValueError(
+            f"{ctx.cfg.evaluation.weights}: {int((order < 0).sum())} images embedded by the run's "
+            "encoder were not embedded with these weights"
+        )
+    return ids, vectors[order]
+
+
+def _extra_sets(ctx: StageContext, ids: np.ndarray) -> tuple[dict, dict]:
+    """Baselines and the user's weights (written to this stage), then the user's feature files."""
+    computed = {name: (ids, vectors) for name, vectors in baseline_features(_stored_images(ctx, ids)).items()}
+    if ctx.cfg.evaluation.weights:
+        computed["weights"] = _weights_set(ctx, ids)
+    files = {name: (ids, aligned_features(path, name, ids)) for name, path in ctx.cfg.evaluation.feature_files.items()}
+    return computed, files
+
+
+def _compute(ctx: StageContext, tmp: str, references: Callable | None) -> dict:
+    dataset = ctx.dataset()
+    interactions = pd.read_parquet(ctx.path("filter", "interactions.parquet"))
+    parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
+    sets = read_sets(ctx.path("features"))
+    computed, files = _extra_sets(ctx, sets["cnn"][0])  # compared on exactly the items the encoder embedded
+    write_sets(tmp, computed)
+    items = dataset.items.set_index("item_id")
+    metrics, curves = evaluate(
+        sets | computed | files,
+        interactions,
+        parts,
+        items.get("owner_id"),
+        items.get("labels"),
+        ctx.cfg.split.seed,
+        ctx.cfg.evaluation.ranks,
+        references(ctx) if references else None,
+    )
+    artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
+    return metrics
+
+
+def _config(cfg) -> dict:
+    files = dict(cfg.evaluation.feature_files) | ({"weights": cfg.evaluation.weights} if cfg.evaluation.weights else {})
+    config = {
+        "ranks": cfg.evaluation.ranks,
+        "seed": cfg.split.seed,
+        "files": {name: file_fingerprint(path) for name, path in files.items()},
+    }  # a missing file fails here
+    if cfg.evaluation.weights:  # a weights file is read through the training architecture and crops
+        config["training"] = cfg.training.model_dump(include={"model", "tap", "image_size", "crop_size", "seed"})
+    return config
+
+
+def evaluate_stage(
+    inputs: tuple[str, ...] = ("filter", "split", "features"), references: Callable | None = None
+) -> Stage:
+    """Evaluation after `features`; `references(ctx)` -> {name: (item_ids, vectors)} adds a method's own sets."""
+    from socialfeat.report_html import evaluation_figures
+
+    return Stage(
+        "evaluate",
+        inputs,
+        _config,
+        lambda ctx, tmp: _compute(ctx, tmp, references),
+        metrics=("retrieval", "probe"),
+        report=evaluation_figures,
+        key_metrics=("retrieval/*/jaccard@10", "retrieval/*/owner_viewed@*", "probe/*"),
+    )

@@ -1,0 +1,54 @@
+"""The features stage of every method that trains an encoder: its features (and a random encoder's of the
+same architecture) for every item with an image, as named feature sets with their index."""
+
+from socialfeat.features.extract import write_sets
+from socialfeat.features.quality import label_precision
+from socialfeat.stages import Stage, StageContext
+
+
+def item_images(ctx: StageContext, size: int):
+    """(items with an image, a Ray Dataset of them decoded at `size`: item_id, item)."""
+    from socialfeat.distributed.inference import item_images as decoded
+
+    dataset = ctx.dataset()
+    items = dataset.items[dataset.items["image_ref"].notna()]
+    return items, decoded(dataset.root, dataset.image_column, items["item_id"], size)
+
+
+def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
+    """Features of every item with an image: tr, te and the items the popularity filters dropped
+    (a user wants every image embedded; only factorisation needs the filters)."""
+    from socialfeat.distributed.inference import extract
+    from socialfeat.features.encoder import load_encoder
+
+    cfg, training = ctx.cfg.features, ctx.cfg.training
+    spec, state = load_encoder(ctx.path(encoder_stage))
+    items, images = item_images(ctx, spec["image_size"])
+    images = images.materialize()  # read once, embedded by every variant
+    labels = ctx.dataset().items.set_index("item_id")["labels"] if "labels" in ctx.dataset().items else None
+    result = {"features/items": images.count(), "features/undecodable": int(len(items) - images.count())}
+    sets = {}
+    for name, weights in {"cnn": state, "random_cnn": None}.items():
+        if name == "random_cnn" and not cfg.random_cnn:
+            continue
+        sets[name] = extract(images, spec, weights, training.seed, cfg.batch_size, cfg.concurrency, training.use_gpu)
+        ids, vectors = sets[name]
+        if labels is not None:
+            result[f"features/{name}/label_precision@{cfg.neighbours}"] = label_precision(
+                vectors, labels.reindex(ids).tolist(), cfg.neighbours
+            )
+        result[f"features/{name}/dim"] = int(vectors.shape[1])
+    write_sets(tmp, sets)
+    return result
+
+
+def features_stage(encoder_stage: str = "train") -> Stage:
+    """The stage that embeds every item image with the encoder `encoder_stage` saved."""
+    return Stage(
+        "features",
+        (encoder_stage, "data"),
+        lambda cfg: cfg.features.model_dump(),
+        lambda ctx, tmp: _compute(ctx, tmp, encoder_stage),
+        metrics=("features",),
+        key_metrics=("features/*/label_precision@*",),
+    )

@@ -1,0 +1,5 @@
+"""The registry of methods: a method is a folder here and one line below."""
+
+from socialfeat.methods import cfl
+
+METHODS = {"cfl": cfl.METHOD}

@@ -1,0 +1,80 @@
+"""The shared train stage: a table of image rows and a task in; the encoder artefact, the trained model's
+weights and the per-epoch history out."""
+
+import logging
+import os
+import time
+import zlib
+
+import numpy as np
+import pandas as pd
+import torch
+
+from socialfeat import artifacts
+from socialfeat.stages import StageContext
+from socialfeat.training.task import Task, stage_metric
+
+log = logging.getLogger(__name__)
+
+
+class NoImagesError(ValueError):
+    """No item that the stage needs has a decodable image."""
+
+
+def holdout_mask(item_ids: pd.Series, fraction: float) -> np.ndarray:
+    """A stable slice of items (by id hash, so it does not move when K or the seed changes)."""
+    return np.array([zlib.crc32(str(i).encode()) % 10_000 < fraction * 10_000 for i in item_ids])
+
+
+def _image_datasets(ctx: StageContext, task: Task, rows: pd.DataFrame, holdout: np.ndarray):
+    from socialfeat.distributed.data import image_rows
+
+    dataset, size = ctx.dataset(), ctx.cfg.training.image_size
+
+    def images(part: pd.DataFrame):
+        return image_rows(dataset.root, dataset.image_column, part, task.image_columns, size).materialize()
+
+    train_ds, holdout_ds = images(rows[~holdout]), images(rows[holdout])
+    if train_ds.count() == 0:
+        raise NoImagesError(
+            f"none of the {int((~holdout).sum())} training rows has a decodable image in "
+            f"{dataset.root}; the CNN has nothing to learn from (see `socialfeat data check`)"
+        )
+    return train_ds, holdout_ds
+
+
+def train_task(
+    ctx: StageContext, tmp: str, task: Task, rows: pd.DataFrame, holdout: np.ndarray, stage: str = "train"
+) -> dict:
+    """Train `task` on `rows` (its image columns name items; `holdout` marks the rows held out for the
+    per-epoch holdout metrics) as the stage `stage`: encoder.pt / encoder.json, model.pt and history.json go
+    to `tmp`, the trainer's checkpoints to where a retry of this stage finds them."""
+    from socialfeat.distributed.train import fit
+    from socialfeat.features.encoder import encoder_spec, save_encoder
+    from socialfeat.vision.backbones import at_tap, backbone
+
+    cfg = ctx.cfg.training
+    train_ds, holdout_ds = _image_datasets(ctx, task, rows, holdout)
+    train_rows, holdout_rows = train_ds.count(), holdout_ds.count()
+    started = time.perf_counter()
+    state, history = fit(
+        train_ds, holdout_ds, task, cfg, train_rows, ctx.checkpoints(stage), "cnn", ctx.tune_objectives
+    )
+    model = task.build(*backbone(cfg.model))
+    model.load_state_dict(state["model"])
+    save_encoder(
+        tmp,
+        at_tap(task.encoder(model), cfg.model, cfg.tap),
+        encoder_spec(cfg.model, cfg.tap, cfg.image_size, cfg.crop_size),
+    )
+    torch.save(state["model"], os.path.join(tmp, "model.pt"))  # the head too: a plain state dict
+    artifacts.write_json(os.path.join(tmp, "history.json"), history)
+    last = {stage_metric(k): v for k, v in history[-1].items() if k not in ("epoch", "resumed", "started_at_epoch")}
+    return last | {
+        "train/images": train_rows + holdout_rows,
+        "train/images_undecodable": int(len(rows) - train_rows - holdout_rows),
+        "train/epochs": history[-1]["epoch"],
+        "train/seconds": time.perf_counter() - started,
+        "train/resumed": int(any(h["resumed"] for h in history)),
+        "train/resumed_epoch": history[-1]["started_at_epoch"],
+    }

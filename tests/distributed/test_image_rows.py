@@ -1,0 +1,76 @@
+"""Image rows on Ray Data: one or more image columns decoded from items.parquet, other columns passed through."""
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from socialfeat.distributed.data import image_rows, row_columns
+
+
+def _dataset(tmp_path, colours: dict) -> str:
+    """items.parquet with one solid-colour PNG per item (None: a corrupt image)."""
+    encoded = []
+    for colour in colours.values():
+        if colour is None:
+            encoded.append(b"not an image")
+            continue
+        buffer = io.BytesIO()
+        Image.new("RGB", (20, 12), colour).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    root = str(tmp_path / "data")
+    os.makedirs(root)
+    pd.DataFrame({"item_id": list(colours), "image": encoded}).to_parquet(os.path.join(root, "items.parquet"))
+    return root
+
+
+COLOURS = {"a": (255, 0, 0), "b": (0, 255, 0), "c": (0, 0, 255), "bad": None}
+
+
+def _rows(dataset) -> list[dict]:
+    return sorted(dataset.take_all(), key=lambda row: int(row["label"]))
+
+
+def test_single_image_rows_repeat_items_and_pass_columns_through(ray_session, tmp_path):
+    root = _dataset(tmp_path, COLOURS)
+    rows = pd.DataFrame(
+        {
+            "item": ["a", "b", "a", "bad", "c"],
+            "label": np.arange(5),
+            "target": [np.full(3, n, np.float32) for n in range(5)],
+            "words": [[1], [2, 3], [], [4], [5, 6, 7]],
+        }
+    )
+    out = _rows(image_rows(root, "image", rows, ("item",), 8))
+    assert [int(r["label"]) for r in out] == [0, 1, 2, 4]  # the corrupt image's row is left out
+    colour_of = {tuple(r["item"][4, 4]): int(r["label"]) for r in out}
+    assert colour_of[(0, 0, 255)] == 4 and out[0]["item"].shape == (8, 8, 3)
+    assert all(np.array_equal(out[n]["item"][0, 0], COLOURS[item]) for n, item in enumerate("aba"))
+    assert [r["target"][0] for r in out] == [0, 1, 2, 4]
+    assert [list(r["words"]) for r in out] == [[1, -1, -1], [2, 3, -1], [-1, -1, -1], [5, 6, 7]]  # padded
+
+
+def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):
+    root = _dataset(tmp_path, COLOURS)
+    rows = pd.DataFrame(
+        {
+            "positive": ["a", "b", "c", "a"],
+            "negative": ["b", "c", "a", "bad"],
+            "bag": [np.eye(2, dtype=np.float32)[n % 2] for n in range(4)],
+            "label": np.arange(4),
+        }
+    )
+    out = _rows(image_rows(root, "image", rows, ("positive", "negative"), 6))
+    assert [int(r["label"]) for r in out] == [0, 1, 2]
+    for row, (positive, negative) in zip(out, [("a", "b"), ("b", "c"), ("c", "a")]):
+        assert np.array_equal(row["positive"][3, 3], COLOURS[positive])
+        assert np.array_equal(row["negative"][3, 3], COLOURS[negative])
+    assert [list(r["bag"]) for r in out] == [[1, 0], [0, 1], [1, 0]]
+
+
+def test_ragged_float_vectors_are_named():
+    with pytest.raises(ValueError, match="column 'target' holds float vectors of different lengths"):
+        row_columns(pd.DataFrame({"item": ["a", "b"], "target": [np.ones(2), np.ones(3)]}), ("item",))

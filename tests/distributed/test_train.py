@@ -1,0 +1,49 @@
+"""Ray Train around the loop: a killed worker resumes from its checkpoint."""
+
+import glob
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+
+from socialfeat.config import TrainingConfig
+from socialfeat.methods.cfl.tasks import PseudoClassTask
+
+
+def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_session, synth_dir, tmp_path):
+    from socialfeat.distributed.data import image_rows
+    from socialfeat.distributed.train import fit, load_state
+
+    items = pd.read_parquet(os.path.join(synth_dir, "items.parquet"), columns=["item_id", "labels"])
+    labels = items["labels"].str[0].astype("category").cat.codes.to_numpy()
+    rows = pd.DataFrame({"item": items["item_id"], "label": labels.astype("int64")})
+    train = image_rows(synth_dir, "image", rows[:300], ("item",), 32)
+    holdout = image_rows(synth_dir, "image", rows[300:], ("item",), 32)
+    cfg = TrainingConfig(image_size=32, crop_size=28, epochs=10, batch_size=32, max_failures=2)
+    storage = str(tmp_path / "ray")
+    outcome = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            result=fit(train.materialize(), holdout.materialize(), PseudoClassTask(6), cfg, 300, storage, "kill")
+        )
+    )
+    thread.start()
+    killed = None
+    deadline = time.time() + 240
+    while time.time() < deadline and killed is None and thread.is_alive():
+        checkpoints = glob.glob(os.path.join(storage, "kill", "checkpoint_*"))
+        pid_file = os.path.join(storage, "worker-0.pid")
+        if checkpoints and os.path.exists(pid_file):
+            killed = int(open(pid_file).read())
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    thread.join(timeout=300)
+    assert killed is not None, "training ended before a checkpoint appeared"
+    state, history = outcome["result"]
+    assert [h["epoch"] for h in history] == list(range(1, 11)) and state["epoch"] == 9
+    assert any(h["resumed"] for h in history)  # a later epoch ran in the restarted worker
+    assert int(open(os.path.join(storage, "worker-0.pid")).read()) != killed
+    newest = max(glob.glob(os.path.join(storage, "kill", "checkpoint_*", "state.pt")), key=os.path.getmtime)
+    assert load_state(newest)["epoch"] == 9  # checkpoints are tensors and plain values (weights_only loads)

@@ -1,0 +1,45 @@
+"""A test-only method, to show that a method is a folder and one registry line: items' own labels as classes,
+the shared train and features stages, no behaviour at all."""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from socialfeat.features.stage import features_stage
+from socialfeat.methods.cfl.tasks import PseudoClassTask
+from socialfeat.methods.common import DATA
+from socialfeat.stages import Method, Stage
+from socialfeat.training.stage import holdout_mask, train_task
+
+
+def _classes(ctx, tmp: str) -> dict:
+    items = ctx.dataset().items
+    labelled = items[items["labels"].map(lambda v: v is not None and len(v) > 0)]
+    names = sorted({labels[0] for labels in labelled["labels"]})
+    classes = labelled["labels"].map(lambda v: names.index(v[0])).to_numpy(np.int64)
+    pd.DataFrame({"item_id": labelled["item_id"], "label": classes}).to_parquet(os.path.join(tmp, "classes.parquet"))
+    return {"classes/count": len(names)}
+
+
+def _train(ctx, tmp: str) -> dict:
+    classes = pd.read_parquet(os.path.join(ctx.path("classes"), "classes.parquet"))
+    rows = pd.DataFrame({"item": classes["item_id"], "label": classes["label"]})
+    task = PseudoClassTask(int(classes["label"].max()) + 1)
+    return train_task(ctx, tmp, task, rows, holdout_mask(classes["item_id"], ctx.cfg.training.holdout_fraction))
+
+
+METHOD = Method(
+    name="tiny",
+    description="supervised on the items' first labels (a test-only method)",
+    stages=(
+        DATA,
+        Stage("classes", ("data",), lambda cfg: {}, _classes, metrics=("classes",)),
+        Stage(
+            "train", ("classes", "data"), lambda cfg: cfg.training.model_dump(), _train, metrics=("train",), trains=True
+        ),
+        features_stage("train"),
+    ),
+    tasks=lambda cfg: {"label_class": PseudoClassTask(cfg.data.synth.styles)},
+    task=lambda cfg: PseudoClassTask(cfg.data.synth.styles),
+)
