@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 # Files whose bytes define a dataset; images referenced by path are covered by items.parquet's paths.
-FINGERPRINT_FILES = ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet")
+FINGERPRINT_FILES = ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet", "comments.parquet")
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ class SynthConfig(Strict):
     foreign_fraction: float = Field(0.2, ge=0.0, le=1.0)
     tag_probability: float = Field(0.15, ge=0.0, le=1.0)
     noise_tag_probability: float = Field(0.2, ge=0.0, le=1.0)
+    comment_probability: float = Field(0.1, ge=0.0, le=1.0)  # views that leave a comment
     friends_per_user: NonNegativeInt = 3
     friend_affinity: float = Field(0.8, ge=0.0, le=1.0)
     image_size: int = Field(64, ge=16, le=1024)
@@ -150,6 +151,19 @@ class EvaluationConfig(Strict):
         return self
 
 
+class VocabularyConfig(Strict):
+    """The dictionary of the words method (Joulin et al.: drop the 500 most frequent, keep K = 1k..100k)."""
+
+    size: PositiveInt = 1000  # K: words kept after the dropped ones (capped, with a warning, by the words found)
+    drop_top: NonNegativeInt = 10  # the most frequent words left out (paper: 500, for 100M captions)
+    sources: list[Literal["text", "tags", "comments"]] = ["text", "tags", "comments"]
+
+
+class WordsConfig(Strict):
+    loss: Literal["softmax", "one_vs_all"] = "softmax"  # softmax: class-uniform sampling (the paper's best)
+    seed: int = 0  # the class-uniform draws
+
+
 class RayConfig(Strict):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray on this machine
     num_cpus: PositiveInt | None = None
@@ -167,6 +181,8 @@ class ExperimentConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     features: FeaturesConfig = FeaturesConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    words: WordsConfig = WordsConfig()
     ray: RayConfig = RayConfig()
 
     @field_validator("method")

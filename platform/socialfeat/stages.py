@@ -56,9 +56,10 @@ def check_graph(method: Method) -> None:
 
 
 def upstream(method: Method, until: str | None = None) -> list[Stage]:
-    """The stages a run up to `until` (default: the last) computes: it and everything it reads, in order."""
+    """The stages a run up to `until` computes: it and everything it reads, in order (None: every stage)."""
     stages = stage_map(method)
-    until = until or method.stages[-1].name
+    if until is None:
+        return list(method.stages)
     if until not in stages:
         raise ValueError(f"--until {until!r}: not a stage of {method.name}; stages are {', '.join(stages)}")
     needed, pending = set(), [until]

@@ -129,3 +129,21 @@ def test_synthetic_dataset_passes_check(synth_dir, capsys):
     assert main(["data", "check", synth_dir, "--json"]) == 0
     out = capsys.readouterr().out
     assert '"images_found": 400' in out and '"images_undecodable": 0' in out
+
+
+def test_comments_are_read_counted_and_unknown_items_named(synth_dir, tmp_path):
+    import shutil
+
+    from socialfeat.data.check import dataset_counts
+    from socialfeat.data.reader import DatasetError, read_dataset
+
+    dataset = read_dataset(synth_dir)
+    assert dataset.comments is not None and dataset_counts(dataset)["comments"] == len(dataset.comments) > 0
+    assert dataset.comments["item_id"].isin(dataset.items["item_id"]).all()
+    broken = tmp_path / "broken"
+    shutil.copytree(synth_dir, broken)
+    comments = dataset.comments.copy()
+    comments.loc[3, "item_id"] = "no-such-item"
+    comments.to_parquet(broken / "comments.parquet")
+    with pytest.raises(DatasetError, match=r"comments.parquet: column 'item_id' names 1 item\(s\) absent .* row 3"):
+        read_dataset(str(broken))

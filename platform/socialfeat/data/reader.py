@@ -32,6 +32,7 @@ class Dataset:
     items: pd.DataFrame  # item_id, owner_id, text, labels, image_ref: "embedded" | path | None
     tags: pd.DataFrame | None = None
     social: pd.DataFrame | None = None
+    comments: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
     handled: dict = field(default_factory=dict)  # contract deviations fixed on read, with counts
 
@@ -161,7 +162,7 @@ def _optional(root: str, name: str, problems: list[str], known: pd.Index) -> pd.
     if frame is None:
         return None
     problems.extend(_null_violations(name, frame, schema.REQUIRED[name]))
-    if name == schema.TAGS:
+    if name in (schema.TAGS, schema.COMMENTS):
         problems.extend(_unknown_item_violations(name, frame, known))
     if name == schema.SOCIAL:
         bad = np.flatnonzero(~frame["kind"].isin(schema.SOCIAL_KINDS).to_numpy())
@@ -211,8 +212,10 @@ def read_dataset_lenient(root: str) -> tuple[Dataset | None, list[str]]:
         problems.extend(_unknown_item_violations(schema.INTERACTIONS, interactions, known))
     tags = _optional(root, schema.TAGS, problems, known)
     social = _optional(root, schema.SOCIAL, problems, known)
+    comments = _optional(root, schema.COMMENTS, problems, known)
     meta = _read_meta(root, problems)
-    return Dataset(root, interactions, items, tags, social, meta, handled), problems
+    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled)
+    return dataset, problems
 
 
 def read_dataset(root: str) -> Dataset:

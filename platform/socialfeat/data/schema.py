@@ -6,6 +6,7 @@ INTERACTIONS = "interactions.parquet"
 ITEMS = "items.parquet"
 TAGS = "tags.parquet"
 SOCIAL = "social.parquet"
+COMMENTS = "comments.parquet"
 META = "dataset.yaml"
 
 INTERACTIONS_SCHEMA = pa.schema(
@@ -42,13 +43,29 @@ SOCIAL_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS = {INTERACTIONS: INTERACTIONS_SCHEMA, ITEMS: ITEMS_SCHEMA, TAGS: TAGS_SCHEMA, SOCIAL: SOCIAL_SCHEMA}
+COMMENTS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("timestamp", pa.int64()),
+    ]
+)
+
+SCHEMAS = {
+    INTERACTIONS: INTERACTIONS_SCHEMA,
+    ITEMS: ITEMS_SCHEMA,
+    TAGS: TAGS_SCHEMA,
+    SOCIAL: SOCIAL_SCHEMA,
+    COMMENTS: COMMENTS_SCHEMA,
+}
 # Columns a file must have; the others in its schema are optional.
 REQUIRED = {
     INTERACTIONS: ("user_id", "item_id"),
     ITEMS: ("item_id",),
     TAGS: ("user_id", "item_id", "tag"),
     SOCIAL: ("user_id", "other_id", "kind"),
+    COMMENTS: ("user_id", "item_id", "text"),
 }
 SOCIAL_KINDS = ("friend", "group")
 

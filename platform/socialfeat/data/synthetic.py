@@ -212,6 +212,26 @@ def _tags(cfg, views, item_style, words, variants, noise, times, rng) -> pd.Data
     )
 
 
+def _comments(cfg, views, item_style, words, variants, times) -> pd.DataFrame:
+    """Some viewers comment in their own words for the item's concept, with common words around it. A
+    stream of its own, so adding comments changed nothing else the generator draws."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    commented = views[rng.random(len(views)) < cfg.comment_probability]
+    users, items = commented["user"].to_numpy(), commented["item"].to_numpy()
+    concepts = _concept_of(item_style[items], cfg, rng)
+    said = words[concepts, variants[users, concepts]]
+    fillers = rng.choice(np.array(COMMON_WORDS, dtype=object), (len(commented), 2))
+    texts = [f"{a} {word} {b}!" for a, word, b in zip(fillers[:, 0], said, fillers[:, 1])]
+    return pd.DataFrame(
+        {
+            "user_id": _ids("u", users),
+            "item_id": _ids("i", items),
+            "text": texts,
+            "timestamp": times[commented.index.to_numpy()] + rng.integers(1, 600, len(commented)),
+        }
+    )
+
+
 def _social(cfg: SynthConfig, tastes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """Friends (mostly sharing the favourite style) and groups (one per style), vectorised."""
     favourite = tastes.argmax(axis=1)
@@ -270,6 +290,7 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
     texts = _item_texts(cfg, item_style, owners, words, variants, noise, rng)
     tags = _tags(cfg, views, item_style, words, variants, noise, times, rng)
     social = _social(cfg, tastes, rng)
+    comments = _comments(cfg, views, item_style, words, variants, times)
     images = _images(cfg, item_style, progress)
     interactions = pd.DataFrame(
         {
@@ -294,6 +315,7 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
         "interactions": len(interactions),
         "tags": len(tags),
         "social_links": len(social),
+        "comments": len(comments),
     }
     meta = {
         "name": "synthetic",
@@ -306,14 +328,20 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
         },
     }
     with atomic_dir(out) as tmp:
-        write_contract(tmp, interactions, items, tags, social, meta)
+        write_contract(tmp, interactions, items, tags, social, meta, comments)
     log.info("synthetic dataset: %s", counts)
     return counts
 
 
-def write_contract(root: str, interactions, items, tags=None, social=None, meta=None) -> None:
+def write_contract(root: str, interactions, items, tags=None, social=None, meta=None, comments=None) -> None:
     """Write DataFrames as the contract's Parquet files (with the contract's schemas) and dataset.yaml."""
-    frames = {schema.INTERACTIONS: interactions, schema.ITEMS: items, schema.TAGS: tags, schema.SOCIAL: social}
+    frames = {
+        schema.INTERACTIONS: interactions,
+        schema.ITEMS: items,
+        schema.TAGS: tags,
+        schema.SOCIAL: social,
+        schema.COMMENTS: comments,
+    }
     for name, frame in frames.items():
         if frame is None:
             continue

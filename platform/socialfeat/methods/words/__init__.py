@@ -1,0 +1,54 @@
+"""Weakly supervised word prediction (Joulin et al., ECCV 2016) as a graph of stages."""
+
+from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.features.stage import features_stage
+from socialfeat.methods.common import DATA, FILTER, SPLIT
+from socialfeat.methods.words import stages
+from socialfeat.methods.words.tasks import TASKS
+from socialfeat.report_html import training_figures
+from socialfeat.stages import Method, Stage
+
+
+def _train_config(cfg) -> dict:
+    return {"training": cfg.training.model_dump(), "words": cfg.words.model_dump()}
+
+
+METHOD = Method(
+    name="words",
+    description="weakly supervised word prediction: item text, tags and comments -> dictionary -> CNN -> features",
+    stages=(
+        DATA,
+        FILTER,
+        SPLIT,
+        Stage(
+            "vocabulary",
+            ("split", "data"),
+            lambda cfg: cfg.vocabulary.model_dump(),
+            stages.vocabulary,
+            metrics=("vocabulary",),
+            key_metrics=("vocabulary/size", "vocabulary/words_per_item"),
+        ),
+        Stage(
+            "train",
+            ("vocabulary", "data"),
+            _train_config,
+            stages.train,
+            metrics=("train",),
+            trains=True,
+            key_metrics=("train/holdout_precision_at_10",),
+            report=training_figures,
+        ),
+        Stage(
+            "words",
+            ("vocabulary", "train", "data"),
+            lambda cfg: {"features": cfg.features.model_dump()},
+            stages.predictions,
+            metrics=("words",),
+            key_metrics=("words/*precision@10", "words/*recall@10"),
+        ),
+        features_stage("train"),
+        evaluate_stage(("filter", "split", "features")),
+    ),
+    tasks=lambda cfg: {name: task(cfg.vocabulary.size) for name, task in TASKS.items()},
+    task=lambda cfg: TASKS[cfg.words.loss](cfg.vocabulary.size),
+)

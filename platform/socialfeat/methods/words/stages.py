@@ -1,0 +1,116 @@
+"""The stages of weakly supervised word prediction (Joulin et al. 2016): the dictionary, the CNN trained to
+predict an image's words, and how well it predicts the words of held-out (te) images."""
+
+import logging
+import os
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import torch
+
+from socialfeat.methods.words.tasks import TASKS
+from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
+from socialfeat.stages import StageContext
+from socialfeat.training.stage import holdout_mask, train_task
+
+log = logging.getLogger(__name__)
+
+
+def vocabulary(ctx: StageContext, tmp: str) -> dict:
+    """Count words on tr items only (te never leaks into the dictionary), keep the dictionary, map items."""
+    cfg, dataset = ctx.cfg.vocabulary, ctx.dataset()
+    parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
+    found = item_tokens(dataset.items, dataset.tags, dataset.comments, tuple(cfg.sources))
+    found = found[found.index.isin(parts.index)]
+    tr = found[parts.reindex(found.index).to_numpy() == "tr"]
+    words, capped = build_vocabulary(Counter(w for ws in tr for w in ws), cfg.drop_top, cfg.size)
+    if capped:
+        log.warning(
+            "vocabulary.size %d capped to the %d words the tr items have after dropping the top %d",
+            cfg.size,
+            len(words),
+            cfg.drop_top,
+        )
+    ids = word_ids(found, words)
+    pd.DataFrame({"word": words}).to_parquet(os.path.join(tmp, "vocabulary.parquet"), index=False)
+    frame = pd.DataFrame({"item_id": ids.index, "part": parts.reindex(ids.index).to_numpy(), "words": ids.to_numpy()})
+    frame.to_parquet(os.path.join(tmp, "item_words.parquet"), index=False)
+    with_words = frame[frame["words"].map(len) > 0]
+    tr_words = with_words[with_words["part"] == "tr"]
+    return {
+        "vocabulary/size": len(words),
+        "vocabulary/capped": int(capped),
+        "vocabulary/words_per_item": float(tr_words["words"].map(len).mean()) if len(tr_words) else 0.0,
+        "vocabulary/coverage": len(tr_words) / max(1, int((frame["part"] == "tr").sum())),
+        "vocabulary/items_without_words": int(len(frame) - len(with_words)),
+    }
+
+
+def _item_words(ctx: StageContext) -> pd.DataFrame:
+    frame = pd.read_parquet(ctx.path("vocabulary", "item_words.parquet"))
+    frame["words"] = frame["words"].map(list)
+    return frame[frame["words"].map(len) > 0]
+
+
+def train(ctx: StageContext, tmp: str) -> dict:
+    """The CNN on the tr items that have a dictionary word (and an image)."""
+    words = _item_words(ctx)
+    items = ctx.dataset().items
+    words = words[(words["part"] == "tr") & words["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])]
+    classes = len(pd.read_parquet(ctx.path("vocabulary", "vocabulary.parquet")))
+    by_item = words.set_index("item_id")["words"]
+    if ctx.cfg.words.loss == "softmax":
+        rows = class_uniform_rows(by_item, len(by_item), ctx.cfg.words.seed)
+    else:
+        rows = pd.DataFrame({"item": by_item.index, "label": by_item.map(lambda w: w[0]).to_numpy(np.int64)})
+    rows["words"] = by_item.reindex(rows["item"]).to_numpy()
+    task = TASKS[ctx.cfg.words.loss](classes)
+    return train_task(ctx, tmp, task, rows, holdout_mask(rows["item"], ctx.cfg.training.holdout_fraction))
+
+
+def _precision_recall(top: np.ndarray, truth: list) -> tuple[float, float]:
+    hits = np.array([len(set(row) & set(words)) for row, words in zip(top, truth)], np.float64)
+    return float(np.mean(hits / top.shape[1])), float(np.mean(hits / np.array([len(w) for w in truth])))
+
+
+def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(items embedded, their word scores) from the trained model's tower output and its head."""
+    from socialfeat.distributed.inference import extract, item_images
+    from socialfeat.features.encoder import load_encoder
+    from socialfeat.vision.backbones import TAPS
+
+    spec, _ = load_encoder(ctx.path("train"))
+    model = torch.load(ctx.path("train", "model.pt"), map_location="cpu", weights_only=True)
+    tower = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
+    whole = spec | {"tap": TAPS[spec["architecture"]][-1]}  # the tower's output feeds the head
+    dataset, training = ctx.dataset(), ctx.cfg.training
+    images = item_images(dataset.root, dataset.image_column, item_ids, spec["image_size"])
+    found, vectors = extract(
+        images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
+    )
+    return found, vectors @ model["head.weight"].numpy().T + model["head.bias"].numpy()
+
+
+def predictions(ctx: StageContext, tmp: str) -> dict:
+    """Precision and recall at 10 of the predicted words of te images against their dictionary words, beside
+    the K most frequent words predicted for every image."""
+    words = _item_words(ctx)
+    te = words[words["part"] == "te"].set_index("item_id")["words"]
+    if te.empty:
+        return {"words/te_items": 0}
+    found, scores = _te_scores(ctx, te.index.to_numpy())
+    truth = te.reindex(found).tolist()
+    top = np.argsort(-scores, axis=1)[:, :10]
+    frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=scores.shape[1])
+    popular = np.tile(np.argsort(-frequency, kind="stable")[:10], (len(found), 1))
+    pd.DataFrame({"item_id": found, "predicted": top.tolist()}).to_parquet(os.path.join(tmp, "predicted.parquet"))
+    precision, recall = _precision_recall(top, truth)
+    base_precision, base_recall = _precision_recall(popular, truth)
+    return {
+        "words/te_items": len(found),
+        "words/precision@10": precision,
+        "words/recall@10": recall,
+        "words/frequency/precision@10": base_precision,
+        "words/frequency/recall@10": base_recall,
+    }
