@@ -95,7 +95,7 @@ def _curves_plot(out: str, curves: dict) -> str:
     return _plot(os.path.join(out, "jaccard_by_rank.png"), draw)
 
 
-def _thumbnails(root: str, item_ids) -> dict:
+def thumbnails(root: str, item_ids) -> dict:
     column = "image" if "image" in pq.read_schema(os.path.join(root, "items.parquet")).names else "image_path"
     table = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", column]).to_pandas()
     stored = table.set_index("item_id")[column].reindex(list(item_ids))
@@ -113,7 +113,7 @@ def _grid_plot(out: str, name: str, root: str, features_path: str, parts: pd.Ser
     database = np.flatnonzero(part == "tr")
     rows = [np.flatnonzero(ids == q)[0] for q in queries if q in set(ids)]
     neighbours = database[cosine_neighbours(vectors[rows], vectors[database], k)]
-    thumbs = _thumbnails(root, set(ids[rows]) | set(ids[neighbours.ravel()]))
+    thumbs = thumbnails(root, set(ids[rows]) | set(ids[neighbours.ravel()]))
     grid = Image.new("RGB", ((k + 1) * (THUMB + 4) + 8, len(rows) * (THUMB + 4)), "white")
     for r, (query, row) in enumerate(zip(rows, neighbours)):
         grid.paste(thumbs[ids[query]], (0, r * (THUMB + 4)))

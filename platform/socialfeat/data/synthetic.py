@@ -325,6 +325,8 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
         "planted": {
             "styles": [f"{shape}/{texture}" for shape, texture in style_names(cfg.styles)],
             "concept_words": words[:, 0].tolist(),
+            # each concept's foreign word and the plain words it translates to (the words method's Table 5)
+            "translations": [[row[-1], list(row[:-1])] for row in words.tolist()],
         },
     }
     with atomic_dir(out) as tmp:

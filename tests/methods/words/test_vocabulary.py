@@ -48,3 +48,17 @@ def test_class_uniform_rows_draw_words_uniformly_whatever_their_frequency():
     assert 0.45 < share < 0.55
     assert rows.loc[rows["label"] == 1, "item"].isin([f"i{n}" for n in range(90, 100)]).all()
     assert rows.equals(class_uniform_rows(item_words, 4000, seed=0)) and rows["label"].dtype == np.int64
+
+
+def test_translation_precision_finds_translations_among_the_nearest_words():
+    from socialfeat.methods.words.embeddings import nearest_words, translation_precision
+
+    vocabulary = ["car", "auto", "sky", "cielo", "tree"]
+    embeddings = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0], [0, 0, 1]], np.float32)
+    pairs = [["Cíelo", ["sky"]], ["auto", ["car", "coche"]], ["árbol", ["tree"]]]  # árbol: not in the dictionary
+    metrics = translation_precision(embeddings, vocabulary, pairs, ks=(1, 2))
+    assert metrics["words/translation_pairs"] == 2 and metrics["words/translation_precision@1"] == 1.0
+    assert metrics["words/translation_chance@1"] == pytest.approx(0.25)  # 1 of the 4 other words
+    shuffled = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0.1, 0], [0, 1, 0.1]], np.float32)  # pairs apart
+    assert translation_precision(shuffled, vocabulary, pairs, ks=(1,))["words/translation_precision@1"] == 0.0
+    assert nearest_words(embeddings, vocabulary, ["car", "nope"], k=1) == {"car": ["auto"]}

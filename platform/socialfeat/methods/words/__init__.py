@@ -4,6 +4,7 @@ from socialfeat.evaluation.stage import evaluate_stage
 from socialfeat.features.stage import features_stage
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.words import stages
+from socialfeat.methods.words.report import frequency_figures, words_figures
 from socialfeat.methods.words.tasks import TASKS
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
@@ -26,6 +27,7 @@ METHOD = Method(
             lambda cfg: cfg.vocabulary.model_dump(),
             stages.vocabulary,
             metrics=("vocabulary",),
+            report=frequency_figures,
             key_metrics=("vocabulary/size", "vocabulary/words_per_item"),
         ),
         Stage(
@@ -44,6 +46,7 @@ METHOD = Method(
             lambda cfg: {"features": cfg.features.model_dump()},
             stages.predictions,
             metrics=("words",),
+            report=words_figures,
             key_metrics=("words/*precision@10", "words/*recall@10"),
         ),
         features_stage("train"),

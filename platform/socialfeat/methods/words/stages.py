@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from socialfeat import artifacts
+from socialfeat.methods.words.embeddings import nearest_words, translation_precision
 from socialfeat.methods.words.tasks import TASKS
 from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
 from socialfeat.stages import StageContext
@@ -24,7 +26,8 @@ def vocabulary(ctx: StageContext, tmp: str) -> dict:
     found = item_tokens(dataset.items, dataset.tags, dataset.comments, tuple(cfg.sources))
     found = found[found.index.isin(parts.index)]
     tr = found[parts.reindex(found.index).to_numpy() == "tr"]
-    words, capped = build_vocabulary(Counter(w for ws in tr for w in ws), cfg.drop_top, cfg.size)
+    tr_counts = Counter(w for ws in tr for w in ws)
+    words, capped = build_vocabulary(tr_counts, cfg.drop_top, cfg.size)
     if capped:
         log.warning(
             "vocabulary.size %d capped to the %d words the tr items have after dropping the top %d",
@@ -34,6 +37,9 @@ def vocabulary(ctx: StageContext, tmp: str) -> dict:
         )
     ids = word_ids(found, words)
     pd.DataFrame({"word": words}).to_parquet(os.path.join(tmp, "vocabulary.parquet"), index=False)
+    pd.DataFrame(tr_counts.most_common(), columns=["word", "count"]).to_parquet(
+        os.path.join(tmp, "counts.parquet"), index=False
+    )
     frame = pd.DataFrame({"item_id": ids.index, "part": parts.reindex(ids.index).to_numpy(), "words": ids.to_numpy()})
     frame.to_parquet(os.path.join(tmp, "item_words.parquet"), index=False)
     with_words = frame[frame["words"].map(len) > 0]
@@ -74,8 +80,8 @@ def _precision_recall(top: np.ndarray, truth: list) -> tuple[float, float]:
     return float(np.mean(hits / top.shape[1])), float(np.mean(hits / np.array([len(w) for w in truth])))
 
 
-def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(items embedded, their word scores) from the trained model's tower output and its head."""
+def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items embedded, their word scores, the word embeddings: the head's rows) from the trained model."""
     from socialfeat.distributed.inference import extract, item_images
     from socialfeat.features.encoder import load_encoder
     from socialfeat.vision.backbones import TAPS
@@ -89,7 +95,8 @@ def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.
     found, vectors = extract(
         images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
     )
-    return found, vectors @ model["head.weight"].numpy().T + model["head.bias"].numpy()
+    weights = model["head.weight"].numpy()
+    return found, vectors @ weights.T + model["head.bias"].numpy(), weights
 
 
 def predictions(ctx: StageContext, tmp: str) -> dict:
@@ -99,7 +106,7 @@ def predictions(ctx: StageContext, tmp: str) -> dict:
     te = words[words["part"] == "te"].set_index("item_id")["words"]
     if te.empty:
         return {"words/te_items": 0}
-    found, scores = _te_scores(ctx, te.index.to_numpy())
+    found, scores, embeddings = _te_scores(ctx, te.index.to_numpy())
     truth = te.reindex(found).tolist()
     top = np.argsort(-scores, axis=1)[:, :10]
     frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=scores.shape[1])
@@ -107,10 +114,21 @@ def predictions(ctx: StageContext, tmp: str) -> dict:
     pd.DataFrame({"item_id": found, "predicted": top.tolist()}).to_parquet(os.path.join(tmp, "predicted.parquet"))
     precision, recall = _precision_recall(top, truth)
     base_precision, base_recall = _precision_recall(popular, truth)
-    return {
+    metrics = {
         "words/te_items": len(found),
         "words/precision@10": precision,
         "words/recall@10": recall,
         "words/frequency/precision@10": base_precision,
         "words/frequency/recall@10": base_recall,
     }
+    return metrics | _embedding_metrics(ctx, tmp, embeddings, frequency)
+
+
+def _embedding_metrics(ctx: StageContext, tmp: str, embeddings: np.ndarray, frequency: np.ndarray) -> dict:
+    """Nearest words of the most frequent words (nearest_words.json) and, where the data knows translation
+    pairs (the synthetic generator's foreign words), translation precision."""
+    vocabulary = pd.read_parquet(ctx.path("vocabulary", "vocabulary.parquet"))["word"].tolist()
+    frequent = [vocabulary[n] for n in np.argsort(-frequency, kind="stable")[:12]]
+    artifacts.write_json(os.path.join(tmp, "nearest_words.json"), nearest_words(embeddings, vocabulary, frequent))
+    pairs = ctx.dataset().meta.get("planted", {}).get("translations")
+    return translation_precision(embeddings, vocabulary, pairs) if pairs else {}
