@@ -34,7 +34,9 @@ def extract(
     `images_ds` (columns item_id and item, the decoded image)."""
     import ray
 
-    features = images_ds.map_batches(
+    # Decode first, then embed: fused, the read tasks and the actor pool each need a CPU at once, which a sweep
+    # trial on 2 CPUs (one held by the trial and its trainer's share) never has, and the run waited for ever.
+    features = images_ds.materialize().map_batches(
         Embedder,
         fn_constructor_kwargs={"spec": spec, "state": ray.put(state) if state is not None else None, "seed": seed},
         batch_size=batch_size,
