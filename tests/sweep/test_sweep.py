@@ -159,9 +159,13 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
     assert results.loc[1, "status"] == "TERMINATED" and results.loc[1, "param/clustering.k"] == 6
     stopped, finished = results[results["status"] == "STOPPED"], results[results["status"] == "TERMINATED"]
     assert len(stopped) >= 1 and (stopped["param/clustering.k"] == 48).all()
-    assert (stopped["stopped/epoch"] < 3).all() and stopped["stopped/holdout_loss"].notna().all()
+    # a second k=48 trial has the first one's train-stage key, so it resumes that trial's checkpoint and can be
+    # stopped at its first report, epoch 3 (checkpoints are keyed by stage key, as completed stages are)
+    assert (stopped["stopped/epoch"] <= 3).all() and stopped["stopped/holdout_loss"].notna().all()
+    assert stopped["retrieval/cnn/jaccard@10"].isna().all()  # stopped before they evaluated
     assert (finished["train/epochs"] == 3).all() and finished["retrieval/cnn/jaccard@10"].notna().all()
     assert not glob.glob(os.path.join(out, "stages", ".*.tmp-*"))  # the stopped trial's half-trained stage is gone
+    assert not glob.glob(os.path.join(out, "stages", ".checkpoints", "*"))  # and its checkpoints
     assert results["stage/factorization/reused"].sum() == len(finished) - 1  # one factorisation for all
     progress = glob.glob(os.path.join(out, "tune", "trial_*", "progress.csv"))
     assert max(len(pd.read_csv(p)) for p in progress) >= 3  # every epoch reached Tune through Ray Train

@@ -9,6 +9,7 @@ every trial."""
 import glob
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -372,6 +373,7 @@ def run_sweep(
     record_stopped(results, out, space.epoch_metrics, remote)
     # stages half-written by killed trials (ASHA stops, a dead driver): with the trials over, nothing finishes them
     remove_abandoned_dirs(os.path.join(out, "stages"))
+    shutil.rmtree(os.path.join(out, "stages", ".checkpoints"), ignore_errors=True)  # of trials that never finished
     return results
 
 
