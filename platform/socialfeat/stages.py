@@ -200,12 +200,12 @@ def method_of(cfg: ExperimentConfig) -> Method:
 
 def check_inputs(cfg: ExperimentConfig, until: str | None) -> None:
     """Fail before any work on a stage name or dataset location that cannot be used."""
-    upstream(method_of(cfg), until)
+    stages = upstream(method_of(cfg), until)  # an unknown --until fails here
     if cfg.data.path is not None and storage.is_uri(cfg.data.path):
         storage.check_dataset(cfg.data.path)
     elif cfg.data.path is not None and not os.path.isdir(cfg.data.path):
         raise FileNotFoundError(f"{cfg.data.path}: dataset directory does not exist (data.path / --data)")
-    for stage in upstream(method_of(cfg), until):
+    for stage in stages:
         stage.config(cfg)  # a config slice that reads files (feature files, weights) fails here, before any work
 
 
