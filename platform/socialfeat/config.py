@@ -37,6 +37,7 @@ class SynthConfig(Strict):
     owner_affinity: float = Field(0.9, ge=0.0, le=1.0)
     concepts_per_style: PositiveInt = 3
     noise_words: PositiveInt = 200
+    noise_words_per_text: PositiveInt = 2  # at most this many noise words in an item's text (1 or more)
     foreign_fraction: float = Field(0.2, ge=0.0, le=1.0)
     tag_probability: float = Field(0.15, ge=0.0, le=1.0)
     noise_tag_probability: float = Field(0.2, ge=0.0, le=1.0)
@@ -160,7 +161,9 @@ class VocabularyConfig(Strict):
 
 
 class WordsConfig(Strict):
-    loss: Literal["softmax", "one_vs_all"] = "softmax"  # softmax: class-uniform sampling (the paper's best)
+    # softmax: class-uniform sampling (the paper's best); sampled_softmax: the same over the batch's words only
+    loss: Literal["softmax", "one_vs_all", "sampled_softmax"] = "softmax"
+    negatives: int = Field(0, ge=0)  # sampled_softmax: words drawn uniformly per batch as extra negatives
     seed: int = 0  # the class-uniform draws
 
 
@@ -194,6 +197,15 @@ class ExperimentConfig(Strict):
             raise ValueError(f"unknown method {value!r}; methods: {', '.join(METHODS)}")
         return value
 
+    @model_validator(mode="after")
+    def _sparse_output_layer_needs_sgd(self):
+        if self.method == "words" and self.words.loss == "sampled_softmax" and self.training.optimizer != "sgd":
+            raise ValueError(
+                f"words.loss sampled_softmax updates its output layer sparsely, which training.optimizer "
+                f"{self.training.optimizer!r} cannot do: set training.optimizer: sgd"
+            )
+        return self
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names every offending key."""
@@ -214,6 +226,8 @@ def _describe(error: dict, source: str) -> str:
     if error["type"] == "extra_forbidden":
         valid = ", ".join(_section_keys(error["loc"][:-1]))
         return f"{source}: config key '{key}' is unknown (valid keys here: {valid})"
+    if not key:  # a check across sections: its message names the keys
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
     return f"{source}: config key '{key}': {error['msg']} (got {error.get('input')!r})"
 
 

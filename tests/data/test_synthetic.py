@@ -2,6 +2,8 @@
 
 import io
 import os
+import subprocess
+import sys
 import unicodedata
 
 import numpy as np
@@ -29,10 +31,22 @@ def _favourite_styles(interactions, items) -> pd.Series:
     return styled.groupby("user_id")["style"].agg(lambda s: s.value_counts().index[0])
 
 
+def _generate_in_process(cfg: SynthConfig, out: str, hash_seed: str) -> None:
+    """Generate in a fresh interpreter: Python salts str hashes per process (PYTHONHASHSEED), so anything
+    that leans on set or dict-of-str order differs between processes, not within one."""
+    code = (
+        "from socialfeat.config import SynthConfig\nfrom socialfeat.data.synthetic import generate\n"
+        f"generate(SynthConfig(**{cfg.model_dump()!r}), {out!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ | {"PYTHONHASHSEED": hash_seed})
+
+
 def test_same_seed_same_data_other_seed_other_data(tmp_path, synth_dir):
-    generate(SMALL_SYNTH, str(tmp_path / "again"))
-    for name in ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet"):
-        assert pd.read_parquet(tmp_path / "again" / name).equals(pd.read_parquet(os.path.join(synth_dir, name))), name
+    for hash_seed in ("1", "2"):
+        _generate_in_process(SMALL_SYNTH, str(tmp_path / hash_seed), hash_seed)
+        for name in ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet", "comments.parquet"):
+            again = pd.read_parquet(tmp_path / hash_seed / name)
+            assert again.equals(pd.read_parquet(os.path.join(synth_dir, name))), name
     generate(SMALL_SYNTH.model_copy(update={"seed": 4}), str(tmp_path / "other"))
     assert not pd.read_parquet(tmp_path / "other" / "interactions.parquet").equals(
         pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))

@@ -69,7 +69,10 @@ def _pseudo_words(rng: np.random.Generator, count: int, accented: bool = False) 
     while len(words) < count:
         syllables = rng.integers(2, 4)
         words.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(syllables)))
-    return sorted(words, key=lambda w: rng.random())
+    # a set's order changes with PYTHONHASHSEED: sort it before the seeded shuffle (one draw per word, so the
+    # stream that later draws take is unchanged)
+    ordered = sorted(words)
+    return [ordered[i] for i in np.argsort(rng.random(len(ordered)), kind="stable")]
 
 
 def _texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -184,11 +187,13 @@ def _concept_of(style: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -
 
 
 def _item_texts(cfg, item_style, owners, words, variants, noise, rng) -> list[str]:
-    texts = []
+    texts, noise = [], np.array(noise, dtype=object)
     for item in range(cfg.items):
         concepts = _concept_of(np.repeat(item_style[item], 2), cfg, rng)
         tokens = [words[c, variants[owners[item], c]] for c in concepts]
-        tokens += list(rng.choice(noise, rng.integers(1, 3))) + list(rng.choice(COMMON_WORDS, rng.integers(1, 4)))
+        tokens += list(rng.choice(noise, rng.integers(1, cfg.noise_words_per_text + 1))) + list(
+            rng.choice(COMMON_WORDS, rng.integers(1, 4))
+        )
         rng.shuffle(tokens)
         tokens[0] = tokens[0].capitalize()
         texts.append(" ".join(tokens) + f" #{rng.integers(1, 999)}" + rng.choice(["!", ".", "?!", ""]))

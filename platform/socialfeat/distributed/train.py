@@ -137,6 +137,17 @@ def _tune_callbacks(tune_objectives: tuple[str, ...] | None) -> list:
     return [EpochReports()]
 
 
+def _ordered_ingest():
+    """Ray Data's ingest options with blocks delivered in dataset order: the streaming executor otherwise
+    hands a worker whichever block finishes first, so the same seed trained different models run to run
+    (Ray 2.60). The seeded local shuffle then gives every epoch its own, reproducible order."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
+
+
 def fit(
     train_ds,
     holdout_ds,
@@ -152,7 +163,7 @@ def fit(
     Checkpoints go to `checkpoints`/`name` (a local path or a storage URI every worker reaches); a later
     call with the same place resumes from the newest one there. `tune_objectives`: inside a Tune trial,
     the metrics its searcher optimises (every epoch is then reported to Tune)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     pid_dir = checkpoints if "://" not in checkpoints else tempfile.mkdtemp(prefix="socialfeat-pids-")
@@ -176,6 +187,7 @@ def fit(
             callbacks=_tune_callbacks(tune_objectives),
         ),
         datasets={"train": train_ds, "holdout": holdout_ds},
+        dataset_config=DataConfig(execution_options=_ordered_ingest()),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:

@@ -75,9 +75,19 @@ def epoch_report(epoch: int, train: dict, held: dict, task: Task, resumed: bool)
 
 
 def make_optimizer(model, name: str, learning_rate: float, weight_decay: float, momentum: float):
+    """SGD or AdamW over the model; parameters of a module with `sparse_gradients` (a K-word output layer read
+    at a few rows per step) get plain SGD without momentum or weight decay: either would touch all K rows
+    every step, which is what a sparse gradient is there to avoid."""
+    sparse = {id(p): p for m in model.modules() if getattr(m, "sparse_gradients", False) for p in m.parameters()}
+    dense = [p for p in model.parameters() if id(p) not in sparse]
+    if sparse and name != "sgd":
+        raise ValueError(f"training.optimizer {name!r} cannot update a sparse output layer; use sgd")
+    groups = [{"params": dense}] + (
+        [{"params": list(sparse.values()), "momentum": 0.0, "weight_decay": 0.0}] if sparse else []
+    )
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
 
 
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):

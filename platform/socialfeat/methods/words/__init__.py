@@ -5,7 +5,7 @@ from socialfeat.features.stage import features_stage
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.words import stages
 from socialfeat.methods.words.report import frequency_figures, words_figures
-from socialfeat.methods.words.tasks import TASKS
+from socialfeat.methods.words.tasks import TASKS, make_task
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
 
@@ -52,6 +52,6 @@ METHOD = Method(
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
     ),
-    tasks=lambda cfg: {name: task(cfg.vocabulary.size) for name, task in TASKS.items()},
-    task=lambda cfg: TASKS[cfg.words.loss](cfg.vocabulary.size),
+    tasks=lambda cfg: {name: make_task(name, cfg.vocabulary.size, cfg.words.negatives) for name in TASKS},
+    task=lambda cfg: make_task(cfg.words.loss, cfg.vocabulary.size, cfg.words.negatives),
 )

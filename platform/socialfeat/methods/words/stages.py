@@ -11,7 +11,7 @@ import torch
 
 from socialfeat import artifacts
 from socialfeat.methods.words.embeddings import nearest_words, translation_precision
-from socialfeat.methods.words.tasks import TASKS
+from socialfeat.methods.words.tasks import make_task
 from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
 from socialfeat.stages import StageContext
 from socialfeat.training.stage import holdout_mask, train_task
@@ -66,12 +66,12 @@ def train(ctx: StageContext, tmp: str) -> dict:
     words = words[(words["part"] == "tr") & words["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])]
     classes = len(pd.read_parquet(ctx.path("vocabulary", "vocabulary.parquet")))
     by_item = words.set_index("item_id")["words"]
-    if ctx.cfg.words.loss == "softmax":
+    if ctx.cfg.words.loss in ("softmax", "sampled_softmax"):
         rows = class_uniform_rows(by_item, len(by_item), ctx.cfg.words.seed)
     else:
         rows = pd.DataFrame({"item": by_item.index, "label": by_item.map(lambda w: w[0]).to_numpy(np.int64)})
     rows["words"] = by_item.reindex(rows["item"]).to_numpy()
-    task = TASKS[ctx.cfg.words.loss](classes)
+    task = make_task(ctx.cfg.words.loss, classes, ctx.cfg.words.negatives)
     return train_task(ctx, tmp, task, rows, holdout_mask(rows["item"], ctx.cfg.training.holdout_fraction))
 
 
@@ -81,7 +81,8 @@ def _precision_recall(top: np.ndarray, truth: list) -> tuple[float, float]:
 
 
 def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items embedded, their word scores, the word embeddings: the head's rows) from the trained model."""
+    """(items embedded, their tower outputs, the word embeddings: the head's rows, the head's bias) from the
+    trained model."""
     from socialfeat.distributed.inference import extract, item_images
     from socialfeat.features.encoder import load_encoder
     from socialfeat.vision.backbones import TAPS
@@ -95,8 +96,20 @@ def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.
     found, vectors = extract(
         images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
     )
-    weights = model["head.weight"].numpy()
-    return found, vectors @ weights.T + model["head.bias"].numpy(), weights
+    return found, vectors, model["head.weight"].numpy(), model["head.bias"].numpy().reshape(-1)
+
+
+def top_words(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray, k: int = 10, chunk: int = 8192):
+    """Each row's `k` highest-scoring word ids, best first, scoring `chunk` words at a time (at K = 100k an
+    items x K score matrix would not fit)."""
+    best_scores, best_ids = np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
+    for start in range(0, len(weights), chunk):
+        block = vectors @ weights[start : start + chunk].T + bias[start : start + chunk]
+        scores = np.concatenate([best_scores, block], axis=1)
+        ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+    return best_ids
 
 
 def predictions(ctx: StageContext, tmp: str) -> dict:
@@ -106,10 +119,10 @@ def predictions(ctx: StageContext, tmp: str) -> dict:
     te = words[words["part"] == "te"].set_index("item_id")["words"]
     if te.empty:
         return {"words/te_items": 0}
-    found, scores, embeddings = _te_scores(ctx, te.index.to_numpy())
+    found, vectors, embeddings, bias = _te_scores(ctx, te.index.to_numpy())
     truth = te.reindex(found).tolist()
-    top = np.argsort(-scores, axis=1)[:, :10]
-    frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=scores.shape[1])
+    top = top_words(vectors, embeddings, bias)
+    frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=len(embeddings))
     popular = np.tile(np.argsort(-frequency, kind="stable")[:10], (len(found), 1))
     pd.DataFrame({"item_id": found, "predicted": top.tolist()}).to_parquet(os.path.join(tmp, "predicted.parquet"))
     precision, recall = _precision_recall(top, truth)
