@@ -198,11 +198,19 @@ class ExperimentConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _sparse_output_layer_needs_sgd(self):
-        if self.method == "words" and self.words.loss == "sampled_softmax" and self.training.optimizer != "sgd":
+    def _sparse_output_layer_trains(self):
+        if self.method != "words" or self.words.loss != "sampled_softmax":
+            return self
+        if self.training.optimizer != "sgd":
             raise ValueError(
                 f"words.loss sampled_softmax updates its output layer sparsely, which training.optimizer "
                 f"{self.training.optimizer!r} cannot do: set training.optimizer: sgd"
+            )
+        if self.training.use_gpu and self.training.num_workers > 1:
+            raise ValueError(  # torch 2.x: sparse all-reduce exists on gloo only
+                "words.loss sampled_softmax has a sparse output-layer gradient, which NCCL cannot all-reduce "
+                f"across training.num_workers = {self.training.num_workers} GPU workers: use one GPU worker, "
+                "or words.loss softmax"
             )
         return self
 

@@ -147,3 +147,12 @@ def test_comments_are_read_counted_and_unknown_items_named(synth_dir, tmp_path):
     comments.to_parquet(broken / "comments.parquet")
     with pytest.raises(DatasetError, match=r"comments.parquet: column 'item_id' names 1 item\(s\) absent .* row 3"):
         read_dataset(str(broken))
+
+
+def test_text_that_is_not_utf8_is_refused_naming_file_and_column(tmp_path):
+    root = _small_dataset(tmp_path / "d")
+    items = pq.read_table(os.path.join(root, "items.parquet"))
+    text = pa.array([b"caf\xe9 \xff", b"ok"], pa.binary())  # Latin-1 bytes: not UTF-8, so not a Parquet string
+    pq.write_table(items.append_column("text", text), os.path.join(root, "items.parquet"))
+    with pytest.raises(DatasetError, match="items.parquet: column 'text' has type binary, expected string"):
+        read_dataset(root)

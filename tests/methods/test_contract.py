@@ -10,7 +10,7 @@ from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets
 from socialfeat.methods import METHODS
 from socialfeat.stages import Method, Stage, check_graph, describe, metric_stages, run_experiment, upstream
-from socialfeat.training.loop import make_optimizer, model_inputs, train_one_epoch
+from socialfeat.training.loop import evaluate, make_optimizer, model_inputs, train_one_epoch
 from socialfeat.training.task import epoch_metric_names
 from socialfeat.vision.backbones import DIMS, backbone
 
@@ -72,6 +72,8 @@ def test_every_task_learns_two_tiny_batches_without_ray_and_its_encoder_has_the_
         )
         losses = [train_one_epoch(model, task, batches, optimizer, None, CPU, 28)["loss"] for _ in range(12)]
         assert losses[-1] < 0.7 * losses[0], f"{method.name}/{name}: {losses}"
+        held = evaluate(model, task, batches, CPU, 28)  # the holdout pass: eval mode, no gradients
+        assert set(held) == {"loss", "examples", *task.epoch_metrics} and held["examples"] == 16
         inputs = model_inputs(batches[0], task, CPU, 28, train=False)
         assert task.encoder(model).eval()(inputs[task.image_columns[0]]).shape == (8, DIMS["small"])
 

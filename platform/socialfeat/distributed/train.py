@@ -4,6 +4,7 @@ resume after a worker crash or a retried run, failures."""
 import logging
 import math
 import os
+import resource
 import tempfile
 
 import torch
@@ -108,7 +109,10 @@ def worker_loop(config: dict) -> None:
         held = evaluate(
             model, task, holdout_shard.iter_torch_batches(batch_size=2 * cfg.batch_size), device, cfg.crop_size
         )
-        metrics = epoch_report(epoch + 1, train, held, task, resumed=start > 0) | {"started_at_epoch": start}
+        metrics = epoch_report(epoch + 1, train, held, task, resumed=start > 0) | {
+            "started_at_epoch": start,
+            "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        }
         history.append(metrics)
         state = {
             "model": getattr(model, "module", model).state_dict(),

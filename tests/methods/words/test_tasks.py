@@ -54,7 +54,8 @@ def test_evaluation_scores_every_word_in_chunks_like_the_full_softmax():
         full = _full_logits(model, batch["item"])
         assert torch.allclose(loss, F.cross_entropy(full, batch["label"]), atol=1e-5)
         assert precision == pytest.approx(precision_at_10(full, batch["words"]))
-        assert task.loss(model, batch)[0] == pytest.approx(float(loss), abs=1e-5)
+        task_loss, task_metrics = task.loss(model, batch)
+        assert task_loss == pytest.approx(float(loss), abs=1e-5) and task_metrics == {"precision_at_10": precision}
 
 
 def test_sgd_moves_only_the_candidate_rows_and_adamw_is_refused_for_a_sparse_layer():
@@ -81,4 +82,7 @@ def test_top_words_in_chunks_matches_a_full_ranking():
 def test_sampled_softmax_with_adamw_is_a_config_error_naming_both_keys():
     with pytest.raises(ConfigError, match="words.loss sampled_softmax .* training.optimizer: sgd"):
         load_config(None, ["method=words", "words.loss=sampled_softmax"])
-    assert load_config(None, ["method=words", "words.loss=sampled_softmax", "training.optimizer=sgd"])
+    sampled = ["method=words", "words.loss=sampled_softmax", "training.optimizer=sgd"]
+    assert load_config(None, sampled).words.loss == "sampled_softmax"
+    with pytest.raises(ConfigError, match="NCCL cannot all-reduce across training.num_workers = 4"):
+        load_config(None, [*sampled, "training.use_gpu=true", "training.num_workers=4"])

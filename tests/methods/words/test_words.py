@@ -20,9 +20,9 @@ def test_words_local_beats_the_frequency_baseline_and_a_random_cnn(ray_session, 
     assert main(["run", EXPERIMENT, "--out", out]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["words/te_items"] > 30 and metrics["vocabulary/size"] == 100
-    # measured 2.2-2.4x and +0.23-0.24 (README); the bounds leave room for run-to-run variation on 2 cores
-    assert metrics["words/precision@10"] >= 1.6 * metrics["words/frequency/precision@10"]
-    assert metrics["features/cnn/label_precision@10"] >= metrics["features/random_cnn/label_precision@10"] + 0.15
+    # the acceptance bounds; measured 3.3x and +0.47 (README), the same on every run of the same seed
+    assert metrics["words/precision@10"] >= 2 * metrics["words/frequency/precision@10"]
+    assert metrics["features/cnn/label_precision@10"] >= metrics["features/random_cnn/label_precision@10"] + 0.2
     predicted = pd.read_parquet(glob.glob(os.path.join(out, "stages", "words-*", "predicted.parquet"))[0])
     assert len(predicted) == metrics["words/te_items"] and predicted["predicted"].map(len).eq(10).all()
     te = set(

@@ -163,7 +163,8 @@ class SampledSoftmaxTask:
         labels = batch["label"].long()
         if not model.training:
             features = model(batch["item"]).float()
-            return full_softmax(features, getattr(model, "module", model).head, labels, batch["words"])
+            loss, precision = full_softmax(features, getattr(model, "module", model).head, labels, batch["words"])
+            return loss, {"precision_at_10": precision}
         drawn = torch.randint(0, self.classes, (self.negatives,), device=labels.device)
         candidates, positions = torch.unique(torch.cat([labels, drawn]), return_inverse=True)
         _, logits = model(batch["item"], candidates)
