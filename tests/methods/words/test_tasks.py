@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from socialfeat.config import ConfigError, load_config
+from socialfeat.methods import METHODS
 from socialfeat.methods.words.stages import top_words
 from socialfeat.methods.words.tasks import SampledSoftmaxTask, full_softmax, precision_at_10
 from socialfeat.training.loop import make_optimizer
@@ -83,6 +84,7 @@ def test_sampled_softmax_with_adamw_is_a_config_error_naming_both_keys():
     with pytest.raises(ConfigError, match="words.loss sampled_softmax .* training.optimizer: sgd"):
         load_config(None, ["method=words", "words.loss=sampled_softmax"])
     sampled = ["method=words", "words.loss=sampled_softmax", "training.optimizer=sgd"]
-    assert load_config(None, sampled).words.loss == "sampled_softmax"
+    task = METHODS["words"].task(load_config(None, [*sampled, "words.negatives=7"]))
+    assert isinstance(task, SampledSoftmaxTask) and task.negatives == 7 and task.image_columns == ("item",)
     with pytest.raises(ConfigError, match="NCCL cannot all-reduce across training.num_workers = 4"):
         load_config(None, [*sampled, "training.use_gpu=true", "training.num_workers=4"])

@@ -32,13 +32,24 @@ def _example(classes: int, rows: int, size: int, generator) -> dict:
 
 
 @dataclass(frozen=True)
-class WordSoftmaxTask:
-    """Cross-entropy on one word of each image, the others counting as negatives (rows are drawn
-    class-uniformly: a word, then an image with it)."""
+class _WordTask:
+    """What every word task shares: the dictionary size, one image per row, precision@10 per epoch."""
 
     classes: int
     image_columns: tuple[str, ...] = ("item",)
     epoch_metrics: tuple[str, ...] = ("precision_at_10",)
+
+    def encoder(self, model) -> nn.Module:
+        return getattr(model, "module", model).backbone
+
+    def example_batch(self, rows, size, generator):
+        return _example(self.classes, rows, size, generator)
+
+
+@dataclass(frozen=True)
+class WordSoftmaxTask(_WordTask):
+    """Cross-entropy on one word of each image, the others counting as negatives (rows are drawn
+    class-uniformly: a word, then an image with it)."""
 
     @property
     def chance_loss(self) -> float:
@@ -52,20 +63,11 @@ class WordSoftmaxTask:
         loss = F.cross_entropy(logits, batch["label"].long())
         return loss, {"precision_at_10": precision_at_10(logits.detach(), batch["words"])}
 
-    def encoder(self, model) -> nn.Module:
-        return getattr(model, "module", model).backbone
-
-    def example_batch(self, rows, size, generator):
-        return _example(self.classes, rows, size, generator)
-
 
 @dataclass(frozen=True)
-class OneVsAllTask:
+class OneVsAllTask(_WordTask):
     """Binary logistic loss of every dictionary word against the image's word set."""
 
-    classes: int
-    image_columns: tuple[str, ...] = ("item",)
-    epoch_metrics: tuple[str, ...] = ("precision_at_10",)
     chance_loss: float = math.log(2)  # every word scored at even odds
 
     def build(self, backbone: nn.Module, dim: int) -> nn.Module:
@@ -75,12 +77,6 @@ class OneVsAllTask:
         logits = model(batch["item"]).float()
         loss = F.binary_cross_entropy_with_logits(logits, multi_hot(batch["words"].long(), self.classes))
         return loss, {"precision_at_10": precision_at_10(logits.detach(), batch["words"])}
-
-    def encoder(self, model) -> nn.Module:
-        return getattr(model, "module", model).backbone
-
-    def example_batch(self, rows, size, generator):
-        return _example(self.classes, rows, size, generator)
 
 
 class SampledHead(nn.Module):
@@ -140,21 +136,14 @@ def full_softmax(
 
 
 @dataclass(frozen=True)
-class SampledSoftmaxTask:
+class SampledSoftmaxTask(WordSoftmaxTask):
     """Cross-entropy on one word of each image over the candidate words only: the batch's words plus
     `negatives` words drawn uniformly. Rows are drawn class-uniformly, so every word is equally likely to be
     a candidate, log Q(word) is one constant and the sampled-softmax correction (logit - log Q) cancels.
     Training never builds a batch x K matrix; evaluation scores all K words (in chunks). Its train
     precision@10 ranks the batch's candidates, its holdout precision@10 the whole dictionary."""
 
-    classes: int
     negatives: int = 0
-    image_columns: tuple[str, ...] = ("item",)
-    epoch_metrics: tuple[str, ...] = ("precision_at_10",)
-
-    @property
-    def chance_loss(self) -> float:
-        return math.log(max(self.classes, 2))
 
     def build(self, backbone: nn.Module, dim: int) -> nn.Module:
         return CandidateModel(backbone, SampledHead(dim, self.classes))
@@ -172,12 +161,6 @@ class SampledSoftmaxTask:
         loss = F.cross_entropy(logits, positions[: len(labels)])
         return loss, {"precision_at_10": precision_at_10(logits.detach(), _positions_of(batch["words"], candidates))}
 
-    def encoder(self, model) -> nn.Module:
-        return getattr(model, "module", model).backbone
-
-    def example_batch(self, rows, size, generator):
-        return _example(self.classes, rows, size, generator)
-
 
 def _positions_of(words: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Word ids -> their column among the sorted `candidates` (-1 where not a candidate, or padding)."""
@@ -190,4 +173,4 @@ TASKS = {"softmax": WordSoftmaxTask, "one_vs_all": OneVsAllTask, "sampled_softma
 
 def make_task(loss: str, classes: int, negatives: int = 0):
     """The training task of `words.loss` over a dictionary of `classes` words."""
-    return SampledSoftmaxTask(classes, negatives) if loss == "sampled_softmax" else TASKS[loss](classes)
+    return SampledSoftmaxTask(classes, negatives=negatives) if loss == "sampled_softmax" else TASKS[loss](classes)
