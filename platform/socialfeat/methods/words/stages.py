@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from socialfeat import artifacts
+from socialfeat.methods.words import tasks
 from socialfeat.methods.words.embeddings import nearest_words, translation_precision
 from socialfeat.methods.words.tasks import make_task
 from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
@@ -100,16 +101,10 @@ def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def top_words(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray, k: int = 10, chunk: int = 8192):
-    """Each row's `k` highest-scoring word ids, best first, scoring `chunk` words at a time (at K = 100k an
-    items x K score matrix would not fit)."""
-    best_scores, best_ids = np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
-    for start in range(0, len(weights), chunk):
-        block = vectors @ weights[start : start + chunk].T + bias[start : start + chunk]
-        scores = np.concatenate([best_scores, block], axis=1)
-        ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)], axis=1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best_scores, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
-    return best_ids
+    """Each row's `k` highest-scoring word ids, best first, in chunks of words (at K = 100k an items x K
+    score matrix would not fit): the training tasks' own ranking."""
+    ids, _ = tasks.top_words(*(torch.from_numpy(np.asarray(a)) for a in (vectors, weights, bias)), k=k, chunk=chunk)
+    return ids.numpy()
 
 
 def predictions(ctx: StageContext, tmp: str) -> dict:

@@ -111,25 +111,30 @@ class CandidateModel(nn.Module):
         return features if candidates is None else (features, self.head(features, candidates))
 
 
-def full_softmax(
-    features: torch.Tensor, head: SampledHead, labels: torch.Tensor, words: torch.Tensor, chunk: int = 8192
-) -> tuple[torch.Tensor, float]:
-    """(mean cross-entropy over all K words, precision@10 against `words`), K in chunks of `chunk` words:
-    a running log-sum-exp and a running top 10, never a batch x K matrix."""
+def top_words(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, k: int = 10, chunk: int = 8192
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each row's `k` highest-scoring word ids, best first; each row's log-sum-exp over all K words), scoring
+    `chunk` words at a time: a running top k and log-sum-exp, never a rows x K matrix."""
     rows = len(features)
-    total = torch.full((rows,), -math.inf, device=features.device)
-    top_scores = torch.empty(rows, 0, device=features.device)
+    total = torch.full((rows,), -math.inf, dtype=features.dtype, device=features.device)
+    top_scores = torch.empty(rows, 0, dtype=features.dtype, device=features.device)
     top_ids = torch.empty(rows, 0, dtype=torch.long, device=features.device)
-    weight, bias = head.weight.float(), head.bias.float()[:, 0]
     for start in range(0, len(weight), chunk):
         logits = features @ weight[start : start + chunk].T + bias[start : start + chunk]
         total = torch.logaddexp(total, logits.logsumexp(dim=1))
-        scores = torch.cat([top_scores, logits], dim=1)
-        ids = torch.cat(
-            [top_ids, torch.arange(start, start + logits.shape[1], device=features.device).expand(rows, -1)], 1
-        )
-        top_scores, picked = scores.topk(min(10, scores.shape[1]), dim=1)
-        top_ids = ids.gather(1, picked)
+        ids = torch.arange(start, start + logits.shape[1], device=features.device).expand(rows, -1)
+        top_scores, picked = torch.cat([top_scores, logits], dim=1).topk(min(k, top_scores.shape[1] + logits.shape[1]))
+        top_ids = torch.cat([top_ids, ids], dim=1).gather(1, picked)
+    return top_ids, total
+
+
+def full_softmax(
+    features: torch.Tensor, head: SampledHead, labels: torch.Tensor, words: torch.Tensor, chunk: int = 8192
+) -> tuple[torch.Tensor, float]:
+    """(mean cross-entropy over all K words, precision@10 against `words`), K in chunks of `chunk` words."""
+    weight, bias = head.weight.float(), head.bias.float()[:, 0]
+    top_ids, total = top_words(features, weight, bias, chunk=chunk)
     label_logits = (features * weight[labels]).sum(dim=1) + bias[labels]
     hits = (top_ids[:, :, None] == words[:, None, :]).any(dim=2).float()
     return (total - label_logits).mean(), float(hits.mean())
