@@ -53,3 +53,13 @@ def test_shipped_experiments_load_and_the_local_one_is_the_default():
     for path in glob.glob(os.path.join(root, "*.yaml")):
         load_config(path)
     assert load_config(os.path.join(root, "cfl_local.yaml")) == load_config()
+
+
+def test_sparse_hashtag_tables_need_sgd_and_one_gpu_worker():
+    sparse = ["method=hashtags", "hashtags.sparse=true"]
+    with pytest.raises(ConfigError, match="hashtags.sparse .* training.optimizer 'adamw'"):
+        load_config(None, sparse)
+    gpus = ["training.optimizer=sgd", "training.use_gpu=true", "training.num_workers=4"]
+    with pytest.raises(ConfigError, match="NCCL cannot all-reduce across training.num_workers = 4"):
+        load_config(None, [*sparse, *gpus])
+    assert load_config(None, [*sparse, *gpus[:2]]).hashtags.sparse  # one GPU worker, or CPU workers (gloo)

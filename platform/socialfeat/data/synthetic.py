@@ -8,6 +8,7 @@ What is planted (and kept as ground truth so tests can measure recovery):
 - each item's owner is, mostly, a user whose favourite style is the item's;
 - each style has concept words; each user names a concept by a personal synonym, some users in
   another language (accented words), and tags mix in noise and very common words;
+- some owners post their item with hashtags in their own words (owner_post_probability);
 - friends and groups link users of the same favourite style.
 """
 
@@ -237,6 +238,24 @@ def _comments(cfg, views, item_style, words, variants, times) -> pd.DataFrame:
     )
 
 
+def _owner_posts(cfg, item_style, owners, words, variants, noise) -> pd.DataFrame:
+    """Some owners post their item with hashtags (an uploader's post): two of the style's concepts in the
+    owner's words, sometimes a noise tag. A stream of its own, so the rest of the dataset is unchanged."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    posted = np.flatnonzero(rng.random(cfg.items) < cfg.owner_post_probability)
+    items = np.repeat(posted, 2)
+    concepts = _concept_of(item_style[items], cfg, rng)
+    tags = words[concepts, variants[owners[items], concepts]]
+    noisy = posted[rng.random(len(posted)) < cfg.noise_tag_probability]
+    items = np.concatenate([items, noisy])
+    tags = np.concatenate([tags, rng.choice(np.array(noise, dtype=object), len(noisy))])
+    times = 1_600_000_000 + rng.integers(0, 365 * 86400, cfg.items)
+    frame = pd.DataFrame(
+        {"user_id": _ids("u", owners[items]), "item_id": _ids("i", items), "tag": tags.astype(str)}
+    ).assign(timestamp=times[items])
+    return frame.drop_duplicates(["user_id", "item_id", "tag"]).reset_index(drop=True)
+
+
 def _social(cfg: SynthConfig, tastes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """Friends (mostly sharing the favourite style) and groups (one per style), vectorised."""
     favourite = tastes.argmax(axis=1)
@@ -294,6 +313,9 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
     times = times[rng.permutation(len(views))]
     texts = _item_texts(cfg, item_style, owners, words, variants, noise, rng)
     tags = _tags(cfg, views, item_style, words, variants, noise, times, rng)
+    if cfg.owner_post_probability > 0:
+        owner_posts = _owner_posts(cfg, item_style, owners, words, variants, noise)
+        tags = pd.concat([tags, owner_posts], ignore_index=True)
     social = _social(cfg, tastes, rng)
     comments = _comments(cfg, views, item_style, words, variants, times)
     images = _images(cfg, item_style, progress)

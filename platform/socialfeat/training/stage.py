@@ -78,3 +78,22 @@ def train_task(
         "train/resumed": int(any(h["resumed"] for h in history)),
         "train/resumed_epoch": history[-1]["started_at_epoch"],
     }
+
+
+def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np.ndarray, np.ndarray, dict]:
+    """(the items embedded, the trained tower's outputs for them: what the task's head reads, the trained
+    model's state dict) of the model that the stage `stage` trained."""
+    from socialfeat.distributed.inference import extract, item_images
+    from socialfeat.features.encoder import load_encoder
+    from socialfeat.vision.backbones import TAPS
+
+    spec, _ = load_encoder(ctx.path(stage))
+    model = torch.load(ctx.path(stage, "model.pt"), map_location="cpu", weights_only=True)
+    tower = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
+    whole = spec | {"tap": TAPS[spec["architecture"]][-1]}  # the tower's output feeds the head
+    dataset, training = ctx.dataset(), ctx.cfg.training
+    images = item_images(dataset.root, dataset.image_column, item_ids, spec["image_size"])
+    found, vectors = extract(
+        images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
+    )
+    return found, vectors, model

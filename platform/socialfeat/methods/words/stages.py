@@ -15,7 +15,7 @@ from socialfeat.methods.words.embeddings import nearest_words, translation_preci
 from socialfeat.methods.words.tasks import make_task
 from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, train_task
+from socialfeat.training.stage import holdout_mask, tower_outputs, train_task
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +81,6 @@ def _precision_recall(top: np.ndarray, truth: list) -> tuple[float, float]:
     return float(np.mean(hits / top.shape[1])), float(np.mean(hits / np.array([len(w) for w in truth])))
 
 
-def _te_scores(ctx: StageContext, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items embedded, their tower outputs, the word embeddings: the head's rows, the head's bias) from the
-    trained model."""
-    from socialfeat.distributed.inference import extract, item_images
-    from socialfeat.features.encoder import load_encoder
-    from socialfeat.vision.backbones import TAPS
-
-    spec, _ = load_encoder(ctx.path("train"))
-    model = torch.load(ctx.path("train", "model.pt"), map_location="cpu", weights_only=True)
-    tower = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
-    whole = spec | {"tap": TAPS[spec["architecture"]][-1]}  # the tower's output feeds the head
-    dataset, training = ctx.dataset(), ctx.cfg.training
-    images = item_images(dataset.root, dataset.image_column, item_ids, spec["image_size"])
-    found, vectors = extract(
-        images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
-    )
-    return found, vectors, model["head.weight"].numpy(), model["head.bias"].numpy().reshape(-1)
-
-
 def top_words(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray, k: int = 10, chunk: int = 8192):
     """Each row's `k` highest-scoring word ids, best first, in chunks of words (at K = 100k an items x K
     score matrix would not fit): the training tasks' own ranking."""
@@ -114,7 +95,8 @@ def predictions(ctx: StageContext, tmp: str) -> dict:
     te = words[words["part"] == "te"].set_index("item_id")["words"]
     if te.empty:
         return {"words/te_items": 0}
-    found, vectors, embeddings, bias = _te_scores(ctx, te.index.to_numpy())
+    found, vectors, model = tower_outputs(ctx, te.index.to_numpy())
+    embeddings, bias = model["head.weight"].numpy(), model["head.bias"].numpy().reshape(-1)
     truth = te.reindex(found).tolist()
     top = top_words(vectors, embeddings, bias)
     frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=len(embeddings))

@@ -1,0 +1,59 @@
+"""User-specific hashtag prediction (Veit et al., CVPR 2018) as a graph of stages."""
+
+from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.features.stage import features_stage
+from socialfeat.methods.common import DATA, FILTER, SPLIT
+from socialfeat.methods.hashtags import stages
+from socialfeat.methods.hashtags.report import by_user_figures
+from socialfeat.methods.hashtags.tasks import MODELS, make_task, sizes_of
+from socialfeat.report_html import training_figures
+from socialfeat.stages import Method, Stage
+
+# the contract's tasks: real runs size theirs from the posts stage (hashtags and users kept)
+EXAMPLE_TAGS, EXAMPLE_USERS = 40, 30
+
+
+def _train_config(cfg) -> dict:
+    return {"training": cfg.training.model_dump(), "hashtags": cfg.hashtags.model_dump(exclude=stages.POSTS_KEYS)}
+
+
+METHOD = Method(
+    name="hashtags",
+    description="user-specific hashtag prediction: who tagged which image -> posts -> (image, user, hashtag) models",
+    stages=(
+        DATA,
+        FILTER,
+        SPLIT,
+        Stage(
+            "posts",
+            ("data",),
+            lambda cfg: cfg.hashtags.model_dump(include=stages.POSTS_KEYS),
+            stages.posts,
+            metrics=("posts",),
+            key_metrics=("posts/hashtags", "posts/users", "posts/test"),
+        ),
+        Stage(
+            "train",
+            ("posts", "data"),
+            _train_config,
+            stages.train,
+            metrics=("train",),
+            trains=True,
+            key_metrics=("train/holdout_*",),
+            report=training_figures,
+        ),
+        Stage(
+            "tagging",
+            ("posts", "train", "data"),
+            lambda cfg: {"features": cfg.features.model_dump()},
+            stages.tagging,
+            metrics=("hashtags",),
+            report=by_user_figures,
+            key_metrics=("hashtags/*/accuracy@*", "hashtags/*/precision@10"),
+        ),
+        features_stage("train"),
+        evaluate_stage(("filter", "split", "features")),
+    ),
+    tasks=lambda cfg: {name: make_task(name, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)) for name in MODELS},
+    task=lambda cfg: make_task(cfg.hashtags.model, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)),
+)
