@@ -1,7 +1,6 @@
 """The stages of user-specific hashtag prediction (Veit et al. 2018): posts and their time split, the model
 trained on the train posts, and its tagging accuracy on the test posts beside the frequency baselines."""
 
-import logging
 import os
 
 import numpy as np
@@ -16,7 +15,6 @@ from socialfeat.methods.words.vocabulary import class_uniform_rows
 from socialfeat.stages import StageContext
 from socialfeat.training.stage import holdout_mask, tower_outputs, train_task
 
-log = logging.getLogger(__name__)
 POSTS_KEYS = {"min_users", "max_tags_per_post", "train_fraction"}
 
 
@@ -117,8 +115,7 @@ def _rows(frame: pd.DataFrame, task, model: str, seed: int) -> pd.DataFrame:
         targets = [embeddings[tags].mean(axis=0) for tags in frame["hashtags"]]
         return base.assign(target=[t / max(np.linalg.norm(t), 1e-12) for t in targets])
     rows = base.assign(tag=frame["hashtags"]).explode("tag", ignore_index=True)
-    rows["tag"] = rows["tag"].astype(np.int64)
-    return rows.assign(post_item=pd.factorize(rows["item"])[0].astype(np.int64))
+    return rows.assign(tag=rows["tag"].astype(np.int64))
 
 
 def train(ctx: StageContext, tmp: str) -> dict:
@@ -127,14 +124,16 @@ def train(ctx: StageContext, tmp: str) -> dict:
     task = stage_task(ctx, frame)
     model, seed = ctx.cfg.hashtags.model, ctx.cfg.hashtags.seed
     fitting, val = frame[frame["part"] == "train"], frame[frame["part"] == "val"]
+    rows = _rows(fitting, task, model, seed)
     if val.empty:  # too few posts per user for a validation part: hold out a slice of train posts' items
-        rows = _rows(fitting, task, model, seed)
-        return train_task(ctx, tmp, task, rows, holdout_mask(rows["item"], ctx.cfg.training.holdout_fraction))
-    train_rows, val_rows = _rows(fitting, task, model, seed), _rows(val, task, model, seed + 1)
-    rows = pd.concat([train_rows, val_rows], ignore_index=True)
-    if "post_item" in rows:  # one code per image across both parts
+        holdout = holdout_mask(rows["item"], ctx.cfg.training.holdout_fraction)
+    else:
+        val_rows = _rows(val, task, model, seed + 1)
+        holdout = np.arange(len(rows) + len(val_rows)) >= len(rows)
+        rows = pd.concat([rows, val_rows], ignore_index=True)
+    if "tag" in rows:  # the ranked models: one code per image, across both parts, for the in-batch masks
         rows["post_item"] = pd.factorize(rows["item"])[0].astype(np.int64)
-    return train_task(ctx, tmp, task, rows, np.arange(len(rows)) >= len(train_rows))
+    return train_task(ctx, tmp, task, rows, holdout)
 
 
 def _trained_model(ctx: StageContext, task, state: dict):
@@ -146,23 +145,18 @@ def _trained_model(ctx: StageContext, task, state: dict):
 
 
 @torch.no_grad()
+def _scores(task, model, features: np.ndarray, users: np.ndarray) -> torch.Tensor:
+    """Rows x K scores of every hashtag (the arrays are copied: extract's come back read-only)."""
+    return task.tag_scores(model, torch.tensor(features, dtype=torch.float32), torch.tensor(users)).float()
+
+
 def _ranked(task, model, features: np.ndarray, users: np.ndarray, k: int = 10, chunk: int = 1024) -> np.ndarray:
     """Each row's `k` best hashtag ids, best first, `chunk` rows at a time."""
-    return (
-        np.concatenate(
-            [
-                _scores(task, model, features[s : s + chunk], users[s : s + chunk]).topk(k).indices.numpy()
-                for s in range(0, len(features), chunk)
-            ]
-        )
-        if len(features)
-        else np.zeros((0, k), np.int64)
-    )
-
-
-def _scores(task, model, features: np.ndarray, users: np.ndarray) -> torch.Tensor:
-    scores = task.tag_scores(model, torch.from_numpy(features).float(), torch.from_numpy(users).long())
-    return scores.float()
+    tops = [
+        _scores(task, model, features[s : s + chunk], users[s : s + chunk]).topk(k).indices.numpy()
+        for s in range(0, len(features), chunk)
+    ]
+    return np.concatenate(tops)
 
 
 def _accuracies(name: str, top: np.ndarray, truth: list) -> tuple[dict, np.ndarray]:
@@ -211,7 +205,6 @@ def _retrieval(task, model, name: str, found, vectors, test: pd.DataFrame) -> di
     """Per hashtag of the test posts, the fraction of its 10 top-scoring test images that carry it."""
     images = test.groupby("item_id")["hashtags"].agg(lambda lists: sorted({t for tags in lists for t in tags}))
     rows = vectors[pd.Index(found).get_indexer(images.index)]
-    with torch.no_grad():
-        scores = _scores(task, model, rows, np.zeros(len(rows), np.int64)).numpy()
+    scores = _scores(task, model, rows, np.zeros(len(rows), np.int64)).numpy()
     precision, asked = retrieval_precision(scores, images.tolist(), 10)
     return {f"hashtags/{name}/precision@10": precision, "hashtags/retrieval_queries": asked}

@@ -77,11 +77,9 @@ class TensorHead(nn.Module):
         positive = (by_image * h).sum(dim=1)
         return positive, {"image": by_image @ h.T, "tag": by_tag @ f.T, "user": by_user @ u.T}
 
-    def tag_scores(self, h, users: torch.Tensor) -> torch.Tensor:
-        """N x K: every hashtag for each (image embedding, user) row."""
-        u = _with_one(F.normalize(self.tables.users(users), dim=1))
-        by_tag = torch.einsum("dfe,nd,ne->nf", self.core, _with_one(h), u)
-        return by_tag @ F.normalize(self.tables.tags.weight, dim=1).T
+    def tag_scores(self, h, tags, u) -> torch.Tensor:
+        """N x K: each (h, u) row with every one of the K hashtag vectors `tags`."""
+        return torch.einsum("dfe,nd,ne->nf", self.core, _with_one(h), _with_one(u)) @ tags.T
 
 
 class MLPHead(nn.Module):
@@ -111,9 +109,8 @@ class MLPHead(nn.Module):
         swapped = {axis: whole[:, None, :] - part[:, None, :] + part[None, :, :] for axis, part in parts.items()}
         return self._score(whole), {axis: self._score(hidden) for axis, hidden in swapped.items()}
 
-    def tag_scores(self, h, users: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        u, f = F.normalize(self.tables.users(users), dim=1), F.normalize(self.tables.tags.weight, dim=1)
-        parts = self._parts(h, f, u)
+    def tag_scores(self, h, tags, u, chunk: int = 1024) -> torch.Tensor:
+        parts = self._parts(h, tags, u)
         rest, tags = parts["image"] + parts["user"], parts["tag"]
         return torch.cat(
             [self._score(rest[:, None, :] + tags[None, s : s + chunk]) for s in range(0, len(tags), chunk)], 1
@@ -163,7 +160,7 @@ def _invalid(batch: dict) -> dict[str, torch.Tensor]:
     carries = (batch["tag"][:, None, None] == batch["tags"][None, :, :]).any(dim=2)  # [i, j]: post j has tag i
     return {
         "image": carries | (batch["post_item"][:, None] == batch["post_item"][None, :]),
-        "tag": (batch["tag"][None, :, None] == batch["tags"][:, None, :]).any(dim=2),
+        "tag": carries.T,  # [i, j]: post i has tag j
         "user": carries | (batch["user"][:, None] == batch["user"][None, :]),
     }
 
@@ -224,7 +221,9 @@ class RankedTask(_HashtagTask):
 
     def tag_scores(self, model, features: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         head = getattr(model, "module", model).head
-        return head.tag_scores(F.normalize(head.image(features), dim=1), users)
+        every_tag = torch.arange(head.tables.tags.num_embeddings, device=features.device)
+        h, tags, u = embed(head, features, every_tag, users)
+        return head.tag_scores(h, tags, u)
 
 
 @dataclass(frozen=True)
