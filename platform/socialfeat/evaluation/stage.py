@@ -17,7 +17,8 @@ from socialfeat.features.extract import read_sets, write_sets
 from socialfeat.stages import Stage, StageContext
 
 
-def _stored_images(ctx: StageContext, ids: np.ndarray) -> list:
+def stored_images(ctx: StageContext, ids) -> list:
+    """The encoded image (bytes) of each of `ids`, as the dataset stores it (None where it has none)."""
     dataset = ctx.dataset()
     column = dataset.image_column
     table = pq.read_table(os.path.join(dataset.root, "items.parquet"), columns=["item_id", column]).to_pandas()
@@ -56,7 +57,7 @@ def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _extra_sets(ctx: StageContext, ids: np.ndarray) -> tuple[dict, dict]:
     """Baselines and the user's weights (written to this stage), then the user's feature files."""
-    computed = {name: (ids, vectors) for name, vectors in baseline_features(_stored_images(ctx, ids)).items()}
+    computed = {name: (ids, vectors) for name, vectors in baseline_features(stored_images(ctx, ids)).items()}
     if ctx.cfg.evaluation.weights:
         computed["weights"] = _weights_set(ctx, ids)
     files = {name: (ids, aligned_features(path, name, ids)) for name, path in ctx.cfg.evaluation.feature_files.items()}

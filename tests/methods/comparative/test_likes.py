@@ -1,0 +1,183 @@
+"""Likes, circles, triplets and candidate sets on the synthetic data with its planted friends and groups: no
+negative is liked by the user or their circle, every candidate set holds exactly the concealed likes."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from socialfeat.config import load_config
+from socialfeat.data.synthetic import generate, write_contract
+from socialfeat.methods.comparative.likes import NoTestUsers, conceal, fill, likes_of
+from socialfeat.stages import run_experiment
+
+SMALL = [
+    "method=comparative",
+    "data.synth.users=200",
+    "data.synth.items=300",
+    "data.synth.styles=4",
+    "data.synth.image_size=16",
+    "comparative.tag_clusters=8",
+    "comparative.test_users=0.5",
+]
+
+
+def _run(out, *overrides, until="triplets"):
+    cfg = load_config(None, [*SMALL, *overrides])
+    metrics, ctx = run_experiment(cfg, str(out), until=until)
+    return metrics, ctx
+
+
+def _read(ctx, stage, name):
+    return pd.read_parquet(ctx.path(stage, name))
+
+
+def _liked_by_user_or_circle(ctx) -> sp.csr_matrix:
+    """users x items: liked by the user, a friend (a link either way) or a member of one of their groups, from
+    social.parquet itself."""
+    likes, users = _read(ctx, "likes", "likes.parquet"), _read(ctx, "likes", "users.parquet")
+    social = ctx.dataset().social
+    friends = social[social["kind"] == "friend"]
+    pairs = pd.concat(
+        [
+            friends[["user_id", "other_id"]],
+            friends[["other_id", "user_id"]].set_axis(["user_id", "other_id"], axis=1),
+            social[social["kind"] == "group"]
+            .merge(social[social["kind"] == "group"], on="other_id")[["user_id_x", "user_id_y"]]
+            .set_axis(["user_id", "other_id"], axis=1),
+            users[["user_id"]].assign(other_id=users["user_id"]),  # the user's own likes
+        ]
+    )
+    index = pd.Index(users["user_id"])
+    pairs = pairs.assign(user=index.get_indexer(pairs["user_id"]), other=index.get_indexer(pairs["other_id"]))
+    pairs = pairs[(pairs["user"] >= 0) & (pairs["other"] >= 0)]
+    forbidden = pairs.merge(likes[["user", "item"]].rename(columns={"user": "other"}), on="other")
+    shape = (len(users), len(_read(ctx, "likes", "items.parquet")))
+    return sp.csr_matrix((np.ones(len(forbidden)), (forbidden["user"], forbidden["item"])), shape=shape)
+
+
+@pytest.fixture(scope="module")
+def social_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("comparative") / "run")
+
+
+def test_no_social_negative_is_liked_by_the_user_or_a_friend_or_group_member(social_run):
+    metrics, ctx = social_run
+    triplets = _read(ctx, "triplets", "triplets.parquet")
+    forbidden = _liked_by_user_or_circle(ctx)
+    social = triplets[triplets["source"] == "social"]
+    assert metrics["triplets/social_negatives"] == len(social) > 0.9 * len(triplets)  # every user has a circle
+    assert metrics["triplets/fallback_negatives"] == len(triplets) - len(social)
+    assert not np.asarray(forbidden[social["user"].to_numpy(), social["negative"].to_numpy()]).any()
+    liked = _read(ctx, "likes", "likes.parquet")
+    every_like = set(zip(liked["user"], liked["item"]))
+    assert not any(pair in every_like for pair in zip(triplets["user"], triplets["negative"]))
+    train = set(zip(liked.loc[liked["part"] == "train", "user"], liked.loc[liked["part"] == "train", "item"]))
+    assert set(zip(triplets["user"], triplets["positive"])) <= train  # positives never concealed
+    # and the negatives share no tag with the user's interests
+    interests = _interests(ctx)
+    item_tags = _read(ctx, "likes", "item_tags.parquet").groupby("item")["tag"].agg(set)
+    shared = [
+        bool(interests.get(u, set()) & item_tags.get(n, set())) for u, n in zip(social["user"], social["negative"])
+    ]
+    assert not any(shared)
+
+
+def _interests(ctx) -> dict:
+    liked = _read(ctx, "likes", "likes.parquet")
+    train = liked[liked["part"] == "train"]
+    item_tags = _read(ctx, "likes", "item_tags.parquet")
+    from_items = train.merge(item_tags, on="item")[["user", "tag"]]
+    own = _read(ctx, "likes", "user_tags.parquet")
+    return pd.concat([from_items, own]).groupby("user")["tag"].agg(set).to_dict()
+
+
+def test_every_candidate_set_has_exactly_the_concealed_likes_and_unliked_others(social_run):
+    metrics, ctx = social_run
+    candidates = _read(ctx, "likes", "candidates.parquet")
+    liked = _read(ctx, "likes", "likes.parquet")
+    concealed = liked[liked["part"] == "test"].groupby("user")["item"].agg(set)
+    assert metrics["likes/test_users_ranked"] == candidates["user"].nunique() == len(concealed) > 10
+    for user, rows in candidates.groupby("user"):
+        assert len(rows) == 100 and rows["item"].is_unique
+        assert rows["concealed"].sum() == 20 and set(rows.loc[rows["concealed"], "item"]) == concealed[user]
+    others = candidates[~candidates["concealed"]]
+    every_like = set(zip(liked["user"], liked["item"]))
+    assert not any(pair in every_like for pair in zip(others["user"], others["item"]))
+    # the first tier keeps off the circle's likes and shares a tag with the user's interests
+    hard = others[others["tier"] == 0]
+    assert len(hard) > 0
+    assert not np.asarray(_liked_by_user_or_circle(ctx)[hard["user"].to_numpy(), hard["item"].to_numpy()]).any()
+    interests, item_tags = _interests(ctx), _read(ctx, "likes", "item_tags.parquet").groupby("item")["tag"].agg(set)
+    assert all(interests[u] & item_tags[i] for u, i in zip(hard["user"], hard["item"]))
+
+
+def test_popularity_and_uniform_negatives_are_never_liked_by_the_user(social_run, tmp_path):
+    _, social_ctx = social_run
+    for rule in ("popularity", "uniform"):
+        metrics, ctx = _run(social_ctx.out, f"comparative.negatives={rule}")
+        triplets = _read(ctx, "triplets", "triplets.parquet")
+        assert metrics[f"triplets/{rule}_negatives"] == len(triplets) and metrics["triplets/social_negatives"] == 0
+        liked = set(zip(*[_read(ctx, "likes", "likes.parquet")[c] for c in ("user", "item")]))
+        assert not any(pair in liked for pair in zip(triplets["user"], triplets["negative"]))
+    assert metrics["run/stages_reused"] >= 4  # data, filter, likes, users: only the triplets change
+
+
+def test_conceal_hides_exactly_concealed_likes_of_a_seeded_share_of_eligible_users():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 60, 100)
+    likes = pd.DataFrame({"user_id": np.repeat([f"u{n}" for n in range(100)], counts), "item_id": "x"})
+    likes["item_id"] = [f"i{n}" for n in range(len(likes))]
+    part, metrics = conceal(likes, concealed=20, min_train=5, test_fraction=0.5, seed=1)
+    per_user = pd.Series(part == "test").groupby(likes["user_id"].to_numpy()).sum()
+    eligible = int((counts >= 25).sum())
+    assert metrics["likes/eligible_users"] == eligible and metrics["likes/too_few_likes"] == 100 - eligible
+    assert set(per_user[per_user > 0]) == {20} and (per_user > 0).sum() == round(0.5 * eligible)
+    assert (conceal(likes, 20, 5, 0.5, 1)[0] == part).all() and not (conceal(likes, 20, 5, 0.5, 2)[0] == part).all()
+    with pytest.raises(NoTestUsers, match="comparative.concealed"):
+        conceal(likes[likes.groupby("user_id")["item_id"].transform("size") < 25], 20, 5, 0.5, 1)
+
+
+def test_likes_follow_like_min_and_fill_takes_tiers_in_order():
+    log = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "x"], "value": [5, 3, 4, 4.5]})
+    assert likes_of(log, 4).values.tolist() == [["a", "x"], ["b", "x"]]
+    assert len(likes_of(log, None)) == 3
+    tiers = [np.array([1, 1, 0, 0, 0], bool), np.array([1, 1, 1, 0, 0], bool), np.ones(5, bool)]
+    items, tier = fill(tiers, 4, np.random.default_rng(0))
+    assert sorted(items[:2]) == [0, 1] and items[2] == 2 and items[3] in (3, 4) and tier.tolist() == [0, 0, 1, 2]
+    assert len(fill(tiers, 9, np.random.default_rng(0))[0]) == 5  # the caller counts the user as short
+
+
+def test_unknown_social_users_are_counted_and_a_too_small_catalogue_is_named(tmp_path):
+    from socialfeat.config import SynthConfig
+
+    root = str(tmp_path / "data")
+    generate(SynthConfig(users=120, items=200, styles=4, image_size=16), root)
+    tables = {
+        n: pd.read_parquet(os.path.join(root, f"{n}.parquet")) for n in ("interactions", "items", "tags", "social")
+    }
+    extra = pd.DataFrame({"user_id": ["nobody", "u000001"], "other_id": ["u000002", "ghost"], "kind": "friend"})
+    tables["social"] = pd.concat([tables["social"], extra], ignore_index=True)
+    write_contract(root, tables["interactions"], tables["items"], tables["tags"], tables["social"])
+    metrics, _ = _run(tmp_path / "run", f"data.path={root}", until="likes")
+    assert metrics["social/unknown_users"] >= 2
+    with pytest.raises(ValueError, match="comparative.candidates"):
+        _run(tmp_path / "big", f"data.path={root}", "comparative.candidates=5000", until="likes")
+
+
+def test_without_tags_users_are_described_by_item_text_or_the_run_stops_naming_it(tmp_path):
+    from socialfeat.config import SynthConfig
+    from socialfeat.methods.comparative.stages import NoTags
+
+    root = str(tmp_path / "data")
+    generate(SynthConfig(users=120, items=200, styles=4, image_size=16), root)
+    os.remove(os.path.join(root, "tags.parquet"))
+    with pytest.raises(NoTags, match="comparative.item_text"):
+        _run(tmp_path / "run", f"data.path={root}", until="likes")
+    stages = os.listdir(tmp_path / "run" / "stages")  # nothing half-written: the stages before it are whole
+    assert not [s for s in stages if s.startswith("likes")]
+    assert all(os.path.exists(tmp_path / "run" / "stages" / s / "manifest.json") for s in stages if s[0] != ".")
+    metrics, _ = _run(tmp_path / "text", f"data.path={root}", "comparative.item_text=true", until="users")
+    assert metrics["likes/tags"] > 8 and metrics["users/empty_bags"] == 0
