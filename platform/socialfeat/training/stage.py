@@ -97,3 +97,12 @@ def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np
         images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
     )
     return found, vectors, model
+
+
+def trained_model(ctx: StageContext, task: Task, state: dict) -> torch.nn.Module:
+    """The model `task` builds on the run's backbone, with the trained weights `state`, in eval mode."""
+    from socialfeat.vision.backbones import backbone
+
+    model = task.build(*backbone(ctx.cfg.training.model))
+    model.load_state_dict(state)
+    return model.eval()

@@ -181,3 +181,23 @@ def test_without_tags_users_are_described_by_item_text_or_the_run_stops_naming_i
     assert all(os.path.exists(tmp_path / "run" / "stages" / s / "manifest.json") for s in stages if s[0] != ".")
     metrics, _ = _run(tmp_path / "text", f"data.path={root}", "comparative.item_text=true", until="users")
     assert metrics["likes/tags"] > 8 and metrics["users/empty_bags"] == 0
+
+
+def test_a_user_who_liked_every_item_gets_no_triplet_and_no_crash():
+    from socialfeat.methods.comparative.likes import Relations, incidence, sample_triplets
+
+    everything = incidence([0, 0, 0, 1], [0, 1, 2, 0], (2, 3))
+    none = sp.csr_matrix((2, 2), dtype=np.float32)
+    rel = Relations(everything, everything, none, sp.csr_matrix((2, 0)), sp.csr_matrix((2, 1)), sp.csr_matrix((3, 1)))
+    frame, counts = sample_triplets(rel, "social", 4, seed=0)
+    assert set(frame["user"]) == {1} and set(frame["negative"]) <= {1, 2} and counts["triplets/fallback_negatives"] == 4
+    alone = incidence([0, 0, 0], [0, 1, 2], (1, 3))
+    frame, counts = sample_triplets(
+        Relations(alone, alone, none[:1, :1], sp.csr_matrix((1, 0)), sp.csr_matrix((1, 1)), sp.csr_matrix((3, 1))),
+        "popularity",
+        4,
+        seed=0,
+    )
+    assert (
+        frame.empty and list(frame.columns) == ["user", "positive", "negative", "source"] and sum(counts.values()) == 0
+    )

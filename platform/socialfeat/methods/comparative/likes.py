@@ -229,5 +229,6 @@ def sample_triplets(rel: Relations, rule: str, per_user: int, seed: int) -> tupl
             sources[source] += len(negatives)
             positives = rng.choice(rel.train_liked[user].indices, len(negatives))
             frames.append(pd.DataFrame({"user": user, "positive": positives, "negative": negatives, "source": source}))
-    frame = pd.concat(frames, ignore_index=True)
+    columns = {"user": [], "positive": [], "negative": [], "source": []}
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)
     return frame, {f"triplets/{source}_negatives": count for source, count in sources.items()}

@@ -13,7 +13,7 @@ from socialfeat.evaluation.stage import stored_images
 from socialfeat.features.extract import read_sets
 from socialfeat.methods.comparative.tasks import distances
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import tower_outputs
+from socialfeat.training.stage import tower_outputs, trained_model
 
 KS = (5, 10, 20)  # the reported cut-offs
 CURVE = 20  # P@K and R@K curves for K = 1..CURVE
@@ -42,14 +42,6 @@ def chance(relevant: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full(depth, relevant.mean()), ks / len(relevant)
 
 
-def _trained(ctx: StageContext, task, state: dict):
-    from socialfeat.vision.backbones import backbone
-
-    model = task.build(*backbone(ctx.cfg.training.model))
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def _feature_sets(ctx: StageContext, ids: pd.Index) -> dict[str, tuple[pd.Index, np.ndarray]]:
     """{name: (its items, vectors)}: the features stage's sets and the colour histogram of `ids`."""
     sets = {name: (pd.Index(found), vectors) for name, (found, vectors) in read_sets(ctx.path("features")).items()}
@@ -66,7 +58,7 @@ def _scores(ctx: StageContext, candidates: pd.DataFrame) -> dict[str, np.ndarray
     found, vectors, state = tower_outputs(ctx, candidates["item_id"].unique())
     rows = pd.Index(found).get_indexer(candidates["item_id"])
     bags = np.load(ctx.path("users", "bags.npy"))[candidates["user"].to_numpy()]
-    model = _trained(ctx, task, state)
+    model = trained_model(ctx, task, state)
     scores = {ctx.cfg.comparative.model: -distances(model, torch.from_numpy(bags), torch.tensor(vectors[rows])).numpy()}
     likes = pd.read_parquet(ctx.path("likes", "likes.parquet"))
     train = likes[(likes["part"] == "train") & likes["user"].isin(candidates["user"])]

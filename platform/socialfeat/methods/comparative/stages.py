@@ -191,7 +191,8 @@ def _write_likes(tmp, liked, index: tuple, item_tags, own, candidates, rel: Rela
 
 
 def triplets(ctx: StageContext, tmp: str) -> dict:
-    """triplets.parquet (user, positive, negative: item numbers) by `comparative.negatives`."""
+    """triplets.parquet (user, positive, negative: item numbers; source: the negative's sampler) by
+    `comparative.negatives`."""
     cfg = ctx.cfg.comparative
     frame, sources = sample_triplets(relations_of(ctx), cfg.negatives, cfg.triplets_per_user, cfg.seed)
     if frame.empty:

@@ -13,7 +13,7 @@ from socialfeat.methods.hashtags.posts import hashtag_vocabulary, posts_of, ppmi
 from socialfeat.methods.hashtags.tasks import make_task, sizes_of
 from socialfeat.methods.words.vocabulary import class_uniform_rows
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, tower_outputs, train_task
+from socialfeat.training.stage import holdout_mask, tower_outputs, train_task, trained_model
 
 POSTS_KEYS = {"min_users", "max_tags_per_post", "train_fraction"}
 
@@ -136,14 +136,6 @@ def train(ctx: StageContext, tmp: str) -> dict:
     return train_task(ctx, tmp, task, rows, holdout)
 
 
-def _trained_model(ctx: StageContext, task, state: dict):
-    from socialfeat.vision.backbones import backbone
-
-    model = task.build(*backbone(ctx.cfg.training.model))
-    model.load_state_dict(state)
-    return model.eval()
-
-
 @torch.no_grad()
 def _scores(task, model, features: np.ndarray, users: np.ndarray) -> torch.Tensor:
     """Rows x K scores of every hashtag (the arrays are copied: extract's come back read-only)."""
@@ -178,7 +170,7 @@ def tagging(ctx: StageContext, tmp: str) -> dict:
     if test.empty:
         return {"hashtags/test_posts": 0}
     features = vectors[pd.Index(found).get_indexer(test["item_id"])]
-    model = _trained_model(ctx, task, state)
+    model = trained_model(ctx, task, state)
     truth = test["hashtags"].tolist()
     train = frame[frame["part"] == "train"]
     ranking = global_ranking(train["hashtags"], task.tags)
