@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat.factorization.sampling import log_popularity_weights
+
 BLOCK = 1024  # users whose dense rows (users x items) are held at once
 
 
@@ -116,21 +118,32 @@ class Relations:
         return np.diff(self.interests.indptr) > 0
 
 
+def _tiers(rows: dict, with_circle: bool, with_tags: bool, sharing: bool) -> list[np.ndarray]:
+    unliked = ~rows["liked"]
+    social = unliked & ~rows["potential"] if with_circle else unliked
+    return [social & (rows["shares_tag"] == sharing) if with_tags else social, social, unliked]
+
+
 def negative_pools(rows: dict, with_circle: bool, with_tags: bool) -> list[np.ndarray]:
     """One user's item masks, most trusted first: not liked by them or their circle and sharing none of their
     tags (the paper's negatives), then not liked by them or their circle, then not liked by them."""
-    unliked = ~rows["liked"]
-    social = unliked & ~rows["potential"] if with_circle else unliked
-    return [social & ~rows["shares_tag"] if with_tags else social, social, unliked]
+    return _tiers(rows, with_circle, with_tags, sharing=False)
 
 
 def candidate_tiers(rows: dict, with_circle: bool, with_tags: bool) -> list[np.ndarray]:
     """One test user's masks for the others in their candidate set, filled in this order: unliked by them and
     their circle and sharing one of their tags (hard candidates), then unliked by them and their circle, then
     unliked by them."""
-    unliked = ~rows["liked"]
-    social = unliked & ~rows["potential"] if with_circle else unliked
-    return [social & rows["shares_tag"] if with_tags else social, social, unliked]
+    return _tiers(rows, with_circle, with_tags, sharing=True)
+
+
+def user_rows(rel: Relations, users: np.ndarray):
+    """(user, their dense rows from `rel.rows`) for each of `users`, computed `BLOCK` users at a time."""
+    for start in range(0, len(users), BLOCK):
+        block = users[start : start + BLOCK]
+        rows = rel.rows(block)
+        for r, user in enumerate(block):
+            yield user, {name: values[r] for name, values in rows.items()}
 
 
 def fill(tiers: list[np.ndarray], wanted: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -156,33 +169,29 @@ def test_candidates(rel: Relations, test_users: np.ndarray, concealed: int, othe
     with_circle, with_tags = rel.has_circle(), rel.has_tags()
     test_likes = rel.liked - rel.train_liked
     frames, short = [], 0
-    for start in range(0, len(test_users), BLOCK):
-        block = test_users[start : start + BLOCK]
-        rows = rel.rows(block)
-        for r, user in enumerate(block):
-            tiers = candidate_tiers({k: v[r] for k, v in rows.items()}, with_circle[user], with_tags[user])
-            items, tiers_of = fill(tiers, others, rng)
-            if len(items) < others:
-                short += 1
-                continue
-            positives = test_likes[user].indices[:concealed]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user": user,
-                        "item": np.concatenate([positives, items]),
-                        "concealed": np.arange(len(positives) + len(items)) < len(positives),
-                        "tier": np.concatenate([np.full(len(positives), -1), tiers_of]),
-                    }
-                )
+    for user, rows in user_rows(rel, test_users):
+        items, tiers_of = fill(candidate_tiers(rows, with_circle[user], with_tags[user]), others, rng)
+        if len(items) < others:
+            short += 1
+            continue
+        positives = test_likes[user].indices[:concealed]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user": user,
+                    "item": np.concatenate([positives, items]),
+                    "concealed": np.arange(len(positives) + len(items)) < len(positives),
+                    "tier": np.concatenate([np.full(len(positives), -1), tiers_of]),
+                }
             )
+        )
     columns = {"user": [], "item": [], "concealed": [], "tier": []}
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns), short
 
 
 def popularity_weights(rel: Relations) -> np.ndarray:
     """log(1 + train likes) per item: the factorisation stage's sampler (0 for an item nobody liked)."""
-    return np.log1p(np.asarray(rel.train_liked.sum(axis=0)).ravel())
+    return log_popularity_weights(np.asarray(rel.train_liked.sum(axis=0)).ravel())
 
 
 def _draw(mask: np.ndarray, weights: np.ndarray | None, count: int, rng) -> np.ndarray:
@@ -218,17 +227,13 @@ def sample_triplets(rel: Relations, rule: str, per_user: int, seed: int) -> tupl
     with_circle, with_tags, weights = rel.has_circle(), rel.has_tags(), popularity_weights(rel)
     users = np.flatnonzero(np.diff(rel.train_liked.indptr) > 0)
     frames, sources = [], {"social": 0, "fallback": 0, "popularity": 0, "uniform": 0}
-    for start in range(0, len(users), BLOCK):
-        block = users[start : start + BLOCK]
-        rows = rel.rows(block)
-        for r, user in enumerate(block):
-            context = (with_circle[user], with_tags[user], weights)
-            negatives, source = _user_negatives({k: v[r] for k, v in rows.items()}, rule, context, per_user, rng)
-            if len(negatives) == 0:
-                continue
-            sources[source] += len(negatives)
-            positives = rng.choice(rel.train_liked[user].indices, len(negatives))
-            frames.append(pd.DataFrame({"user": user, "positive": positives, "negative": negatives, "source": source}))
+    for user, rows in user_rows(rel, users):
+        negatives, source = _user_negatives(rows, rule, (with_circle[user], with_tags[user], weights), per_user, rng)
+        if len(negatives) == 0:
+            continue
+        sources[source] += len(negatives)
+        positives = rng.choice(rel.train_liked[user].indices, len(negatives))
+        frames.append(pd.DataFrame({"user": user, "positive": positives, "negative": negatives, "source": source}))
     columns = {"user": [], "positive": [], "negative": [], "source": []}
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)
     return frame, {f"triplets/{source}_negatives": count for source, count in sources.items()}

@@ -11,6 +11,7 @@ import torch
 from socialfeat.evaluation.baselines import baseline_features
 from socialfeat.evaluation.stage import stored_images
 from socialfeat.features.extract import read_sets
+from socialfeat.methods.comparative.stages import stage_task
 from socialfeat.methods.comparative.tasks import distances
 from socialfeat.stages import StageContext
 from socialfeat.training.stage import tower_outputs, trained_model
@@ -42,18 +43,17 @@ def chance(relevant: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full(depth, relevant.mean()), ks / len(relevant)
 
 
-def _feature_sets(ctx: StageContext, ids: pd.Index) -> dict[str, tuple[pd.Index, np.ndarray]]:
-    """{name: (its items, vectors)}: the features stage's sets and the colour histogram of `ids`."""
-    sets = {name: (pd.Index(found), vectors) for name, (found, vectors) in read_sets(ctx.path("features")).items()}
+def _feature_sets(ctx: StageContext, stored: dict, ids: pd.Index) -> dict[str, tuple[pd.Index, np.ndarray]]:
+    """{name: (its items, vectors)}: the features stage's sets `stored` and the colour histogram of `ids`."""
+    sets = {name: (pd.Index(found), vectors) for name, (found, vectors) in stored.items()}
     decodable = ids[ids.isin(sets["cnn"][0])]
     histograms = baseline_features(stored_images(ctx, decodable))["color_hist"]
     return sets | {"color_hist": (decodable, histograms)}
 
 
-def _scores(ctx: StageContext, candidates: pd.DataFrame) -> dict[str, np.ndarray]:
-    """{ranking: each candidate row's score, higher first}: the model's -distance and the Borda baselines."""
-    from socialfeat.methods.comparative.stages import stage_task
-
+def _scores(ctx: StageContext, candidates: pd.DataFrame, stored: dict) -> dict[str, np.ndarray]:
+    """{ranking: each candidate row's score, higher first}: the model's -distance and the Borda baselines over
+    the features stage's sets `stored`."""
     task = stage_task(ctx)
     found, vectors, state = tower_outputs(ctx, candidates["item_id"].unique())
     rows = pd.Index(found).get_indexer(candidates["item_id"])
@@ -62,7 +62,7 @@ def _scores(ctx: StageContext, candidates: pd.DataFrame) -> dict[str, np.ndarray
     scores = {ctx.cfg.comparative.model: -distances(model, torch.from_numpy(bags), torch.tensor(vectors[rows])).numpy()}
     likes = pd.read_parquet(ctx.path("likes", "likes.parquet"))
     train = likes[(likes["part"] == "train") & likes["user"].isin(candidates["user"])]
-    sets = _feature_sets(ctx, pd.Index(pd.unique(np.concatenate([candidates["item_id"], train["item_id"]]))))
+    sets = _feature_sets(ctx, stored, pd.Index(pd.unique(np.concatenate([candidates["item_id"], train["item_id"]]))))
     for name, (ids, vectors) in sets.items():
         scores[f"borda_{name}"] = _borda_scores(candidates, train, ids, vectors)
     return scores
@@ -108,7 +108,8 @@ def recommend(ctx: StageContext, tmp: str) -> dict:
     """comparative/<ranking>/{precision,recall}@{5,10,20} over the test users whose candidates all have an
     image that decodes; curves.parquet holds their means at K = 1..20, by_user.parquet each user's."""
     every = pd.read_parquet(ctx.path("likes", "candidates.parquet"))
-    decodable = every["item_id"].isin(read_sets(ctx.path("features"))["cnn"][0])
+    stored = read_sets(ctx.path("features"))
+    decodable = every["item_id"].isin(stored["cnn"][0])
     whole = decodable.groupby(every["user"]).transform("all")
     candidates = every[whole].reset_index(drop=True)
     metrics = {
@@ -118,7 +119,7 @@ def recommend(ctx: StageContext, tmp: str) -> dict:
     if candidates.empty:
         return metrics
     depth = min(CURVE, int(candidates.groupby("user").size().min()))
-    users = per_user(candidates, _scores(ctx, candidates), depth)
+    users = per_user(candidates, _scores(ctx, candidates, stored), depth)
     users.to_parquet(os.path.join(tmp, "by_user.parquet"), index=False)
     table = users.groupby(["ranking", "k"], sort=False)[["precision", "recall"]].mean()
     table.reset_index().to_parquet(os.path.join(tmp, "curves.parquet"), index=False)
