@@ -44,8 +44,8 @@ def _read(uri: str) -> bytes:
 
 
 def _outputs(files: set[str]) -> set[str]:
-    """Leave out the stage store's lock files: coordination on one host, not outputs."""
-    return {f for f in files if not f.startswith("stages/.locks/")}
+    """Leave out the run and stage store lock files: coordination on one host, not outputs."""
+    return {f for f in files if not f.startswith("stages/.locks/") and f != ".run.lock"}
 
 
 @pytest.mark.slow

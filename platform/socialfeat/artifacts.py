@@ -1,6 +1,7 @@
 """Run directories: stage outputs keyed by content hashes, atomic writes, manifests and metrics.json."""
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -8,6 +9,8 @@ import logging
 import os
 import platform
 import shutil
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,8 +19,22 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
+RUN_LOCK = ".run.lock"  # held by the one run writing a run directory
 # Files whose bytes define a dataset; images referenced by path are covered by items.parquet's paths.
 FINGERPRINT_FILES = ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet", "comments.parquet")
+
+
+class RunDirBusy(FileExistsError):
+    """Another live process holds the run directory's lock."""
+
+
+class NoSpace(OSError):
+    """The disk under a stage or run directory filled up; the message names it and the space left."""
+
+
+def _owner_tag() -> str:
+    # host and pid in a temporary directory's name: a later run removes it only once that process is gone
+    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -28,22 +45,95 @@ def atomic_dir(final: str) -> Iterator[str]:
         raise FileExistsError(f"{final}: already exists and is not empty")
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(final)}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(parent, f".{os.path.basename(final)}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
         yield tmp
         if os.path.isdir(final):
             os.rmdir(final)  # empty, checked above
         os.replace(tmp, final)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise no_space(parent) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_abandoned_dirs(parent: str) -> None:
-    """Delete the temporary directories atomic_dir left under `parent` when its process was killed;
-    call it only when no process can still be writing there."""
-    for path in glob.glob(os.path.join(parent, ".*.tmp-*")):
-        shutil.rmtree(path, ignore_errors=True)
+def no_space(directory: str) -> NoSpace:
+    free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
+    return NoSpace(
+        f"{directory}: the disk is full ({free / 2**20:,.0f} MiB free); free space there or choose another --out "
+        "(the unfinished stage was removed; finished ones are kept and reused)",
+    )
+
+
+def _process_gone(tag: str) -> bool:
+    host, _, pid = tag.rpartition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's (a shared store): only that machine knows whether it still writes
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_abandoned_dirs(parent: str) -> int:
+    """Delete the temporary directories atomic_dir left under `parent` when its process was killed (this
+    host's, whose process is gone); returns how many."""
+    removed = 0
+    for path in glob.glob(os.path.join(parent, ".*.tmp-*-*")):
+        tag = path.rsplit(".tmp-", 1)[1].rsplit("-", 1)[0]
+        if _process_gone(tag):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("%s: removed %d temporary directories of killed runs", parent, removed)
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(out: str) -> Iterator[None]:
+    """Hold `out`/.run.lock for a run's lifetime: a second run on the same directory fails at once, naming
+    the first one's pid, instead of writing into (or cleaning up) the other's files."""
+    import fcntl
+
+    path = os.path.join(out, RUN_LOCK)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunDirBusy(
+                f"{out}: another socialfeat run ({holder}) is using this directory; wait for it "
+                "to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_writable_dir(path: str) -> None:
+    """Fail before any work when `path` (or the nearest existing parent it would be made in) refuses writes."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{path}: {existing} is a file, not a directory (--out)")
+    try:  # a probe, not os.access: a read-only mount refuses even root
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{path}: {existing} is not writable ({error.strerror}) (--out)") from None
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -109,6 +199,52 @@ def _locked(path: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def file_records(directory: str) -> dict[str, dict]:
+    """{relative path: {bytes, sha256}} of every file under `directory` (the manifest's own record of them)."""
+    records = {}
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            records[os.path.relpath(path, directory)] = {"bytes": os.path.getsize(path), "sha256": digest}
+    return records
+
+
+def damage(directory: str, manifest: dict) -> str | None:
+    """What is wrong with a completed stage's files (missing, resized, rewritten, added), or None."""
+    recorded = manifest.get("files", {})
+    found = file_records(directory)
+    found.pop(MANIFEST, None)
+    for name, record in recorded.items():
+        if name not in found:
+            return f"{name} is missing"
+        if found[name]["bytes"] != record["bytes"]:
+            return f"{name} has {found[name]['bytes']:,} bytes, {record['bytes']:,} when it was written"
+        if found[name]["sha256"] != record["sha256"]:
+            return f"{name} changed since it was written (sha256)"
+    extra = sorted(set(found) - set(recorded))
+    return f"{extra[0]} was added after the stage completed" if extra else None
+
+
+class UnsafeFile(ValueError):
+    """A stage file that is not plain tensors (a pickle with code in it, or not a torch file at all)."""
+
+
+def load_tensors(path: str):
+    """A torch file of tensors and plain values, loaded without running code (weights_only=True): stage
+    outputs and checkpoints are data, never code, whoever wrote the store they were read from."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # UnpicklingError for a pickle that names code; RuntimeError for garbage
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsafeFile(f"{path}: refused: not a file of plain tensors ({reason[:200]})") from None
+
+
 @dataclass
 class StageResult:
     name: str
@@ -129,6 +265,7 @@ class StageStore:
     def __init__(self, root: str, remote: str | None = None):
         self.root = os.path.abspath(root)
         self.remote = remote
+        self.lock_files: list[str] = []  # the lock files this store created (a failed run removes them)
 
     def path(self, name: str, key: str) -> str:
         return os.path.join(self.root, f"{name}-{key}")
@@ -147,8 +284,11 @@ class StageStore:
         key = self.key(name, config, inputs)
         final = self.path(name, key)
         os.makedirs(os.path.join(self.root, ".locks"), exist_ok=True)
+        lock = os.path.join(self.root, ".locks", f"{name}-{key}")
+        if not os.path.exists(lock):
+            self.lock_files.append(lock)
         # Sweep trials share a store: the first to need a stage computes it, the others wait and reuse it.
-        with _locked(os.path.join(self.root, ".locks", f"{name}-{key}")):
+        with _locked(lock):
             return self._run_locked(name, key, final, config, inputs, compute)
 
     def _run_locked(self, name, key, final, config, inputs, compute) -> StageResult:
@@ -156,10 +296,11 @@ class StageStore:
         if not os.path.exists(manifest_path) and self.remote:
             self._fetch(final)
         if os.path.exists(manifest_path):
-            manifest = read_json(manifest_path)
-            log.info("stage %s: reused %s (saved %.1fs)", name, os.path.basename(final), manifest["seconds"])
-            self._publish(final)
-            return StageResult(name, key, final, manifest["metrics"], True, 0.0, manifest["seconds"])
+            manifest = self._intact(final, manifest_path)
+            if manifest is not None:
+                log.info("stage %s: reused %s (saved %.1fs)", name, os.path.basename(final), manifest["seconds"])
+                self._publish(final)
+                return StageResult(name, key, final, manifest["metrics"], True, 0.0, manifest["seconds"])
         started = time.perf_counter()
         with atomic_dir(final) as tmp:
             metrics = compute(tmp) or {}
@@ -175,11 +316,29 @@ class StageStore:
                     "seconds": seconds,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "versions": versions(),
+                    "files": file_records(tmp),
                 },
             )
         log.info("stage %s: computed %s in %.1fs", name, os.path.basename(final), seconds)
         self._publish(final)
         return StageResult(name, key, final, metrics, False, seconds, seconds)
+
+    @staticmethod
+    def _intact(final: str, manifest_path: str) -> dict | None:
+        """The manifest of a stage whose files are as written; a damaged stage is set aside (removed) and None
+        returned, so the caller recomputes it."""
+        try:
+            manifest = read_json(manifest_path)
+            problem = damage(final, manifest) if isinstance(manifest, dict) else "manifest.json is not a mapping"
+        except (OSError, ValueError) as error:
+            problem = f"manifest.json is unreadable ({error})"
+        if problem is None:
+            return manifest
+        log.warning("stage %s is damaged (%s): recomputing it", os.path.basename(final), problem)
+        aside = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.damaged-{uuid.uuid4().hex[:8]}")
+        os.replace(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
 
     def _fetch(self, final: str) -> None:
         """Copy a stage that is complete in the remote store (its manifest exists) into the local root."""

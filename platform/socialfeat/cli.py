@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from socialfeat import storage
+from socialfeat import artifacts, storage
 from socialfeat.config import ConfigError, load_config, to_yaml
 from socialfeat.storage import StorageError
 
@@ -18,6 +18,8 @@ USER_ERRORS = (
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,
+    PermissionError,
+    artifacts.NoSpace,
     ConnectionError,
     StorageError,
 )
@@ -63,6 +65,9 @@ def _add_data(commands) -> None:
     check = data.add_parser("check", help="validate a dataset directory and print its counts")
     check.add_argument("directory")
     check.add_argument("--json", action="store_true", help="print the counts as JSON")
+    check.add_argument(
+        "--max-bytes", type=int, default=None, help="refuse image files larger than this (images.max_bytes; 32 MiB)"
+    )
     check.set_defaults(handler=cmd_data_check)
     synth = data.add_parser("synth", help="generate the synthetic social-media dataset")
     synth.add_argument("--out", required=True)
@@ -128,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from socialfeat.distributed.cluster import connect
+    from socialfeat.distributed.cluster import check_training_resources, connect
     from socialfeat.report import write_summary
     from socialfeat.report_html import write_html
-    from socialfeat.stages import check_inputs, publish, run_experiment
+    from socialfeat.stages import check_inputs, method_of, publish, run_experiment, trains
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
@@ -144,7 +149,11 @@ def cmd_run(args) -> int:
     if remote:  # a missing bucket or a refused write fails here, before Ray starts
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "runs") if remote else target
+    artifacts.check_writable_dir(out)  # a read-only or misplaced --out fails here, before Ray starts
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
+    if trains(method_of(cfg), args.until):  # Ray Train would wait for ever for workers the cluster cannot hold
+        joined = where not in ("local", "existing")  # only a cluster joined by address may grow
+        check_training_resources(cfg.training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})", file=sys.stderr)
     metrics, run = run_experiment(
         cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started, remote=remote
@@ -192,6 +201,7 @@ def cmd_data_check(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if dataset is None or problems:
         return 1
+    dataset.max_bytes = args.max_bytes or dataset.max_bytes
     counts = dataset_counts(dataset)
     census = image_census(dataset, progress=sys.stderr.isatty())
     counts.update(census["counts"])
@@ -207,6 +217,10 @@ def cmd_data_check(args) -> int:
         )
     for kind, example in census["examples"].items():
         print(f"note: first {kind} image: {example}", file=sys.stderr)
+    for refusal in census["refused"][:20]:
+        print(f"note: refused image: {refusal}", file=sys.stderr)
+    if len(census["refused"]) > 20:
+        print(f"note: ... and {len(census['refused']) - 20} more refused images", file=sys.stderr)
     return 0
 
 
@@ -240,7 +254,7 @@ def cmd_import_movielens(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from socialfeat.distributed.cluster import connect
+    from socialfeat.distributed.cluster import check_training_resources, connect
     from socialfeat.sweep.results import write_results
     from socialfeat.sweep.runner import finished_trials, run_sweep
     from socialfeat.sweep.space import load_space
@@ -257,7 +271,12 @@ def cmd_sweep(args) -> int:
     if remote:
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "sweeps") if remote else os.path.abspath(target)
+    artifacts.check_writable_dir(out)
     where = connect(args.address, dashboard=space.trains)
+    if space.trains:  # the base experiment's training shape; a trial that changes it is Tune's to place
+        joined = where not in ("local", "existing")
+        base = space.base_config(args.data)
+        check_training_resources(base.training, wait_s=base.ray.resource_wait_s if joined else 0.0)
     shown = remote or out
     print(
         f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
@@ -334,6 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # finished stages are whole and kept; the unfinished one's temporary directory is gone (atomic_dir)
+        print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        _stop_local_ray()
+        return 130
+
+
+def _stop_local_ray() -> None:
+    """Stop the Ray this process started now, not at interpreter exit, so no worker of the run outlives it."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Typed experiment configs: the defaults live here, YAML and `--set key=value` override them."""
 
-from typing import Literal
+import re
+import types
+from typing import Annotated, Literal, Union, get_args, get_origin
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -19,10 +22,32 @@ from pydantic import (
 Fraction = Field(ge=0.0, le=1.0)
 
 
+def _holds(annotation, kinds: tuple) -> bool:
+    """Whether a field holds only values of `kinds` (maybe constrained, maybe optional)."""
+    if get_origin(annotation) is Annotated:
+        return _holds(get_args(annotation)[0], kinds)
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_holds(a, kinds) for a in members)
+    return annotation in kinds
+
+
 class Strict(BaseModel):
-    """A config section: unknown keys are errors, assignments are validated."""
+    """A config section: unknown keys are errors, assignments are validated, and a boolean is never read as
+    a number nor a number a boolean (pydantic's lax mode would take `true` for 1 and 1 for `true`)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value, info):
+        annotation = cls.model_fields[info.field_name].annotation
+        boolean = isinstance(value, (bool, np.bool_))  # a sweep's sampler may give numpy scalars
+        if boolean and _holds(annotation, (int, float)):
+            raise ValueError("expected a number, not a boolean")
+        if value is not None and not boolean and _holds(annotation, (bool,)):
+            raise ValueError("expected true or false")
+        return value
 
 
 class SynthConfig(Strict):
@@ -221,9 +246,17 @@ class ComparativeConfig(Strict):
         return self
 
 
+class ImagesConfig(Strict):
+    """Limits on what one image reference may cost (see ImagePolicy in data/images.py)."""
+
+    max_bytes: int = Field(32 << 20, ge=1024)  # a larger file is refused (counted, never read into memory)
+
+
 class RayConfig(Strict):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray on this machine
     num_cpus: PositiveInt | None = None
+    resource_wait_s: NonNegativeFloat = 600.0  # on a joined (maybe autoscaling) cluster: how long training may
+    # wait for nodes that can hold its workers; a local Ray never grows, so there the check fails at once
 
 
 class ExperimentConfig(Strict):
@@ -242,7 +275,16 @@ class ExperimentConfig(Strict):
     words: WordsConfig = WordsConfig()
     hashtags: HashtagsConfig = HashtagsConfig()
     comparative: ComparativeConfig = ComparativeConfig()
+    images: ImagesConfig = ImagesConfig()
     ray: RayConfig = RayConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # the default run directory is runs/<name>: a name must not be able to point anywhere else
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("a name is letters, digits, '.', '_' and '-', starting with a letter or digit")
+        return value
 
     @field_validator("method")
     @classmethod
@@ -308,7 +350,7 @@ def _describe(error: dict, source: str) -> str:
         return f"{source}: config key '{key}' is unknown (valid keys here: {valid})"
     if not key:  # a check across sections: its message names the keys
         return f"{source}: {error['msg'].removeprefix('Value error, ')}"
-    return f"{source}: config key '{key}': {error['msg']} (got {error.get('input')!r})"
+    return f"{source}: config key '{key}': {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
 
 
 def set_dotted(raw: dict, key: str, value) -> None:
@@ -328,7 +370,11 @@ def parse_override(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected dotted.key=value")
-    return key.strip(), yaml.safe_load(value) if value.strip() else None
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"--set {key.strip()}: value {value!r} is not valid YAML ({reason}); quote it") from None
 
 
 def build_config(raw: dict, source: str = "config") -> ExperimentConfig:
@@ -347,6 +393,10 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Experimen
                 raw = yaml.safe_load(handle) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: experiment file does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory; expected an experiment YAML file") from None
+        except (PermissionError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: cannot be read as an experiment YAML file ({error})") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(raw, dict):

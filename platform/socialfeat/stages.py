@@ -1,6 +1,7 @@
 """Stages that declare their inputs, methods as graphs of them, and the engine that runs a graph: cache keys,
 --until, metrics and run.json all follow from what each stage declares."""
 
+import contextlib
 import logging
 import os
 import shutil
@@ -104,7 +105,8 @@ class StageContext:
 
     def dataset(self) -> Dataset:
         if self._dataset is None:
-            self._dataset = read_dataset(self.dataset_root)
+            source = self.cfg.data.path if storage.is_uri(self.cfg.data.path) else None
+            self._dataset = read_dataset(self.dataset_root, source, self.cfg.images.max_bytes)
         return self._dataset
 
     def path(self, stage: str, *parts: str) -> str:
@@ -225,29 +227,52 @@ def run_experiment(
     With `remote` (a storage URI), `out` is the local working copy: stages are fetched from and
     published to `remote_stages` (default remote/stages) and checkpoints go to remote/checkpoints;
     `publish` then uploads the run's own files. A run directory this call created is removed again if
-    the first stage fails, so bad input leaves nothing half-written; a completed stage is always whole."""
+    the first stage fails, so bad input leaves nothing half-written; a completed stage is always whole.
+    One run at a time holds `out` (artifacts.run_lock), and a failed run removes only what it made."""
     check_inputs(cfg, until)
     out = os.path.abspath(out)
-    created = not os.path.exists(out)
+    made = _missing_dirs(out)
     os.makedirs(out, exist_ok=True)
     remote_stages = remote_stages or (storage.join(remote, "stages") if remote else None)
     store = artifacts.StageStore(stage_root or os.path.join(out, "stages"), remote_stages)
     ctx = StageContext(cfg, out, store, progress, remote, tune_objectives)
     started = started or time.perf_counter()
-    try:
-        resolve_dataset(ctx)
-        for stage in upstream(method_of(cfg), until):
-            run_stage(ctx, stage)
-    except BaseException:
-        if created and not ctx.results:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    artifacts.atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
-    return _finish(ctx, started), ctx
+    with artifacts.run_lock(out):
+        try:
+            artifacts.remove_abandoned_dirs(store.root)
+            resolve_dataset(ctx)
+            for stage in upstream(method_of(cfg), until):
+                run_stage(ctx, stage)
+        except BaseException:
+            if not ctx.results:
+                _remove_own(out, made, store)
+            raise
+        artifacts.atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
+        return _finish(ctx, started), ctx
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _remove_own(out: str, made: list[str], store: artifacts.StageStore) -> None:
+    """Undo a run that produced nothing: its lock files, then the directories it made if they are empty.
+    Nothing another process wrote is removed (rmdir refuses a non-empty directory)."""
+    for path in [*store.lock_files, *([os.path.join(out, artifacts.RUN_LOCK)] if made else [])]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    for directory in [os.path.join(store.root, ".locks"), store.root, *made]:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 def publish(out: str, remote: str | None) -> None:
     """Upload a run's own files (metrics, config, reports; its stages are uploaded as they complete)."""
     if remote:
-        count = storage.upload(out, remote, skip=("stages",))
+        count = storage.upload(out, remote, skip=("stages", artifacts.RUN_LOCK))
         log.info("run %s: %d files published to %s", out, count, remote)

@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from socialfeat.data import schema
-from socialfeat.data.images import item_image_bytes, open_image
+from socialfeat.data.images import image_bytes_or_refusal, open_image
 from socialfeat.data.reader import Dataset
 
 
-def _image_bytes(dataset: Dataset) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(item_id, bytes or None, path or None) for every item that names an image."""
+def _image_bytes(dataset: Dataset) -> Iterator[tuple[str, bytes | None, str | None, str | None]]:
+    """(item_id, bytes or None, path or None, why it was refused or None) for every item that names an image."""
     column = dataset.image_column
     if column is None:
         return
@@ -23,20 +23,26 @@ def _image_bytes(dataset: Dataset) -> Iterator[tuple[str, bytes | None, str | No
             if value is None:
                 continue
             if column == "image":
-                yield item_id, item_image_bytes(dataset.root, value, None), None
+                yield item_id, *image_bytes_or_refusal(dataset.images, value, None), None
             else:
-                yield item_id, item_image_bytes(dataset.root, None, value), value
+                yield item_id, *image_bytes_or_refusal(dataset.images, None, value), value
 
 
 def image_census(dataset: Dataset, progress: bool = False) -> dict:
-    """How many items have a decodable image, a missing file, undecodable bytes, or none at all;
-    and how many were stored in a mode other than RGB (converted on read)."""
+    """How many items have a decodable image, a missing file, a reference the image policy refuses (a FIFO,
+    a file over images.max_bytes, a link out of the dataset, an unreadable name), undecodable bytes, or none
+    at all; and how many were stored in a mode other than RGB (converted on read)."""
     counts = Counter()
     first_bad: dict[str, str] = {}
+    refused: list[str] = []
     total = int(dataset.items["image_ref"].notna().sum())
-    for item_id, data, path in tqdm(
+    for item_id, data, refusal, path in tqdm(
         _image_bytes(dataset), total=total, disable=not progress, desc="decoding images", unit="img"
     ):
+        if refusal is not None:
+            counts["images_refused"] += 1
+            refused.append(f"item {item_id}: {path}: {refusal}")
+            continue
         if data is None:
             counts["images_missing"] += 1
             first_bad.setdefault("missing", f"item {item_id}: {path}")
@@ -50,9 +56,9 @@ def image_census(dataset: Dataset, progress: bool = False) -> dict:
         if image.mode != "RGB":
             counts[f"images_converted_from_{image.mode}"] += 1
     counts["items_without_image"] = len(dataset.items) - total
-    for key in ("images_found", "images_missing", "images_undecodable"):
+    for key in ("images_found", "images_missing", "images_refused", "images_undecodable"):
         counts.setdefault(key, 0)
-    return {"counts": dict(counts), "examples": first_bad}
+    return {"counts": dict(counts), "examples": first_bad, "refused": refused}
 
 
 def dataset_counts(dataset: Dataset) -> dict:

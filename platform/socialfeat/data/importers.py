@@ -15,10 +15,34 @@ log = logging.getLogger(__name__)
 NO_GENRES = "(no genres listed)"
 
 
+NUMERIC = ("rating", "timestamp")
+
+
+def _numeric_columns(path: str, frame: pd.DataFrame) -> None:
+    """Numbers where MovieLens has numbers; a cell that is not one is named by column and row."""
+    for column in NUMERIC:
+        if column not in frame:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if len(bad):
+            raise DatasetError(
+                [
+                    f"{path}: column '{column}' at row {bad[0]} holds {frame[column].iloc[bad[0]]!r}, not a number "
+                    f"({len(bad)} such row(s))"
+                ]
+            )
+        frame[column] = values
+
+
 def _read_csv(path: str, columns: tuple[str, ...]) -> pd.DataFrame:
     if not os.path.isfile(path):
         raise DatasetError([f"{path}: file does not exist"])
-    frame = pd.read_csv(path, dtype={"userId": str, "movieId": str})
+    try:
+        frame = pd.read_csv(path, dtype={"userId": str, "movieId": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError([f"{path}: not a readable CSV file ({str(error).splitlines()[0]})"]) from None
+    _numeric_columns(path, frame)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DatasetError([f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})"])

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from socialfeat.data import schema
+from socialfeat.data.images import EXTERNAL_KEY, MAX_BYTES, ImagePolicy, reference_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ class Dataset:
     comments: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
     handled: dict = field(default_factory=dict)  # contract deviations fixed on read, with counts
+    source: str | None = None  # the storage URI the dataset was fetched from (None: a local directory)
+    max_bytes: int = MAX_BYTES  # images.max_bytes
+
+    @property
+    def images(self) -> ImagePolicy:
+        """What this dataset's image references may name (see ImagePolicy)."""
+        return ImagePolicy(os.path.abspath(self.root), self.meta.get(EXTERNAL_KEY) is True, self.source, self.max_bytes)
 
     @property
     def image_column(self) -> str | None:
@@ -134,6 +142,16 @@ def _unknown_item_violations(name: str, frame: pd.DataFrame, known: pd.Index) ->
     ]
 
 
+def _null_label_violations(labels: pa.ChunkedArray) -> list[str]:
+    """A null inside a labels list (an empty list or a null list is fine: no labels)."""
+    labels = labels.combine_chunks()
+    inner_null = np.flatnonzero(labels.flatten().is_null().to_numpy(zero_copy_only=False))
+    if not len(inner_null):
+        return []
+    rows = pa.compute.list_parent_indices(labels).to_numpy()[inner_null]
+    return [f"{schema.ITEMS}: column 'labels' holds a null label in {len(set(rows))} row(s), first at row {rows[0]}"]
+
+
 def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
     """items.parquet without the image bytes: `image_ref` says where each image is, or None."""
     path = os.path.join(root, schema.ITEMS)
@@ -144,6 +162,8 @@ def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
         return None
     if "image" not in names and "image_path" not in names:
         problems.append(f"{schema.ITEMS}: needs an 'image' (binary) or an 'image_path' (string) column")
+    if "labels" in names:
+        problems.extend(_null_label_violations(pq.read_table(path, columns=["labels"]).column("labels")))
     if "image" in names:
         # Only whether each row has bytes: the bytes themselves stay on disk.
         image = pq.read_table(path, columns=["image"]).column("image")
@@ -174,6 +194,15 @@ def _optional(root: str, name: str, problems: list[str], known: pd.Index) -> pd.
     return frame
 
 
+def _without_self_links(social: pd.DataFrame, handled: dict) -> pd.DataFrame:
+    """A user who befriends themself says nothing about taste: such rows are dropped and counted."""
+    self_links = (social["kind"] == "friend") & (social["user_id"] == social["other_id"])
+    handled["social_self_links_removed"] = int(self_links.sum())
+    if self_links.any():
+        log.warning("%s: %d friend rows link a user to themself: removed", schema.SOCIAL, int(self_links.sum()))
+    return social[~self_links].reset_index(drop=True)
+
+
 def _read_meta(root: str, problems: list[str]) -> dict:
     path = os.path.join(root, schema.META)
     if not os.path.exists(path):
@@ -186,10 +215,26 @@ def _read_meta(root: str, problems: list[str]) -> dict:
     if not isinstance(meta, dict):
         problems.append(f"{schema.META}: must be a mapping with name, source and counts")
         return {}
+    if EXTERNAL_KEY in meta and not isinstance(meta[EXTERNAL_KEY], bool):
+        problems.append(f"{schema.META}: '{EXTERNAL_KEY}' must be true or false (got {meta[EXTERNAL_KEY]!r})")
     return meta
 
 
-def read_dataset_lenient(root: str) -> tuple[Dataset | None, list[str]]:
+def _reference_violations(items: pd.DataFrame, meta: dict, source: str | None) -> list[str]:
+    """image_path rows that name something outside the dataset without dataset.yaml's opt-in."""
+    paths = items["image_ref"]
+    named = paths.notna() & (paths != "embedded") if "image_ref" in items else pd.Series(False, index=items.index)
+    problems = []
+    for row in np.flatnonzero(named.to_numpy()):
+        reason = reference_problem(paths.iloc[row], meta.get(EXTERNAL_KEY) is True, source)
+        if reason:
+            problems.append(f"{schema.ITEMS}: column 'image_path' at row {row} ({paths.iloc[row]!r}) {reason}")
+    if len(problems) > 5:
+        problems = problems[:5] + [f"{schema.ITEMS}: ... and {len(problems) - 5} more image_path rows like these"]
+    return problems
+
+
+def read_dataset_lenient(root: str, source: str | None = None) -> tuple[Dataset | None, list[str]]:
     """The dataset and every contract violation found (the dataset is None when it cannot be read)."""
     if not os.path.isdir(root):
         return None, [f"{root}: dataset directory does not exist"]
@@ -212,15 +257,20 @@ def read_dataset_lenient(root: str) -> tuple[Dataset | None, list[str]]:
         problems.extend(_unknown_item_violations(schema.INTERACTIONS, interactions, known))
     tags = _optional(root, schema.TAGS, problems, known)
     social = _optional(root, schema.SOCIAL, problems, known)
+    if social is not None:
+        social = _without_self_links(social, handled)
     comments = _optional(root, schema.COMMENTS, problems, known)
     meta = _read_meta(root, problems)
-    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled)
+    problems.extend(_reference_violations(items, meta, source))
+    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled, source)
     return dataset, problems
 
 
-def read_dataset(root: str) -> Dataset:
-    """The validated dataset at `root`; raises DatasetError listing every violation."""
-    dataset, problems = read_dataset_lenient(root)
+def read_dataset(root: str, source: str | None = None, max_bytes: int = MAX_BYTES) -> Dataset:
+    """The validated dataset at `root` (fetched from `source`, a storage URI, if any); raises DatasetError
+    listing every violation."""
+    dataset, problems = read_dataset_lenient(root, source)
     if problems:
         raise DatasetError(problems)
+    dataset.max_bytes = max_bytes
     return dataset

@@ -1,8 +1,10 @@
 """Joining a Ray cluster (RAY_ADDRESS or --address) or starting a local one."""
 
 import logging
+import math
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
         log.info("joined the Ray cluster at %s", address)
         return address
     ray.init(
+        # "local": always a Ray of our own; without it ray.init joins a `ray start` head on this machine
+        # (or trips on the ray_current_cluster file a dead one left), and then refuses num_cpus
+        address="local",
         num_cpus=num_cpus or os.cpu_count(),
         include_dashboard=dashboard,
         log_to_driver=True,
@@ -62,3 +67,50 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     )
     log.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
     return "local"
+
+
+class UnsatisfiableResources(ValueError):
+    """Training asks for more than the Ray cluster has: without this check Ray Train waits for ever."""
+
+
+def worker_slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> int:
+    """How many training workers of this shape the alive nodes can hold at once (a worker lives on one node)."""
+    slots = 0
+    for node in nodes:
+        if not node.get("Alive", False):
+            continue
+        resources = node.get("Resources", {})
+        fit = math.floor(resources.get("CPU", 0) / cpus_per_worker + 1e-9) if cpus_per_worker > 0 else 10**9
+        if use_gpu:
+            fit = min(fit, math.floor(resources.get("GPU", 0) + 1e-9))
+        slots += fit
+    return slots
+
+
+def check_training_resources(training, wait_s: float = 0.0) -> None:
+    """Fail with one message naming the keys when the cluster cannot hold training's workers; a cluster that
+    may scale up (a joined one) is given `wait_s` seconds to grow first."""
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    announced = False
+    while True:
+        nodes = ray.nodes()
+        slots = worker_slots(nodes, training.cpus_per_worker, training.use_gpu)
+        if slots >= training.num_workers:
+            return
+        if time.monotonic() >= deadline:
+            break
+        if not announced:
+            log.info("waiting up to %.0fs for the cluster to hold %d training workers", wait_s, training.num_workers)
+            announced = True
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    totals = ray.cluster_resources()
+    shape = f"{training.cpus_per_worker:g} CPU" + (" + 1 GPU" if training.use_gpu else "")
+    raise UnsatisfiableResources(
+        f"training.num_workers = {training.num_workers} workers of {shape} each (training.cpus_per_worker"
+        f"{', training.use_gpu' if training.use_gpu else ''}) do not fit this Ray cluster: it has "
+        f"{totals.get('CPU', 0):g} CPUs and {totals.get('GPU', 0):g} GPUs in all, room for {slots} such worker(s)"
+        + (f" after waiting {wait_s:.0f}s (ray.resource_wait_s)" if wait_s else "")
+        + ". Lower those keys, or join a larger cluster (--address)"
+    )

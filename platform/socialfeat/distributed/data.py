@@ -70,7 +70,7 @@ def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str,
     return columns
 
 
-def _decoded(root: str, column: str, stored, size: int):
+def _decoded(root, column: str, stored, size: int):
     from socialfeat.data.images import item_image_bytes
     from socialfeat.vision.transforms import load_image
 
@@ -80,7 +80,7 @@ def _decoded(root: str, column: str, stored, size: int):
     return load_image(data, size)
 
 
-def _rows_of_items(batch: dict, root: str, column: str, size: int, image_column: str, lookup_ref) -> dict:
+def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str, lookup_ref) -> dict:
     """Decode each item of a batch of items.parquet once and emit every row that names it; rows whose
     image is missing or undecodable are dropped."""
     import ray
@@ -97,20 +97,24 @@ def _rows_of_items(batch: dict, root: str, column: str, size: int, image_column:
     return out | {name: values[positions] for name, values in lookup["columns"].items()}
 
 
-def _single_image_rows(root: str, column: str, rows: pd.DataFrame, image_column: str, size: int):
+def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):
     import ray
+
+    from socialfeat.data.images import ImagePolicy
+
+    policy = ImagePolicy.of(root)  # workers read images by the policy of the dataset, never by a bare path
 
     by_item: dict = {}
     for position, item_id in enumerate(rows[image_column]):
         by_item.setdefault(item_id, []).append(position)
     lookup = {"rows": by_item, "columns": row_columns(rows, (image_column,))}
-    source = ray.data.read_parquet(os.path.join(root, "items.parquet")).select_columns(["item_id", column])
+    source = ray.data.read_parquet(os.path.join(policy.root, "items.parquet")).select_columns(["item_id", column])
     return source.map_batches(
         _rows_of_items,
         batch_format="numpy",
         batch_size=256,
         fn_kwargs={
-            "root": root,
+            "root": policy,
             "column": column,
             "size": size,
             "image_column": image_column,
@@ -131,7 +135,7 @@ def _gather_rows(batch: dict, image_columns: tuple[str, ...], lookup_ref) -> dic
     return out | {name: values[positions[keep]] for name, values in lookup["columns"].items()}
 
 
-def _multi_image_rows(root: str, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...], size: int):
+def _multi_image_rows(root, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...], size: int):
     """Decode each named item once, hold the decoded images in the object store (N x S x S x 3 uint8: 12 KB
     an image at 64 px), then build the rows from them."""
     import ray
@@ -159,8 +163,9 @@ def _multi_image_rows(root: str, column: str, rows: pd.DataFrame, image_columns:
     )
 
 
-def image_rows(root: str, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...] = ("item",), size: int = 64):
-    """A Ray Dataset of training rows: each of `image_columns` (item ids in `rows`) becomes that item's image
+def image_rows(root, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...] = ("item",), size: int = 64):
+    """A Ray Dataset of training rows (`root`: the dataset directory or its ImagePolicy): each of
+    `image_columns` (item ids in `rows`) becomes that item's image
     (S x S x 3 uint8, decoded in parallel from the dataset's items.parquet), every other column passes
     through (see row_columns). Rows with a missing or undecodable image are left out. Blocks keep one order
     run to run, so a seeded training run is reproducible."""

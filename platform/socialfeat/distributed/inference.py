@@ -50,7 +50,7 @@ def extract(
     return item_ids, vectors
 
 
-def item_images(root: str, column: str, item_ids, size: int):
+def item_images(root, column: str, item_ids, size: int):
     """A Ray Dataset of (item_id, item: the decoded image) for `item_ids`; undecodable images left out."""
     import pandas as pd
 

@@ -6,9 +6,11 @@ import math
 import os
 import resource
 import tempfile
+import threading
 
 import torch
 
+from socialfeat import artifacts
 from socialfeat.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -16,9 +18,34 @@ STATE = "state.pt"
 PID_FILE = "worker-{rank}.pid"  # where each worker says which process it is (operators, failure tests)
 
 
+def _fit_interruptibly(trainer):
+    """trainer.fit(), with Ctrl-C a KeyboardInterrupt like anywhere else in a run.
+
+    Ray Train 2.60 called from the main thread installs a SIGINT handler for the rest of the process that
+    aborts the controller and may sys.exit(0); from another thread (as in Tune) it installs none. So the
+    main thread waits on a daemon thread that fits, and an interrupt reaches the CLI, which stops Ray."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # handed to the main thread as it is
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def load_state(path: str) -> dict:
     """A training checkpoint: tensors and plain values only, loaded without running any code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return artifacts.load_tensors(path)
 
 
 def _latest_on_disk(checkpoint_root: str) -> dict | None:
@@ -193,7 +220,7 @@ def fit(
         datasets={"train": train_ds, "holdout": holdout_ds},
         dataset_config=DataConfig(execution_options=_ordered_ingest()),
     )
-    result = trainer.fit()
+    result = _fit_interruptibly(trainer)
     with result.checkpoint.as_directory() as directory:
         state = load_state(os.path.join(directory, STATE))
     return state, state["history"]

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import torch
 
+from socialfeat.artifacts import content_hash
 from socialfeat.features.extract import read_features
 
 # The last linear layer of each architecture: its weight's rows are the model's outputs.
@@ -27,6 +28,24 @@ def file_fingerprint(path: str) -> dict:
         raise FileNotFoundError(f"{path}: file does not exist")
     stat = os.stat(path)
     return {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+_CHECKED: set[str] = set()  # fingerprints of files already read whole once in this process
+
+
+def check_feature_file(path: str, fingerprint: dict) -> None:
+    """Read a features file whole once (per content), so a broken one fails before any stage runs."""
+    if content_hash(fingerprint) not in _CHECKED:
+        read_features(path)
+        _CHECKED.add(content_hash(fingerprint))
+
+
+def check_weights_file(path: str, training, fingerprint: dict) -> None:
+    """Load --weights once (per content and model) so a wrong file fails before any stage runs."""
+    key = content_hash([fingerprint, training.model, training.tap])
+    if key not in _CHECKED:
+        weights_encoder(path, training)
+        _CHECKED.add(key)
 
 
 def aligned_features(path: str, name: str, item_ids: np.ndarray) -> np.ndarray:

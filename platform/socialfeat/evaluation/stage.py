@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from socialfeat import artifacts
 from socialfeat.data.images import item_image_bytes
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.evaluation.external import aligned_features, file_fingerprint
+from socialfeat.evaluation.external import aligned_features, check_feature_file, check_weights_file, file_fingerprint
 from socialfeat.evaluation.suite import evaluate
 from socialfeat.features.extract import read_sets, write_sets
 from socialfeat.stages import Stage, StageContext
@@ -24,7 +24,7 @@ def stored_images(ctx: StageContext, ids) -> list:
     table = pq.read_table(os.path.join(dataset.root, "items.parquet"), columns=["item_id", column]).to_pandas()
     stored = table.set_index("item_id")[column].reindex(ids)
     return [
-        item_image_bytes(dataset.root, v, None) if column == "image" else item_image_bytes(dataset.root, None, v)
+        item_image_bytes(dataset.images, v, None) if column == "image" else item_image_bytes(dataset.images, None, v)
         for v in stored
     ]
 
@@ -93,6 +93,10 @@ def _config(cfg) -> dict:
         "seed": cfg.split.seed,
         "files": {name: file_fingerprint(path) for name, path in files.items()},
     }  # a missing file fails here
+    for name, path in cfg.evaluation.feature_files.items():
+        check_feature_file(path, config["files"][name])  # and an unusable one, before any stage runs
+    if cfg.evaluation.weights:
+        check_weights_file(cfg.evaluation.weights, cfg.training, config["files"]["weights"])
     if cfg.evaluation.weights:  # a weights file is read through the training architecture and crops
         config["training"] = cfg.training.model_dump(include={"model", "tap", "image_size", "crop_size", "seed"})
     return config

@@ -44,5 +44,5 @@ def load_encoder(path: str) -> tuple[dict, dict]:
     """(spec, state dict) of an encoder directory (or its encoder.pt); tensors only, no code is run."""
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     spec = artifacts.read_json(os.path.join(directory, SPEC))
-    state = torch.load(os.path.join(directory, WEIGHTS), map_location="cpu", weights_only=True)
+    state = artifacts.load_tensors(os.path.join(directory, WEIGHTS))
     return spec, state

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -27,14 +28,43 @@ def write_features(path: str, item_ids, vectors: np.ndarray) -> None:
 
 
 def read_features(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(item_ids, N x D vectors); raises ValueError naming the file when vectors hold NaN."""
-    table = pq.read_table(path)
-    vectors = np.asarray(table.column("vector").combine_chunks().flatten(), np.float32)
-    vectors = vectors.reshape(table.num_rows, -1)
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{path}: {int(bad.sum())} feature vector(s) hold NaN or infinite values")
+    """(item_ids, N x D vectors); raises ValueError naming the file (and the row) when it is not Parquet, lacks
+    a column, or holds a null, ragged, non-numeric or non-finite vector."""
+    table = _feature_table(path)
+    column = table.column("vector").combine_chunks()
+    nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+    if len(nulls):
+        raise ValueError(f"{path}: column 'vector' is null at row {nulls[0]}")
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    ragged = np.flatnonzero(lengths != lengths[0]) if len(lengths) else []
+    if len(ragged):
+        row = ragged[0]
+        raise ValueError(
+            f"{path}: column 'vector' has {lengths[row]} values at row {row} but {lengths[0]} at row 0 "
+            "(every vector must have one length)"
+        )
+    try:
+        vectors = np.asarray(column.flatten(), np.float32).reshape(table.num_rows, -1)
+    except (ValueError, TypeError, pa.ArrowInvalid) as error:
+        raise ValueError(f"{path}: column 'vector' is not a list of numbers ({column.type}: {error})") from None
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        raise ValueError(f"{path}: {len(bad)} feature vector(s) hold NaN or infinite values, first at row {bad[0]}")
     return np.asarray(table.column("item_id").to_pylist(), dtype=object), vectors
+
+
+def _feature_table(path: str) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ValueError(f"{path}: not a readable Parquet file of (item_id, vector) ({error})") from None
+    missing = [name for name in ("item_id", "vector") if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: column(s) {missing} missing (found: {table.column_names}); expected item_id, vector")
+    kind = table.schema.field("vector").type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise ValueError(f"{path}: column 'vector' has type {kind}, expected a list of numbers")
+    return table
 
 
 def write_sets(directory: str, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -12,7 +12,7 @@ def item_images(ctx: StageContext, size: int):
 
     dataset = ctx.dataset()
     items = dataset.items[dataset.items["image_ref"].notna()]
-    return items, decoded(dataset.root, dataset.image_column, items["item_id"], size)
+    return items, decoded(dataset.images, dataset.image_column, items["item_id"], size)
 
 
 def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:

@@ -32,7 +32,7 @@ def _image_datasets(ctx: StageContext, task: Task, rows: pd.DataFrame, holdout: 
     dataset, size = ctx.dataset(), ctx.cfg.training.image_size
 
     def images(part: pd.DataFrame):
-        return image_rows(dataset.root, dataset.image_column, part, task.image_columns, size).materialize()
+        return image_rows(dataset.images, dataset.image_column, part, task.image_columns, size).materialize()
 
     train_ds, holdout_ds = images(rows[~holdout]), images(rows[holdout])
     if train_ds.count() == 0:
@@ -88,7 +88,7 @@ def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np
     from socialfeat.vision.backbones import TAPS
 
     spec, _ = load_encoder(ctx.path(stage))
-    model = torch.load(ctx.path(stage, "model.pt"), map_location="cpu", weights_only=True)
+    model = artifacts.load_tensors(ctx.path(stage, "model.pt"))
     tower = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
     whole = spec | {"tap": TAPS[spec["architecture"]][-1]}  # the tower's output feeds the head
     dataset, training = ctx.dataset(), ctx.cfg.training

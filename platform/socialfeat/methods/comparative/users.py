@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from socialfeat import artifacts
 from socialfeat.clustering.kmeans import kmeans
@@ -42,7 +41,7 @@ def words_embeddings(run: str, tags: pd.Index) -> np.ndarray:
     whose words is in that dictionary)."""
     stages = words_stages(run)
     words = pd.read_parquet(os.path.join(stages["vocabulary"]["path"], "vocabulary.parquet"))["word"]
-    state = torch.load(os.path.join(stages["train"]["path"], "model.pt"), map_location="cpu", weights_only=True)
+    state = artifacts.load_tensors(os.path.join(stages["train"]["path"], "model.pt"))
     rows, index = state["head.weight"].float().numpy(), {word: n for n, word in enumerate(words)}
     embeddings = np.zeros((len(tags), rows.shape[1]), np.float32)
     for n, tag in enumerate(tags):
