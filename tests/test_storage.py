@@ -66,8 +66,8 @@ def test_a_run_to_s3_writes_the_files_a_local_run_writes(ray_session, bucket, tm
 
     shutil.rmtree(os.environ["SOCIALFEAT_CACHE"])  # another machine: nothing local, every stage is in the bucket
     assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN]) == 0
-    stages = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("stage ")]
-    assert len(stages) == 10 and all(" reused " in line for line in stages)
+    stages = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert len(stages) == 10 and all(words[1] == "reused" for words in stages)
 
 
 def test_a_dataset_in_s3_is_fetched_once_and_gives_the_local_results(ray_session, synth_dir, bucket, tmp_path):

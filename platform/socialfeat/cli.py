@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from socialfeat import artifacts, storage
+from socialfeat import artifacts, console, storage
 from socialfeat.config import ConfigError, load_config, to_yaml
 from socialfeat.storage import StorageError
 
@@ -33,6 +33,7 @@ def _add_run(commands) -> None:
     run.add_argument("--data", help="dataset directory (overrides data.path); default: synthesise one")
     run.add_argument("--out", help="run directory (default: runs/<experiment name>)")
     run.add_argument("--until", help="stop after this stage")
+    _add_verbose(run)
     run.add_argument(
         "--set",
         dest="overrides",
@@ -92,13 +93,25 @@ def _add_data(commands) -> None:
     movielens.set_defaults(handler=cmd_import_movielens)
 
 
+def _add_verbose(parser, default=argparse.SUPPRESS) -> None:
+    """-v / --verbose before or after the command (SUPPRESS: a command's flag never resets the global one)."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="print every log line (Ray's too) instead of writing them to RUN/logs/ only",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="socialfeat", description="Learn image features from user behaviour, on Ray.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_verbose(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
     sweep = commands.add_parser("sweep", help="sweep hyperparameters with Ray Tune + Optuna (see search_spaces/)")
     sweep.add_argument("space", help="search-space YAML")
+    _add_verbose(sweep)
     sweep.add_argument("--data", help="dataset directory (overrides the base experiment's data.path)")
     sweep.add_argument("--out", help="sweep directory (default: sweeps/<space name>)")
     sweep.add_argument(
@@ -154,13 +167,16 @@ def cmd_run(args) -> int:
     if trains(method_of(cfg), args.until):  # Ray Train would wait for ever for workers the cluster cannot hold
         joined = where not in ("local", "existing")  # only a cluster joined by address may grow
         check_training_resources(cfg.training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
-    print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})", file=sys.stderr)
+    print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
     metrics, run = run_experiment(
-        cfg, out, until=args.until, progress=sys.stderr.isatty(), started=started, remote=remote
+        cfg,
+        out,
+        until=args.until,
+        progress=sys.stderr.isatty(),
+        started=started,
+        remote=remote,
+        on_stage=lambda result, patterns: print(console.stage_line(result, patterns), flush=True),
     )
-    for result in run.results.values():
-        state = "reused" if result.reused else f"computed in {result.seconds:.1f}s"
-        print(f"  stage {result.name:<14} {state}  ({os.path.relpath(result.path)})")
     write_summary(out)
     report = write_html(out)
     publish(out, remote)
@@ -168,6 +184,7 @@ def cmd_run(args) -> int:
     print(f"report: {storage.join(remote, os.path.basename(report)) if remote else report}")
     metrics_file, config_file = storage.join(shown, "metrics.json"), storage.join(shown, "config.yaml")
     print(f"metrics: {metrics_file} ({len(metrics)} values); config: {config_file}")
+    print(f"logs: {os.path.join(out, console.LOG_DIR)} ({run.cfg.name} took {metrics['run/seconds']:.0f}s)")
     return 0
 
 
@@ -346,8 +363,7 @@ def cmd_config(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    console.setup(args.verbose)
     try:
         return args.handler(args)
     except USER_ERRORS as error:

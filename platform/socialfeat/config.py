@@ -101,16 +101,39 @@ class SamplingConfig(Strict):
     ray_min_positives: NonNegativeInt = 2_000_000  # shard over users with Ray Data from this log size
 
 
+# What each engine reads, at the values measured to work for it (benchmarks/factorization.py): lambda
+# is unscaled in als / sgd and per entry in implicit's engines, and BPR needs ~7x the epochs.
+ENGINE_DEFAULTS = {
+    "als": {"reg": 5.0, "epochs": 15},
+    "sgd": {"reg": 5.0, "epochs": 15, "learning_rate": 0.05},
+    "implicit_als": {"reg": 1.0, "epochs": 15, "alpha": 1.0},
+    "implicit_bpr": {"reg": 0.01, "epochs": 105, "learning_rate": 0.01},
+}
+
+
 class FactorizationConfig(Strict):
+    """Keys an experiment leaves unset take the engine's defaults (ENGINE_DEFAULTS), so `--set
+    factorization.engine=...` never carries one engine's lambda or epochs into another."""
+
     engine: Literal["als", "sgd", "implicit_als", "implicit_bpr"] = "als"
     dim: PositiveInt = 32
     reg: NonNegativeFloat = 5.0
     epochs: PositiveInt = 15
     learning_rate: PositiveFloat = 0.05  # sgd and implicit_bpr
     alpha: PositiveFloat = 1.0  # implicit_als confidence scale
+    cg_steps: NonNegativeInt = 3  # als on a CPU: CG steps per row update; 0 = the exact solve (as on a GPU)
     seed: int = 0
     eval_max_users: PositiveInt = 2000  # users ranked against all unseen items (a seeded sample)
     neighbours: PositiveInt = 10  # latent-factor neighbours per tr item (Fig. 4 analysis)
+
+    @model_validator(mode="after")
+    def _engine_defaults(self):
+        for key, value in ENGINE_DEFAULTS[self.engine].items():
+            if key not in self.model_fields_set:
+                # bypasses validate_assignment and keeps the key unset, so a dump with exclude_unset
+                # (sweep trials) lets another engine choose its own
+                object.__setattr__(self, key, value)
+        return self
 
 
 class ClusteringConfig(Strict):

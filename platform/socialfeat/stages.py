@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from socialfeat import artifacts, storage
+from socialfeat import artifacts, console, storage
 from socialfeat.config import ExperimentConfig, to_yaml
 from socialfeat.data.reader import Dataset, read_dataset
 
@@ -97,6 +97,8 @@ class StageContext:
     progress: bool = False
     remote: str | None = None  # the storage URI this run publishes to; `out` is then its local working copy
     tune_objectives: tuple[str, ...] | None = None  # inside a sweep trial: what its searcher optimises
+    # told (result, its key metric patterns) as each stage finishes: the CLI prints a line
+    on_stage: Callable[[artifacts.StageResult, tuple[str, ...]], None] | None = None
     results: dict[str, artifacts.StageResult] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     dataset_root: str = ""
@@ -136,6 +138,8 @@ def _synthesise(ctx: StageContext) -> str:
         return {f"synth/{k}": v for k, v in counts.items()}
 
     ctx.results["synth"] = ctx.store.run("synth", synth.model_dump(), {}, compute)
+    if ctx.on_stage is not None:
+        ctx.on_stage(ctx.results["synth"], ("synth/items", "synth/interactions"))
     return ctx.results["synth"].path
 
 
@@ -160,6 +164,8 @@ def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
     ctx.keys[stage.name] = ctx.store.key(stage.name, config, inputs)
     result = ctx.store.run(stage.name, config, inputs, lambda tmp: stage.compute(ctx, tmp))
     ctx.results[stage.name] = result
+    if ctx.on_stage is not None:
+        ctx.on_stage(result, stage.key_metrics)
     if stage.trains and not ctx.remote:  # the stage holds what training made; a remote run's stay shared
         shutil.rmtree(ctx.checkpoints(stage.name), ignore_errors=True)
     return result
@@ -221,6 +227,7 @@ def run_experiment(
     remote: str | None = None,
     remote_stages: str | None = None,
     tune_objectives: tuple[str, ...] | None = None,
+    on_stage: Callable[[artifacts.StageResult, tuple[str, ...]], None] | None = None,
 ) -> tuple[dict, StageContext]:
     """Run the method's stages up to `until` (inclusive) into `out`; returns (metrics, context).
 
@@ -235,9 +242,9 @@ def run_experiment(
     os.makedirs(out, exist_ok=True)
     remote_stages = remote_stages or (storage.join(remote, "stages") if remote else None)
     store = artifacts.StageStore(stage_root or os.path.join(out, "stages"), remote_stages)
-    ctx = StageContext(cfg, out, store, progress, remote, tune_objectives)
+    ctx = StageContext(cfg, out, store, progress, remote, tune_objectives, on_stage)
     started = started or time.perf_counter()
-    with artifacts.run_lock(out):
+    with artifacts.run_lock(out), console.run_log(out):
         try:
             artifacts.remove_abandoned_dirs(store.root)
             resolve_dataset(ctx)
@@ -263,10 +270,16 @@ def _missing_dirs(path: str) -> list[str]:
 def _remove_own(out: str, made: list[str], store: artifacts.StageStore) -> None:
     """Undo a run that produced nothing: its lock files, then the directories it made if they are empty.
     Nothing another process wrote is removed (rmdir refuses a non-empty directory)."""
-    for path in [*store.lock_files, *([os.path.join(out, artifacts.RUN_LOCK)] if made else [])]:
+    logs = os.path.join(out, console.LOG_DIR)
+    own = [
+        os.path.join(out, artifacts.RUN_LOCK),
+        os.path.join(logs, console.LOG_FILE),
+        os.path.join(logs, console.RAY_LOGS),
+    ]
+    for path in [*store.lock_files, *(own if made else [])]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-    for directory in [os.path.join(store.root, ".locks"), store.root, *made]:
+    for directory in [os.path.join(store.root, ".locks"), store.root, logs, *made]:
         with contextlib.suppress(OSError):
             os.rmdir(directory)
 
@@ -274,5 +287,5 @@ def _remove_own(out: str, made: list[str], store: artifacts.StageStore) -> None:
 def publish(out: str, remote: str | None) -> None:
     """Upload a run's own files (metrics, config, reports; its stages are uploaded as they complete)."""
     if remote:
-        count = storage.upload(out, remote, skip=("stages", artifacts.RUN_LOCK))
+        count = storage.upload(out, remote, skip=("stages", artifacts.RUN_LOCK))  # logs/ray, a link, is not walked
         log.info("run %s: %d files published to %s", out, count, remote)

@@ -74,3 +74,35 @@ def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):
 def test_ragged_float_vectors_are_named():
     with pytest.raises(ValueError, match="column 'target' holds float vectors of different lengths"):
         row_columns(pd.DataFrame({"item": ["a", "b"], "target": [np.ones(2), np.ones(3)]}), ("item",))
+
+
+def test_an_extraction_whose_actor_dies_is_run_again(ray_session, tmp_path):
+    import ray
+
+    from socialfeat.distributed.inference import again_if_an_actor_dies
+
+    class CrashOnce:  # defined here so that workers get it by value (the test module is not importable there)
+        """A pool actor whose process dies on its first batch of the run (a marker file remembers it)."""
+
+        def __init__(self, marker: str):
+            self.marker = marker
+
+        def __call__(self, batch):
+            if not os.path.exists(self.marker):
+                open(self.marker, "w").close()
+                os._exit(1)
+            return batch
+
+    marker, runs = str(tmp_path / "crashed"), []
+
+    def work():
+        runs.append(1)
+        pool = ray.data.range(30, override_num_blocks=3).map_batches(
+            CrashOnce, fn_constructor_kwargs={"marker": marker}, concurrency=1, max_restarts=0
+        )
+        return sorted(row["id"] for row in pool.take_all())
+
+    assert again_if_an_actor_dies(work) == list(range(30)) and len(runs) == 2
+    os.remove(marker)
+    with pytest.raises(ray.exceptions.RayActorError):
+        again_if_an_actor_dies(work, attempts=1)

@@ -81,18 +81,42 @@ def test_ndcg_of_a_perfect_and_a_reversed_list():
     assert ndcg_at_k(np.array([[False, True, True]]), np.array([2]))[0] < 0.7
 
 
-def test_als_row_update_is_the_closed_form_solution():
+def _small_entries() -> engines.Entries:
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 40, 500).astype(np.int32), rng.integers(0, 70, 500).astype(np.int32)
     keep = ~pd.DataFrame({"u": users, "i": items}).duplicated().to_numpy()
-    data = engines.Entries(users[keep], items[keep], rng.integers(0, 2, keep.sum()).astype(np.float32), 40, 70)
-    user_factors, item_factors = engines.fit_als(data, FactorizationConfig(dim=8, reg=0.7, epochs=3))
-    # after the last item update, each item row solves its normal equations exactly
+    return engines.Entries(users[keep], items[keep], rng.integers(0, 2, keep.sum()).astype(np.float32), 40, 70)
+
+
+@pytest.mark.parametrize(("cg_steps", "tolerance"), [(0, 1e-4), (8, 2e-3)])
+def test_als_row_update_is_the_closed_form_solution(cg_steps, tolerance):
+    """The exact solve, and CG with as many steps as dimensions (CG's exact-arithmetic bound)."""
+    data = _small_entries()
+    cfg = FactorizationConfig(dim=8, reg=0.7, epochs=3, cg_steps=cg_steps)
+    user_factors, item_factors = engines.fit_als(data, cfg)
+    # after the last item update, each item row solves its normal equations
     for item in (0, 5, 11):
         rows = data.items == item
         design = user_factors[data.users[rows]]
         solution = np.linalg.solve(design.T @ design + 0.7 * np.eye(8), design.T @ data.values[rows])
-        assert np.allclose(solution, item_factors[item], atol=1e-4)
+        assert np.allclose(solution, item_factors[item], atol=tolerance)
+
+
+def test_cg_als_is_deterministic_whatever_the_thread_count():
+    import numba
+
+    data, cfg = _small_entries(), FactorizationConfig(dim=8, reg=0.7, epochs=4)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = engines.fit_als(data, cfg)
+    finally:
+        numba.set_num_threads(threads)
+    many = engines.fit_als(data, cfg)
+    assert all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
+    exact = engines.fit_als(data, cfg.model_copy(update={"cg_steps": 0}))
+    assert not np.array_equal(one[1], exact[1])  # three CG steps from a warm start are close, not exact
+    assert np.abs(one[1] - exact[1]).max() < 0.05
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import yaml
 
 from conftest import SHRINK, space_file
 from socialfeat.cli import main
-from socialfeat.config import ConfigError
-from socialfeat.sweep.space import load_space
+from socialfeat.config import ConfigError, load_config
+from socialfeat.sweep.space import load_space, spec_of, trial_config
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,19 @@ def test_shipped_search_spaces_load():
     assert len(spaces) >= 3
     for path in spaces:
         assert load_space(path).parameters
+
+
+def test_a_trial_that_switches_engine_gets_that_engines_defaults_and_range():
+    space = load_space(os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces", "cfl_factorization.yaml"))
+    base = space.base_config(None)
+    assert (base.factorization.engine, base.factorization.reg, base.factorization.epochs) == ("als", 5.0, 15)
+    point = {"factorization.engine": "implicit_bpr", "factorization.reg": 0.02, "factorization.dim": 32}
+    bpr = trial_config(base, point, "t1").factorization
+    assert (bpr.reg, bpr.epochs, bpr.learning_rate, bpr.dim) == (0.02, 105, 0.01, 32)  # epochs: BPR's, not als's
+    assert spec_of(space, "factorization.reg", point) == {"loguniform": [0.001, 0.1]}
+    assert spec_of(space, "factorization.reg", {"factorization.engine": "als"}) == {"loguniform": [0.5, 50.0]}
+    pinned = load_config(None, ["factorization.epochs=30", "factorization.engine=implicit_bpr"]).factorization
+    assert (pinned.epochs, pinned.reg) == (30, 0.01)  # a value the experiment sets is kept
 
 
 @pytest.mark.slow
@@ -174,3 +187,16 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
     assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0  # nothing left to run
     again = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
     assert (again["status"] == results["status"]).all()
+
+
+def test_a_trial_holds_blas_torch_and_numba_to_its_cpu_share():
+    """In a fresh process: the caps are process-wide, as they are in a trial's own worker process."""
+    probe = (
+        "import numba, torch; from threadpoolctl import threadpool_info;"
+        "from socialfeat.sweep.runner import cap_threads;"
+        "assert cap_threads(0.01) == 1;"
+        "blas = max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas');"
+        "print(numba.get_num_threads(), torch.get_num_threads(), blas)"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["1", "1", "1"]

@@ -45,15 +45,20 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     Train needs to release the workers of a trainer whose trial Tune stopped (ASHA); without it each
     stopped CNN trial kept its workers' CPUs and the next trial's image loading waited for ever."""
     import ray
+    import ray.data
+
+    from socialfeat import console
 
     quiet_data_progress()
+    console.quiet_ray()  # before ray.init, whose token-authentication notice is for operators (Ray 2.60)
+    to_driver = console.verbose()  # workers' output: in the Ray session's logs (RUN/logs/ray), or printed
 
     if ray.is_initialized():
         return "existing"
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=to_driver)
         log.info("joined the Ray cluster at %s", address)
         return address
     ray.init(
@@ -62,7 +67,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
         address="local",
         num_cpus=num_cpus or os.cpu_count(),
         include_dashboard=dashboard,
-        log_to_driver=True,
+        log_to_driver=to_driver,
         **({"dashboard_host": "127.0.0.1"} if dashboard else {}),
     )
     log.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())

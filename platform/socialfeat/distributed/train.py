@@ -18,12 +18,13 @@ STATE = "state.pt"
 PID_FILE = "worker-{rank}.pid"  # where each worker says which process it is (operators, failure tests)
 
 
-def _fit_interruptibly(trainer):
+def _fit_interruptibly(trainer, poll=None):
     """trainer.fit(), with Ctrl-C a KeyboardInterrupt like anywhere else in a run.
 
     Ray Train 2.60 called from the main thread installs a SIGINT handler for the rest of the process that
     aborts the controller and may sys.exit(0); from another thread (as in Tune) it installs none. So the
-    main thread waits on a daemon thread that fits, and an interrupt reaches the CLI, which stops Ray."""
+    main thread waits on a daemon thread that fits, and an interrupt reaches the CLI, which stops Ray.
+    `poll` is called twice a second meanwhile (the progress bar)."""
     if threading.current_thread() is not threading.main_thread():
         return trainer.fit()
     outcome: dict = {}
@@ -38,6 +39,8 @@ def _fit_interruptibly(trainer):
     thread.start()
     while thread.is_alive():
         thread.join(0.5)
+        if poll is not None:
+            poll()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
@@ -168,6 +171,42 @@ def _tune_callbacks(tune_objectives: tuple[str, ...] | None) -> list:
     return [EpochReports()]
 
 
+class _EpochProgress:
+    """A bar over training epochs on the driver, with the loss: the controller puts each epoch's report
+    into a Ray queue (workers' reports reach the driver only when fit returns, Ray Train 2.60)."""
+
+    def __init__(self, epochs: int):
+        from ray.util.queue import Queue
+
+        from socialfeat import console
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.bar = console.bar(epochs, "training", True, unit="epoch")
+
+    def callback(self):
+        from ray.train import UserCallback
+
+        queue = self.queue
+
+        class ToQueue(UserCallback):
+            def after_report(self, run_context, metrics, checkpoint):
+                queue.put_nowait({k: metrics[0][k] for k in ("epoch", "train_loss", "holdout_loss")})
+
+        return ToQueue()
+
+    def poll(self) -> None:
+        while not self.queue.empty():
+            report = self.queue.get_nowait()
+            self.bar.update(report["epoch"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{report['train_loss']:.3f}", holdout=f"{report['holdout_loss']:.3f}")
+
+    def close(self) -> None:
+        import ray
+
+        self.bar.close()
+        ray.kill(self.queue.actor)
+
+
 def _ordered_ingest():
     """Ray Data's ingest options with blocks delivered in dataset order: the streaming executor otherwise
     hands a worker whichever block finishes first, so the same seed trained different models run to run
@@ -188,15 +227,18 @@ def fit(
     checkpoints: str,
     name: str,
     tune_objectives: tuple[str, ...] | None = None,
+    progress: bool = False,
 ) -> tuple[dict, list]:
     """Train `task` with a TorchTrainer; returns (final training state, per-epoch history).
 
     Checkpoints go to `checkpoints`/`name` (a local path or a storage URI every worker reaches); a later
     call with the same place resumes from the newest one there. `tune_objectives`: inside a Tune trial,
-    the metrics its searcher optimises (every epoch is then reported to Tune)."""
+    the metrics its searcher optimises (every epoch is then reported to Tune). `progress`: a bar over the
+    epochs (from the main thread only: a Tune trial has its own reporting)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    bar = _EpochProgress(cfg.epochs) if progress and threading.current_thread() is threading.main_thread() else None
     pid_dir = checkpoints if "://" not in checkpoints else tempfile.mkdtemp(prefix="socialfeat-pids-")
     trainer = TorchTrainer(
         worker_loop,
@@ -215,12 +257,16 @@ def fit(
             storage_path=checkpoints,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=_tune_callbacks(tune_objectives),
+            callbacks=_tune_callbacks(tune_objectives) + ([bar.callback()] if bar else []),
         ),
         datasets={"train": train_ds, "holdout": holdout_ds},
         dataset_config=DataConfig(execution_options=_ordered_ingest()),
     )
-    result = _fit_interruptibly(trainer)
+    try:
+        result = _fit_interruptibly(trainer, bar and bar.poll)
+    finally:
+        if bar:
+            bar.close()
     with result.checkpoint.as_directory() as directory:
         state = load_state(os.path.join(directory, STATE))
     return state, state["history"]

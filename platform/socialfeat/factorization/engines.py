@@ -95,10 +95,36 @@ def _solve_rows(blocks, other, n_rows: int, reg: float):
 
 
 def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
-    """Batched closed-form ALS in torch (on a GPU when one is present)."""
+    """ALS: on a CPU, `cg_steps` warm-started conjugate-gradient steps per row and half-epoch (numba);
+    on a GPU, or with cg_steps 0, the exact batched closed-form solve in torch."""
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available() or cfg.cg_steps == 0:
+        return _fit_als_exact(entries, cfg, on_epoch, device="cuda" if torch.cuda.is_available() else "cpu")
+    from socialfeat.factorization.cg import cg_rows
+
+    rng = np.random.default_rng(cfg.seed)
+    users, items = _initial(entries.n_users, cfg.dim, rng), _initial(entries.n_items, cfg.dim, rng)
+    by_user = _csr(entries.users, entries.items, entries.values, (entries.n_users, entries.n_items))
+    by_item = _csr(entries.items, entries.users, entries.values, (entries.n_items, entries.n_users))
+    for epoch in range(cfg.epochs):
+        cg_rows(by_user.indptr, by_user.indices, by_user.data, users, items, cfg.reg, cfg.cg_steps)
+        cg_rows(by_item.indptr, by_item.indices, by_item.data, items, users, cfg.reg, cfg.cg_steps)
+        if on_epoch:
+            on_epoch(epoch, users, items)
+    return users, items
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Rows' entries in CSR, each row's columns in their original order (duplicates are kept, as in Eq. 3)."""
+    order = np.argsort(rows, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
+    return sp.csr_matrix((values[order].astype(np.float32), cols[order].astype(np.int32), indptr), shape=shape)
+
+
+def _fit_als_exact(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None, device: str):
+    import torch
+
     rng = np.random.default_rng(cfg.seed)
     user_blocks = _row_blocks(entries.users, entries.items, entries.values, entries.n_users, entries.n_items, cfg.dim)
     item_blocks = _row_blocks(entries.items, entries.users, entries.values, entries.n_items, entries.n_users, cfg.dim)

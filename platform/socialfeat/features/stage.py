@@ -31,7 +31,16 @@ def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
     for name, weights in {"cnn": state, "random_cnn": None}.items():
         if name == "random_cnn" and not cfg.random_cnn:
             continue
-        sets[name] = extract(images, spec, weights, training.seed, cfg.batch_size, cfg.concurrency, training.use_gpu)
+        sets[name] = extract(
+            images,
+            spec,
+            weights,
+            training.seed,
+            cfg.batch_size,
+            cfg.concurrency,
+            training.use_gpu,
+            progress=ctx.progress,
+        )
         ids, vectors = sets[name]
         if labels is not None:
             result[f"features/{name}/label_precision@{cfg.neighbours}"] = label_precision(

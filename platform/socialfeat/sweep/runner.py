@@ -51,6 +51,7 @@ def trial(
     from socialfeat.stages import publish, run_experiment
 
     context = ray.tune.get_context()
+    cap_threads(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
     run_dir = _start_record(trials_root, context, params, base_params)
     cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
     remote_trial = storage.join(remote, "trials", context.get_trial_id()) if remote else None
@@ -72,6 +73,20 @@ def trial(
     write_json(os.path.join(run_dir, "trial_metrics.json"), metrics)  # complete: the resume record
     publish(run_dir, remote_trial)
     ray.tune.report(metrics)
+
+
+def cap_threads(cpus: float) -> int:
+    """Hold BLAS, torch and numba to the trial's CPU share (at least one thread): each library otherwise
+    starts a thread per core in every concurrent trial, and two trials on 2 cores ran 4+ busy threads."""
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(cpus))
+    threadpool_limits(limits=threads)  # process-wide from here (a trial owns its worker process)
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threads
 
 
 def _start_record(trials_root: str, context, params: dict, base_params: dict) -> str:
@@ -142,7 +157,7 @@ def base_point(space: SearchSpace, base: ExperimentConfig) -> dict:
                 add(choices[point[key]])
 
     add(space.parameters)
-    outside = [key for key, found in point.items() if not within(spec_of(space, key), found)]
+    outside = [key for key, found in point.items() if not within(spec_of(space, key, point), found)]
     if outside:
         log.warning("the base experiment lies outside the space at %s: it is not evaluated as a trial", outside)
         return {}
@@ -246,7 +261,7 @@ def _study_with(done: list[dict], space: SearchSpace):
     study = optuna.create_study(storage=storage, study_name="sweep", directions=directions)
     for record in done:
         values = [record.get("metrics", {}).get(o.metric) for o in space.objectives]
-        distributions = {key: _distribution(spec_of(space, key)) for key in record["params"]}
+        distributions = {key: _distribution(spec_of(space, key, record["params"])) for key in record["params"]}
         state = (
             optuna.trial.TrialState.COMPLETE
             if None not in values
@@ -288,7 +303,7 @@ def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str
 
     fn = tune.with_parameters(
         trial,
-        base=base.model_dump(mode="json"),
+        base=base.model_dump(mode="json", exclude_unset=True),
         base_params=point,
         stage_root=os.path.join(out, "stages"),
         trials_root=os.path.join(out, "trials"),

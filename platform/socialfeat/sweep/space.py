@@ -248,24 +248,33 @@ def suggest(trial, parameters: dict) -> dict:
 
 
 def trial_config(base: ExperimentConfig, params: dict, name: str) -> ExperimentConfig:
-    """The base experiment with a trial's parameters set (validated like any config)."""
-    raw = base.model_dump(mode="json")
+    """The base experiment with a trial's parameters set (validated like any config); keys the base
+    left unset stay unset, so a trial's engine takes its own defaults."""
+    raw = base.model_dump(mode="json", exclude_unset=True)
     for key, value in params.items():
         set_dotted(raw, key, value)
     raw["name"] = name
     return build_config(raw, f"trial {name}")
 
 
-def spec_of(space: SearchSpace, key: str) -> dict:
-    """The distribution of `key`, looking into conditional sub-spaces too."""
-    if key in space.parameters:
-        return space.parameters[key]
-    for spec in space.parameters.values():
-        if isinstance(spec.get("choice"), dict):
-            for sub in spec["choice"].values():
-                if sub and key in sub:
-                    return sub[key]
-    return {}
+def spec_of(space: SearchSpace, key: str, point: dict | None = None) -> dict:
+    """The distribution of `key`, looking into conditional sub-spaces too: the branch `point` chose
+    where given (a key may range differently per branch), else the first branch that has it."""
+
+    def find(parameters: dict) -> dict:
+        if key in parameters:
+            return parameters[key]
+        for choice_key, spec in parameters.items():
+            branches = spec.get("choice")
+            if isinstance(branches, dict):
+                names = [point[choice_key]] if point and choice_key in point else list(branches)
+                for name in names:
+                    found = find(branches.get(name) or {})
+                    if found:
+                        return found
+        return {}
+
+    return find(space.parameters)
 
 
 def log_scale(spec: dict) -> bool:

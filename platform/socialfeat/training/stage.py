@@ -58,7 +58,15 @@ def train_task(
     train_rows, holdout_rows = train_ds.count(), holdout_ds.count()
     started = time.perf_counter()
     state, history = fit(
-        train_ds, holdout_ds, task, cfg, train_rows, ctx.checkpoints(stage), "cnn", ctx.tune_objectives
+        train_ds,
+        holdout_ds,
+        task,
+        cfg,
+        train_rows,
+        ctx.checkpoints(stage),
+        "cnn",
+        tune_objectives=ctx.tune_objectives,
+        progress=ctx.progress,
     )
     model = task.build(*backbone(cfg.model))
     model.load_state_dict(state["model"])

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from socialfeat import artifacts
+from socialfeat import artifacts, console
 from socialfeat.clustering.kmeans import kmeans, nmi
 from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
 from socialfeat.factorization.sampling import sample_negatives
@@ -38,7 +38,13 @@ def factorization(ctx: StageContext, tmp: str) -> dict:
     entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
     users = pd.read_parquet(ctx.path("sampling", "users.parquet"))
     items = pd.read_parquet(ctx.path("sampling", "items.parquet"))
-    user_factors, item_factors, history, seconds = factorize(entries, len(users), len(items), cfg)
+    with console.bar(cfg.epochs, "factorization", ctx.progress, unit="epoch") as bar:
+
+        def show(scores: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(rmse=f"{scores['rmse']:.3f}", pr=f"{scores['pr']:.3f}")
+
+        user_factors, item_factors, history, seconds = factorize(entries, len(users), len(items), cfg, show)
     np.save(os.path.join(tmp, "user_factors.npy"), user_factors)
     np.save(os.path.join(tmp, "item_factors.npy"), item_factors)
     users.to_parquet(os.path.join(tmp, "users.parquet"), index=False)

@@ -1,0 +1,40 @@
+"""What `socialfeat run` prints: a line per stage on the console, every log line in RUN/logs/."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--set", "data.synth.users=150", "--set", "data.synth.items=120", "--set", "data.synth.image_size=24"]
+STAGES = ("synth", "data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features", "evaluate")
+
+
+def _run(out, *arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "socialfeat", "run", "--out", str(out), *TINY, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"RAY_ADDRESS": ""})
+
+
+@pytest.mark.slow
+def test_a_default_run_prints_a_line_per_stage_and_logs_the_rest(tmp_path):
+    finished = _run(tmp_path / "run", "--set", "training.epochs=2")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    console = (finished.stdout + finished.stderr).splitlines()
+    assert len(console) <= 16, "\n".join(console)
+    for banned in ("WARNING", "ERROR", "Traceback", "core_worker", "(pid="):  # Ray's own lines, workers' lines
+        assert banned not in finished.stdout + finished.stderr, banned
+    named = [line.split()[0] for line in finished.stdout.splitlines() if line.startswith("  ")]
+    assert named == list(STAGES)
+    assert any(line.split()[0] == "factorization" and "mf/pr" in line for line in finished.stdout.splitlines())
+    log = (tmp_path / "run" / "logs" / "socialfeat.log").read_text()
+    assert "factorization epoch 1:" in log and "Started a local Ray instance" in log
+    assert os.path.isdir(tmp_path / "run" / "logs" / "ray")  # the Ray session's logs, linked
+
+
+def test_verbose_brings_the_log_lines_back(tmp_path):
+    finished = _run(tmp_path / "run", "--until", "factorization", "--verbose")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "factorization epoch 1:" in finished.stderr
+    quiet = _run(tmp_path / "run", "--until", "factorization")
+    assert quiet.returncode == 0 and "factorization epoch" not in quiet.stderr + quiet.stdout
+    assert quiet.stdout.count("reused") == 6  # synth .. factorization
