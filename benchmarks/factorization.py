@@ -155,7 +155,9 @@ def main() -> None:
                 by_engine["als"]["seconds_per_epoch"] / by_engine["implicit_als"]["seconds_per_epoch"], 2
             )
         if "als" in by_engine and "als_exact" in by_engine:
-            summary[f"{dataset}/als_mf_pr_minus_exact"] = round(by_engine["als"]["mf/pr"] - by_engine["als_exact"]["mf/pr"], 4)
+            summary[f"{dataset}/als_mf_pr_minus_exact"] = round(
+                by_engine["als"]["mf/pr"] - by_engine["als_exact"]["mf/pr"], 4
+            )
     print(json.dumps(summary), flush=True)
 
 
