@@ -81,13 +81,14 @@ def _process_gone(tag: str) -> bool:
     return False
 
 
-def remove_abandoned_dirs(parent: str) -> int:
+def remove_abandoned_dirs(parent: str, writers_done: bool = False) -> int:
     """Delete the temporary directories atomic_dir left under `parent` when its process was killed (this
-    host's, whose process is gone); returns how many."""
+    host's, whose process is gone; or all of them when the caller knows every writer is done: a sweep
+    after its trials, whose Ray worker processes outlive the trials Tune stopped); returns how many."""
     removed = 0
     for path in glob.glob(os.path.join(parent, ".*.tmp-*-*")):
         tag = path.rsplit(".tmp-", 1)[1].rsplit("-", 1)[0]
-        if _process_gone(tag):
+        if writers_done or _process_gone(tag):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     if removed:

@@ -184,7 +184,7 @@ def cmd_run(args) -> int:
     print(f"report: {storage.join(remote, os.path.basename(report)) if remote else report}")
     metrics_file, config_file = storage.join(shown, "metrics.json"), storage.join(shown, "config.yaml")
     print(f"metrics: {metrics_file} ({len(metrics)} values); config: {config_file}")
-    print(f"logs: {os.path.join(out, console.LOG_DIR)} ({run.cfg.name} took {metrics['run/seconds']:.0f}s)")
+    print(f"logs: {storage.join(shown, console.LOG_DIR)} ({run.cfg.name} took {metrics['run/seconds']:.0f}s)")
     return 0
 
 

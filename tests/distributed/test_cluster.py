@@ -155,7 +155,7 @@ def test_submitted_jobs_run_the_experiment_from_the_working_dir(ray_head, bucket
     out = f"{bucket}/run"  # results go to shared storage, as a multi-node cluster needs
     status, logs = _run_job(address, env, f"socialfeat run experiments/small.yaml --out {out} {SMALL}", str(work))
     assert status == "SUCCEEDED", logs[-3000:]
-    assert "stage factorization" in logs and "Ray: " in logs and "local" not in logs.split("Ray: ")[1][:10]
+    assert "factorization  computed" in logs and "Ray: " in logs and "local" not in logs.split("Ray: ")[1][:10]
     metrics = json.loads(_read(f"{out}/metrics.json"))
     assert metrics["data/users"] == 200 and metrics["mf/pr"] < metrics["mf/popularity/pr"]
     assert yaml.safe_load(_read(f"{out}/config.yaml"))["factorization"]["epochs"] == 4

@@ -145,4 +145,4 @@ def test_local_mode_starts_its_own_ray_beside_a_dead_clusters_address_file(tmp_p
             with open(marker, "w") as handle:
                 handle.write(saved)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "(Ray: local)" in done.stderr
+    assert "(Ray: local)" in done.stdout

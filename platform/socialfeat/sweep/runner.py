@@ -387,7 +387,7 @@ def run_sweep(
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     record_stopped(results, out, space.epoch_metrics, remote)
     # stages half-written by killed trials (ASHA stops, a dead driver): with the trials over, nothing finishes them
-    remove_abandoned_dirs(os.path.join(out, "stages"))
+    remove_abandoned_dirs(os.path.join(out, "stages"), writers_done=True)
     shutil.rmtree(os.path.join(out, "stages", ".checkpoints"), ignore_errors=True)  # of trials that never finished
     return results
 
