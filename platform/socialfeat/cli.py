@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -11,7 +10,6 @@ from socialfeat import artifacts, console, storage
 from socialfeat.config import ConfigError, load_config, to_yaml
 from socialfeat.storage import StorageError
 
-log = logging.getLogger("socialfeat")
 USER_ERRORS = (
     ConfigError,
     ValueError,

@@ -69,7 +69,6 @@ def again_if_an_actor_dies(work, attempts: int = ACTOR_ATTEMPTS):
             if attempt == attempts:
                 raise
             log.warning("an actor died (%s): running the extraction again (%d of %d)", error, attempt + 1, attempts)
-    return None
 
 
 def _embed(
