@@ -1,10 +1,13 @@
 """Image throughput of the CNN stages: decode + augment (Ray Data against a plain PIL loop on the
 same cores), the training step, and feature extraction; on a GPU also ResNet-50 bf16 training.
 
-    python benchmarks/training.py [--data DIR] [--no-ray] [--steps 30]
+    python benchmarks/training.py [--data DIR] [--repeat 1,8] [--no-ray] [--steps 30]
 
 --data is a contract dataset with images (default: the MovieLens posters imported into a temporary
-directory). Prints one JSON line per measurement. Without Ray installed (a GPU box) use --no-ray.
+directory); --repeat R also measures decoding on a copy whose items.parquet holds every image R times
+(as distinct items), where Ray Data's fixed cost per execution (~1 s) weighs less. Decoding is reported
+in images/s per core: the PIL loop uses one, Ray Data every CPU of its local cluster. Prints one JSON line
+per measurement. Without Ray installed (a GPU box) use --no-ray.
 """
 
 import argparse
@@ -14,15 +17,18 @@ import tempfile
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
+from PIL import Image
 
-from socialfeat.data.images import item_image_bytes
+from socialfeat.data.images import encode_jpeg, item_image_bytes
 from socialfeat.features.extract import embed_images
 from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.training.loop import make_optimizer, train_one_epoch
 from socialfeat.vision.backbones import backbone
-from socialfeat.vision.transforms import load_image, to_input
+from socialfeat.vision.transforms import decode_jpeg_batch, load_image, to_input
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-posters")
 
@@ -37,26 +43,50 @@ def _encoded(root: str) -> tuple[list, list]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _repeated(root: str, work: str, times: int) -> str:
+    """A copy of dataset `root` whose items.parquet holds each item with an image `times` times."""
+    if times == 1:
+        return root
+    copy = os.path.join(work, f"x{times}")
+    os.makedirs(copy)
+    for name in os.listdir(root):
+        if name != "items.parquet":
+            os.symlink(os.path.join(root, name), os.path.join(copy, name))
+    items = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", "image"])
+    items = items.filter(pc.is_valid(items["image"]))
+    ids = items["item_id"].cast(pa.string())
+    copies = [items.set_column(0, "item_id", pc.binary_join_element_wise(f"{r}-", ids, "")) for r in range(times)]
+    pq.write_table(pa.concat_tables(copies), os.path.join(copy, "items.parquet"))
+    return copy
+
+
 def bench_pil(images: list, size: int, crop: int) -> None:
     started = time.perf_counter()
     decoded = [load_image(item_image_bytes("", b, None), size) for b in images]
-    batch = torch.from_numpy(np.stack([d for d in decoded if d is not None]))
-    to_input(batch, crop, train=True)
+    for start in range(0, len(decoded), 256):
+        to_input(torch.from_numpy(np.stack(decoded[start : start + 256])), crop, train=True)
+    rate = len(images) / (time.perf_counter() - started)
     _emit(
         stage="decode+augment",
         impl="plain PIL loop",
         images=len(images),
-        cpus=os.cpu_count(),
-        images_per_second=len(images) / (time.perf_counter() - started),
+        image_size=size,
+        cores=1,
+        images_per_second=rate,
+        images_per_second_per_core=rate,
     )
 
 
-def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
+def bench_ray(root: str, size: int, crop: int) -> None:
+    """Ray Data decoding every item of `root` with an image (on all local CPUs), the batches augmented on
+    the driver as a training worker does; timed from building the dataset to the last batch."""
     import ray
 
     from socialfeat.distributed.inference import item_images
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    item_ids = _encoded(root)[0]
+    cpus = os.cpu_count()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     warm = item_images(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
     started = time.perf_counter()
     rows = 0
@@ -64,35 +94,64 @@ def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
     for batch in dataset.iter_torch_batches(batch_size=256):
         to_input(batch["item"], crop, train=True)
         rows += len(batch["item"])
+    rate = rows / (time.perf_counter() - started)
     _emit(
         stage="decode+augment",
         impl="Ray Data",
         images=rows,
+        image_size=size,
         warmup_rows=warm,
-        cpus=os.cpu_count(),
-        images_per_second=rows / (time.perf_counter() - started),
+        cores=cpus,
+        images_per_second=rate,
+        images_per_second_per_core=rate / cpus,
     )
     ray.shutdown()
 
 
+def _jpegs(count: int, size: int, seed: int = 0) -> list[bytes]:
+    """`count` distinct size x size JPEGs (quality 90): smooth random colour fields with fine noise."""
+    rng = np.random.default_rng(seed)
+    jpegs = []
+    for field in rng.integers(0, 256, (count, max(1, size // 16), max(1, size // 16), 3), dtype=np.uint8):
+        smooth = np.asarray(Image.fromarray(field).resize((size, size), Image.BICUBIC), np.int16)
+        jpegs.append(encode_jpeg(np.clip(smooth + rng.integers(-12, 13, smooth.shape), 0, 255).astype(np.uint8)))
+    return jpegs
+
+
+def _train_rate(model, task, make_batch, batch: int, steps: int, device: str, crop: int) -> float:
+    """Training images/second over `steps` batches from make_batch(), after 3 warm-up steps."""
+    optimizer = make_optimizer(model, "sgd", 0.01, 1e-4, 0.9)
+    train_one_epoch(model, task, (make_batch() for _ in range(3)), optimizer, None, torch.device(device), crop)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    train_one_epoch(model, task, (make_batch() for _ in range(steps)), optimizer, None, torch.device(device), crop)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - started)
+
+
 def bench_step(model_name: str, size: int, crop: int, batch: int, steps: int, device: str) -> None:
-    """Training and extraction images/second on random uint8 images (decode excluded)."""
+    """Training images/second from decoded uint8 images and from JPEG bytes decoded on `device` by
+    decode_jpeg_batch (nvJPEG on a GPU), then extraction images/second (decode excluded)."""
     torch.manual_seed(0)
     task = PseudoClassTask(1000)
     model = task.build(*backbone(model_name)).to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, "sgd", 0.01, 1e-4, 0.9)
-    images = torch.randint(0, 255, (batch, size, size, 3), dtype=torch.uint8)
-    batches = [{"item": images, "label": torch.randint(0, 1000, (batch,))}] * steps
-    train_one_epoch(model, task, batches[:3], optimizer, None, torch.device(device), crop)  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    train_one_epoch(model, task, batches, optimizer, None, torch.device(device), crop)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    train_rate = batch * steps / (time.perf_counter() - started)
+    labels = torch.randint(0, 1000, (batch,))
+    jpegs = _jpegs(batch, size)
+    images = decode_jpeg_batch(jpegs, size)  # the same pictures, decoded once up front
+    decoded_rate = _train_rate(model, task, lambda: {"item": images, "label": labels}, batch, steps, device, crop)
+    jpeg_rate = _train_rate(
+        model,
+        task,
+        lambda: {"item": decode_jpeg_batch(jpegs, size, device), "label": labels},
+        batch,
+        steps,
+        device,
+        crop,
+    )
     started = time.perf_counter()
     for _ in range(steps):
         embed_images(task.encoder(model), images.numpy(), crop, device)
@@ -105,7 +164,10 @@ def bench_step(model_name: str, size: int, crop: int, batch: int, steps: int, de
         batch=batch,
         device=name,
         precision="bf16 autocast" if device == "cuda" else "fp32",
-        train_images_per_second=train_rate,
+        train_images_per_second=decoded_rate,
+        train_from_jpeg_images_per_second=jpeg_rate,
+        jpeg_over_decoded=jpeg_rate / decoded_rate,
+        jpeg_kb_mean=sum(map(len, jpegs)) / len(jpegs) / 1024,
         extract_images_per_second=extract_rate,
     )
 
@@ -115,6 +177,7 @@ def main() -> None:
     parser.add_argument("--data")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeat", default="1,8", help="comma-separated copies of the images to decode")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         root = args.data
@@ -123,10 +186,11 @@ def main() -> None:
 
             root = os.path.join(work, "movielens")
             import_movielens(f"{SHARED}/ratings.csv", f"{SHARED}/movies.csv", f"{SHARED}/posters", root)
-        item_ids, images = _encoded(root)
-        bench_pil(images, 72, 64)
-        if not args.no_ray:
-            bench_ray(root, item_ids, 72, 64)
+        for times in map(int, args.repeat.split(",")):
+            copy = _repeated(root, work, times)
+            bench_pil(_encoded(copy)[1], 72, 64)
+            if not args.no_ray:
+                bench_ray(copy, 72, 64)
     bench_step("small", 72, 64, 64, args.steps, "cpu")
     if torch.cuda.is_available():
         bench_step("small", 72, 64, 256, args.steps, "cuda")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from socialfeat.distributed.data import image_rows, row_columns
+from socialfeat.distributed.data import MIN_ITEMS_PER_TASK, image_rows, items_per_decode_task, row_columns
 
 
 def _dataset(tmp_path, colours: dict) -> str:
@@ -51,6 +51,21 @@ def test_single_image_rows_repeat_items_and_pass_columns_through(ray_session, tm
     assert all(np.array_equal(out[n]["item"][0, 0], COLOURS[item]) for n, item in enumerate("aba"))
     assert [r["target"][0] for r in out] == [0, 1, 2, 4]
     assert [list(r["words"]) for r in out] == [[1, -1, -1], [2, 3, -1], [-1, -1, -1], [5, 6, 7]]  # padded
+
+
+def test_a_single_row_group_is_decoded_by_several_tasks_in_item_order(ray_session, tmp_path):
+    colours = {f"i{n:03d}": (n, 255 - n, 7) for n in range(4 * MIN_ITEMS_PER_TASK)}
+    colours["i005"] = None  # undecodable
+    root = _dataset(tmp_path, colours)  # one row group, read by Ray Data as one block
+    rows = pd.DataFrame({"item": list(reversed(colours)), "label": np.arange(len(colours))})
+    dataset = image_rows(root, "image", rows, ("item",), 8).materialize()
+    assert dataset.num_blocks() == 4  # 256 items on 2 CPUs: about two tasks per CPU
+    labels = [int(row["label"]) for row in dataset.take_all()]
+    # blocks come back in items.parquet order, each block's rows in the order of the rows table
+    expected = [len(colours) - 1 - n for n in range(len(colours)) if n != 5]
+    assert labels == expected
+    assert items_per_decode_task(10, cpus=2) == MIN_ITEMS_PER_TASK
+    assert items_per_decode_task(10**6, cpus=64) == items_per_decode_task(10**9, cpus=2) == 2048
 
 
 def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):

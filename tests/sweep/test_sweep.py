@@ -1,17 +1,19 @@
 """`socialfeat sweep`: search-space files, shared stages across trials, failed trials, a killed driver."""
 
 import glob
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHRINK, space_file
+from conftest import SHRINK, _free_port, space_file
 from socialfeat.cli import main
 from socialfeat.config import ConfigError, load_config
 from socialfeat.sweep.space import load_space, spec_of, trial_config
@@ -80,6 +82,8 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert results["stage/factorization/reused"].sum() == 2  # computed by one trial, reused by the others
     assert results["reused_stages"].fillna("").str.contains("factorization").sum() == 2
     assert len(glob.glob(os.path.join(out, "stages", "factorization-*"))) == 1
+    pids = [json.load(open(p))["pid"] for p in glob.glob(os.path.join(out, "trials", "*", "trial.json"))]
+    assert len(pids) == 3 and len(set(pids)) <= 2  # the third trial ran in a process a finished one left
     assert results["stage/kmeans/reused"].sum() == len(results) - results["param/clustering.k"].nunique()
     best = yaml.safe_load(open(os.path.join(out, "best.yaml")))
     winner = results.loc[results["kmeans/silhouette"].idxmax()]
@@ -91,6 +95,36 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert glob.glob(os.path.join(out, "tune", "trial_*", "events.out.tfevents.*"))  # TensorBoard logs
     assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
+    served = _dashboard_trials(os.path.join(out, "optuna.db"))  # the study, as optuna-dashboard shows it
+    assert [t["state"] for t in served] == ["Complete"] * 3
+    served_k = sorted(int(t["params"][0]["param_external_value"]) for t in served)
+    assert served_k == sorted(results["param/clustering.k"])  # numbered by Optuna in its own order
+
+
+def _dashboard_trials(db: str) -> list[dict]:
+    """The trials optuna-dashboard (started on 127.0.0.1, stopped after) serves for the sweep's study."""
+    port = _free_port()
+    command = [os.path.join(os.path.dirname(sys.executable), "optuna-dashboard"), f"sqlite:///{db}"]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    api = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(api, timeout=5) as reply:
+                    studies = json.load(reply)["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "optuna-dashboard did not start"
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == "sweep"]
+        with urllib.request.urlopen(f"{api}/{study['study_id']}", timeout=30) as reply:
+            return json.load(reply)["trials"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.mark.slow

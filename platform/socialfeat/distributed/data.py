@@ -4,8 +4,22 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
+
+# Ray 2.60 leaves a worker idle ~0.2 s between two tasks of an operator held at its CPU budget (measured on
+# 2 CPUs), so a decode task should be seconds of work: each CPU gets about DECODE_TASKS_PER_CPU of them,
+# of MIN to MAX items (a 72 px JPEG decode is ~0.7 ms on one core).
+DECODE_TASKS_PER_CPU, MIN_ITEMS_PER_TASK, MAX_ITEMS_PER_TASK = 2, 64, 2048
+
+
+def items_per_decode_task(items: int, cpus: float) -> int:
+    """How many items one decode task takes, for `items` to decode on `cpus` CPUs."""
+    share = -(-items // max(1, round(cpus * DECODE_TASKS_PER_CPU)))
+    return int(min(MAX_ITEMS_PER_TASK, max(MIN_ITEMS_PER_TASK, share)))
 
 
 def sample_negatives_sharded(
@@ -97,6 +111,38 @@ def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str,
     return out | {name: values[positions] for name, values in lookup["columns"].items()}
 
 
+def _share_with_image(file: pq.ParquetFile, column: str) -> float:
+    """The share of rows whose `column` is not null, by the row groups' statistics (1 where they are missing)."""
+    index = file.schema_arrow.get_field_index(column)
+    groups = [file.metadata.row_group(g) for g in range(file.metadata.num_row_groups)]
+    stats = [group.column(index).statistics for group in groups]
+    if not groups or any(s is None or not s.has_null_count for s in stats):
+        return 1.0
+    rows = sum(group.num_rows for group in groups)
+    return 1.0 - sum(s.null_count for s in stats) / max(1, rows)
+
+
+def _named_item_blocks(file: pq.ParquetFile, column: str, named: list, rows_per_block: int) -> list:
+    """Object refs to the rows of items.parquet (`file`) that name an item in `named` and have an image, in
+    blocks of `rows_per_block` rows. A block is one decode task's work, and a file is read as one block
+    per row group (often one in all), so the rows are re-cut here; the file is read batch by batch, so
+    the driver holds one block at a time, never the whole image column."""
+    import ray
+
+    wanted = pa.array(named)
+    refs, carry = [], None
+    for batch in file.iter_batches(batch_size=rows_per_block, columns=["item_id", column]):
+        keep = pc.and_(pc.is_in(batch["item_id"], value_set=wanted), pc.is_valid(batch[column]))
+        table = pa.Table.from_batches([batch.filter(keep)])
+        table = table if carry is None else pa.concat_tables([carry, table])
+        whole = len(table) // rows_per_block * rows_per_block
+        refs += [ray.put(table.slice(start, rows_per_block)) for start in range(0, whole, rows_per_block)]
+        carry = table.slice(whole)
+    if carry is not None and len(carry):
+        refs.append(ray.put(carry))
+    return refs
+
+
 def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):
     import ray
 
@@ -108,11 +154,16 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     for position, item_id in enumerate(rows[image_column]):
         by_item.setdefault(item_id, []).append(position)
     lookup = {"rows": by_item, "columns": row_columns(rows, (image_column,))}
-    source = ray.data.read_parquet(os.path.join(policy.root, "items.parquet")).select_columns(["item_id", column])
-    return source.map_batches(
+    file = pq.ParquetFile(os.path.join(policy.root, "items.parquet"))
+    with_image = round(len(by_item) * _share_with_image(file, column))
+    per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
+    blocks = _named_item_blocks(file, column, list(by_item), per_task)
+    if not blocks:
+        return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
+    return ray.data.from_arrow_refs(blocks).map_batches(
         _rows_of_items,
         batch_format="numpy",
-        batch_size=256,
+        batch_size=per_task,
         fn_kwargs={
             "root": policy,
             "column": column,

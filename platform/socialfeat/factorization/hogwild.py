@@ -4,7 +4,9 @@ import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+# not cache=True: numba.get_num_threads() inside is a dynamic global, which numba (0.6x) cannot cache and
+# warns about at every compile
+@numba.njit(parallel=True, fastmath=True)
 def sgd_epoch(users, items, values, order, user_factors, item_factors, user_reg, item_reg, rate):
     """One pass over the entries in `order`; each thread takes a slice and writes shared factors
     without locks: collisions are rare on sparse data, and that is what makes it fast."""

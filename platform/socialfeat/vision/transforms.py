@@ -1,5 +1,7 @@
 """Decode, resize and crop images to uint8 arrays; augment and normalise batches as tensors."""
 
+import warnings
+
 import numpy as np
 from PIL import Image
 
@@ -19,8 +21,38 @@ def resize_and_crop(image: Image.Image, size: int) -> np.ndarray:
 
 def load_image(data: bytes | None, size: int) -> np.ndarray | None:
     """The stored image as a size x size x 3 uint8 array, or None when it cannot be decoded."""
-    image = decode_rgb(data)
+    image = decode_rgb(data, at_least=size)
     return None if image is None else resize_and_crop(image, size)
+
+
+def decode_jpeg_batch(encoded: list[bytes], size: int, device: str = "cpu"):
+    """JPEG bytes -> N x size x size x 3 uint8 tensor on `device`, framed as load_image frames them (short
+    side to `size`, antialiased bilinear; the centre square). torchvision's decode_jpeg takes the batch in
+    one call; on a CUDA device nvJPEG decodes it there, so only the encoded bytes cross PCIe."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in encoded]
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image I/O for TorchCodec's; decode_jpeg still works there, and the
+        # GPU machines we benchmark on have torchvision but not torchcodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    return torch.stack([_framed(image, size) for image in images]).permute(0, 2, 3, 1).contiguous()
+
+
+def _framed(image, size: int):
+    """A 3 x H x W uint8 tensor resized (short side `size`) and centre-cropped to 3 x size x size."""
+    import torch.nn.functional as F
+
+    height, width = image.shape[-2:]
+    scale = size / min(height, width)
+    target = (max(size, round(height * scale)), max(size, round(width * scale)))
+    if target != (height, width):
+        resized = F.interpolate(image[None].float(), size=target, mode="bilinear", antialias=True, align_corners=False)
+        image = resized[0].round_().clamp_(0, 255).to(image.dtype)
+    top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
+    return image[:, top : top + size, left : left + size]
 
 
 def to_input(images, crop: int, train: bool, generator=None):
