@@ -3,7 +3,6 @@ an image tower (the network without its classifier) that a training task puts it
 
 import torch
 from torch import nn
-from torchvision import models
 
 TAPS = {
     "small": ("penultimate",),
@@ -47,6 +46,10 @@ def build(name: str, num_outputs: int) -> nn.Module:
     """The whole network with a `num_outputs` classifier, laid out as its weights files are."""
     if name == "small":
         return SmallCNN(num_outputs)
+    # imported here: torchvision.models pulls in torch._dynamo (1.4 s on 2 cores, torchvision 0.29), which
+    # every CLI start and sweep trial paid through socialfeat.config before any model was built
+    from torchvision import models
+
     if name == "alexnet":
         return models.alexnet(weights=None, num_classes=num_outputs)
     if name in ("resnet18", "resnet50"):
