@@ -77,14 +77,13 @@ def bench_pil(images: list, size: int, crop: int) -> None:
     )
 
 
-def bench_ray(root: str, size: int, crop: int) -> None:
+def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
     """Ray Data decoding every item of `root` with an image (on all local CPUs), the batches augmented on
     the driver as a training worker does; timed from building the dataset to the last batch."""
     import ray
 
     from socialfeat.distributed.inference import item_images
 
-    item_ids = _encoded(root)[0]
     cpus = os.cpu_count()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     warm = item_images(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
@@ -188,9 +187,10 @@ def main() -> None:
             import_movielens(f"{SHARED}/ratings.csv", f"{SHARED}/movies.csv", f"{SHARED}/posters", root)
         for times in map(int, args.repeat.split(",")):
             copy = _repeated(root, work, times)
-            bench_pil(_encoded(copy)[1], 72, 64)
+            item_ids, images = _encoded(copy)
+            bench_pil(images, 72, 64)
             if not args.no_ray:
-                bench_ray(copy, 72, 64)
+                bench_ray(copy, item_ids, 72, 64)
     bench_step("small", 72, 64, 64, args.steps, "cpu")
     if torch.cuda.is_available():
         bench_step("small", 72, 64, 256, args.steps, "cuda")

@@ -10,12 +10,17 @@ from socialfeat.data.images import decode_rgb
 MEAN, STD = 0.5, 0.25  # images are mean-centred per channel after scaling to [0, 1]
 
 
+def _frame(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(width, height) with the short side resized to `size`, and the (left, top) of its centre square."""
+    scale = size / min(width, height)
+    resized = max(size, round(width * scale)), max(size, round(height * scale))
+    return *resized, (resized[0] - size) // 2, (resized[1] - size) // 2
+
+
 def resize_and_crop(image: Image.Image, size: int) -> np.ndarray:
     """Short side resized to `size`, then the centre size x size square: H x W x 3 uint8."""
-    width, height = image.size
-    scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR)
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    width, height, left, top = _frame(*image.size, size)
+    resized = image.resize((width, height), Image.BILINEAR)
     return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
@@ -46,12 +51,12 @@ def _framed(image, size: int):
     import torch.nn.functional as F
 
     height, width = image.shape[-2:]
-    scale = size / min(height, width)
-    target = (max(size, round(height * scale)), max(size, round(width * scale)))
-    if target != (height, width):
-        resized = F.interpolate(image[None].float(), size=target, mode="bilinear", antialias=True, align_corners=False)
+    new_width, new_height, left, top = _frame(width, height, size)
+    if (new_height, new_width) != (height, width):
+        resized = F.interpolate(
+            image[None].float(), size=(new_height, new_width), mode="bilinear", antialias=True, align_corners=False
+        )
         image = resized[0].round_().clamp_(0, 255).to(image.dtype)
-    top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
     return image[:, top : top + size, left : left + size]
 
 
