@@ -122,8 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write a run's report.html (plots, image grids) and report.md")
     report.add_argument("run_dir")
     report.set_defaults(handler=cmd_report)
-    compare = commands.add_parser("compare", help="one table of the key metrics across runs")
+    compare = commands.add_parser(
+        "compare",
+        help="one table of the key metrics across runs (or feature sets), with 95%% intervals and a paired "
+        "bootstrap test against the first column",
+    )
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument(
+        "--sets",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="A,B,...",
+        help="compare these feature sets of one run, e.g. cnn,random_cnn (the first is the reference)",
+    )
     compare.add_argument(
         "--metric",
         dest="patterns",
@@ -195,9 +205,14 @@ def _named_file(text: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from socialfeat.compare import key_metrics, key_patterns, load_runs, table
+    from socialfeat.compare import feature_sets, key_metrics, key_patterns, load_runs, table
 
     runs = load_runs(args.run_dirs)
+    if args.sets:
+        if len(runs) != 1 or len(args.sets) < 2:
+            print("error: --sets compares two or more feature sets of one run directory", file=sys.stderr)
+            return 2
+        runs = feature_sets(next(iter(runs.values())), args.sets)
     patterns = tuple(args.patterns or key_patterns())
     names = key_metrics(runs, patterns)
     if not names:

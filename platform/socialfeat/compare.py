@@ -1,9 +1,27 @@
-"""`socialfeat compare`: the key metrics of several runs side by side."""
+"""`socialfeat compare`: the key metrics of several runs (or of several feature sets of one run) side by side,
+with their 95% bootstrap intervals and a paired bootstrap test against the first column."""
 
 import fnmatch
 import os
+from dataclasses import dataclass, field
+
+import pandas as pd
 
 from socialfeat import artifacts
+from socialfeat.console import INTERVALS
+from socialfeat.evaluation import significance
+
+ALPHA = 0.05
+SEED = 0  # the bootstrap's draws: one seed, so a comparison printed twice reads the same
+SET_FIELD = "<set>"  # stands for the feature set's name in a --sets comparison
+
+
+@dataclass
+class Column:
+    """One column of the table: a run (or one feature set of a run), its metrics and per-query values."""
+
+    metrics: dict
+    samples: dict[str, pd.Series] = field(default_factory=dict)
 
 
 def key_patterns() -> tuple[str, ...]:
@@ -14,43 +32,131 @@ def key_patterns() -> tuple[str, ...]:
     return tuple(dict.fromkeys(patterns)) + ("run/seconds",)
 
 
-def load_runs(run_dirs: list[str]) -> dict[str, dict]:
-    """{run name: metrics}; a directory without metrics.json is an error naming it."""
+def _run_samples(run_dir: str) -> dict[str, pd.Series]:
+    """Every stage's per-query values, found through run.json (none for a run without it)."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(path):
+        return {}
+    samples = {}
+    for stage in artifacts.read_json(path)["stages"]:
+        samples |= significance.read_samples(stage["path"]) if os.path.isdir(stage["path"]) else {}
+    return samples
+
+
+def load_runs(run_dirs: list[str]) -> dict[str, Column]:
+    """{run name: its column}; a directory without metrics.json is an error naming it."""
     runs = {}
     for run_dir in run_dirs:
         path = os.path.join(run_dir, artifacts.METRICS)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{run_dir}: no {artifacts.METRICS} (not a finished socialfeat run directory)")
         name = os.path.basename(os.path.abspath(run_dir))
-        runs[name if name not in runs else run_dir] = artifacts.read_json(path)
+        runs[name if name not in runs else run_dir] = Column(artifacts.read_json(path), _run_samples(run_dir))
     return runs
 
 
-def key_metrics(runs: dict[str, dict], patterns: tuple[str, ...] | None = None) -> list[str]:
-    """Metric names present in any run that match `patterns`, in pattern order."""
-    present = sorted(set().union(*runs.values()))
+def feature_sets(run: Column, sets: list[str]) -> dict[str, Column]:
+    """One column per feature set of a run: metric names with the set's name replaced by <set>."""
+    missing = [name for name in sets if not any(f"/{name}/" in metric for metric in run.metrics)]
+    if missing:
+        raise ValueError(f"--sets: no metric of this run names the feature set(s) {', '.join(missing)}")
+
+    def renamed(values: dict, name: str) -> dict:
+        return {k.replace(f"/{name}/", f"/{SET_FIELD}/", 1): v for k, v in values.items() if f"/{name}/" in k}
+
+    return {name: Column(renamed(run.metrics, name), renamed(run.samples, name)) for name in sets}
+
+
+def key_metrics(runs: dict[str, Column], patterns: tuple[str, ...] | None = None) -> list[str]:
+    """Metric names present in any run that match `patterns`, in pattern order (intervals go beside them)."""
+    present = sorted(name for name in set().union(*(r.metrics for r in runs.values())) if not name.endswith(INTERVALS))
     chosen: list[str] = []
     for pattern in patterns or key_patterns():
         chosen += [name for name in present if fnmatch.fnmatchcase(name, pattern) and name not in chosen]
     return chosen
 
 
-def table(runs: dict[str, dict], names: list[str], fmt: str = "text") -> str:
+@dataclass(frozen=True)
+class Test:
+    p: float
+    paired: bool  # False: the two columns measured different queries (an unpaired bootstrap)
+
+
+def tests(runs: dict[str, Column], names: list[str]) -> dict[tuple[str, str], Test]:
+    """{(metric, column): the bootstrap test of that column against the first}, where both kept per-query values."""
+    first, *others = runs.values()
+    found = {}
+    for run_name, column in zip(list(runs)[1:], others):
+        for name in names:
+            if name in first.samples and name in column.samples:
+                p, paired = significance.p_value(first.samples[name], column.samples[name], SEED)
+                found[(name, run_name)] = Test(p, paired)
+    return found
+
+
+def _cell(metrics: dict, name: str, test: Test | None) -> str:
+    value = metrics.get(name)
+    if value is None:
+        return "-"
+    text = f"{value:.4g}"
+    low, high = metrics.get(f"{name}/ci_low"), metrics.get(f"{name}/ci_high")
+    if low is not None and high is not None:
+        text += f" [{low:.4g}, {high:.4g}]"
+    if test is not None and test.p < ALPHA:
+        text += " *" if test.paired else " *†"
+    elif test is not None and not test.paired:
+        text += " †"
+    return text
+
+
+def legend(runs: dict[str, Column], found: dict) -> list[str]:
+    """The lines under the table that say what its marks mean, and what could not be tested."""
+    lines = []
+    if found:
+        first = next(iter(runs))
+        lines.append(f"[low, high]: 95% bootstrap interval over queries; * differs from {first} (p < {ALPHA})")
+    if any(not t.paired for t in found.values()):
+        lines.append("†: the two were measured on different queries (test sets differ): an unpaired bootstrap")
+    without = [name for name, column in runs.items() if not column.samples]
+    if len(runs) > 1 and without:
+        lines.append(f"no per-query values in {', '.join(without)}: no significance test against it")
+    return lines
+
+
+def table(runs: dict[str, Column], names: list[str], fmt: str = "text") -> str:
     """A metrics x runs table as aligned text, CSV or Markdown; '-' where a run lacks a metric."""
-
-    def cell(metrics: dict, name: str) -> str:
-        value = metrics.get(name)
-        return "-" if value is None else f"{value:.4g}"
-
-    header = ["metric", *runs]
-    rows = [[name, *(cell(m, name) for m in runs.values())] for name in names]
+    found = tests(runs, names)
     if fmt == "csv":
-        return "\n".join(",".join(row) for row in [header, *rows])
+        return _csv(runs, names, found)
+    header = ["metric", *runs]
+    rows = [[name, *(_cell(c.metrics, name, found.get((name, r))) for r, c in runs.items())] for name in names]
+    notes = legend(runs, found)
     if fmt == "markdown":
         lines = [header, ["---"] * len(header), *rows]
-        return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+        return "\n".join(["| " + " | ".join(row) + " |" for row in lines] + ([""] + notes if notes else []))
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
-    return "\n".join(
+    aligned = [
         "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths)))
         for row in [header, *rows]
-    )
+    ]
+    return "\n".join(aligned + notes)
+
+
+def _csv(runs: dict[str, Column], names: list[str], found: dict) -> str:
+    """One value column per run, then its interval and p-value columns where any run has them."""
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    intervals = any(f"{n}/ci_low" in c.metrics for c in runs.values() for n in names)
+    header, rows = ["metric"], [[name] for name in names]
+    for run_name, column in runs.items():
+        suffixes = ["", *(INTERVALS if intervals else ())]
+        header += [run_name + suffix for suffix in suffixes]
+        for name, row in zip(names, rows):
+            row += [number(column.metrics.get(name + suffix)) for suffix in suffixes]
+        if any(key[1] == run_name for key in found):
+            header.append(f"{run_name}/p")
+            for name, row in zip(names, rows):
+                row.append(number(found[(name, run_name)].p) if (name, run_name) in found else "-")
+    return "\n".join(",".join(row) for row in [header, *rows])

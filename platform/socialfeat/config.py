@@ -142,6 +142,11 @@ class ClusteringConfig(Strict):
     normalize: bool = True  # L2-normalise factors first: cosine geometry, as retrieval uses
     whiten: bool = False  # PCA-whiten factors first
     seed: int = 0
+    # rounds 2..R (the rounds stage) re-cluster tr items on [CNN features, item factors], each L2-normalised and
+    # weighted, into K pseudo classes and train the CNN again from the previous round's weights
+    rounds: PositiveInt = 1
+    feature_weight: NonNegativeFloat = 1.0
+    factor_weight: NonNegativeFloat = 1.0
 
 
 class TrainingConfig(Strict):

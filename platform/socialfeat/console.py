@@ -129,12 +129,16 @@ def bar(total: int, description: str, enabled: bool, unit: str = "it"):
     return tqdm(total=total, desc=f"  {description}", unit=unit, leave=False, disable=not enabled, file=sys.stderr)
 
 
+INTERVALS = ("/ci_low", "/ci_high")  # a metric's bootstrap interval, shown beside it by `compare`, not here
+
+
 def stage_line(result, patterns: tuple[str, ...], limit: int = 3) -> str:
     """'  factorization  computed  1.8s   mf/pr 0.080  mf/popularity/pr 0.252'."""
     state = "reused" if result.reused else f"computed {result.seconds:6.1f}s"
     shown = []
     for pattern in patterns:
-        shown += [name for name in sorted(fnmatch.filter(result.metrics, pattern)) if name not in shown]
+        matched = sorted(fnmatch.filter(result.metrics, pattern))
+        shown += [name for name in matched if name not in shown and not name.endswith(INTERVALS)]
     values = "  ".join(f"{name} {_number(result.metrics[name])}" for name in shown[:limit])
     return f"  {result.name:<14} {state:<16} {values}".rstrip()
 

@@ -3,14 +3,26 @@
 import os
 
 from socialfeat import artifacts
+from socialfeat.console import INTERVALS
+
+
+def with_intervals(metrics: dict) -> list[tuple[str, object, str]]:
+    """(name, value, "[low, high]" or "") per metric, sorted; a metric's interval goes beside it, not below."""
+    rows = []
+    for name, value in sorted(metrics.items()):
+        if name.endswith(INTERVALS):
+            continue
+        low, high = metrics.get(f"{name}/ci_low"), metrics.get(f"{name}/ci_high")
+        rows.append((name, value, f"[{low:.4g}, {high:.4g}]" if low is not None and high is not None else ""))
+    return rows
 
 
 def metrics_table(metrics: dict) -> str:
     rows = [
-        f"| {name} | {value:.6g} |" if isinstance(value, float) else f"| {name} | {value} |"
-        for name, value in sorted(metrics.items())
+        f"| {name} | {value:.6g} | {interval} |" if isinstance(value, float) else f"| {name} | {value} | {interval} |"
+        for name, value, interval in with_intervals(metrics)
     ]
-    return "\n".join(["| metric | value |", "|---|---|", *rows])
+    return "\n".join(["| metric | value | 95% interval |", "|---|---|---|", *rows])
 
 
 def _state(stage: dict) -> str:

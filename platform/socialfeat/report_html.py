@@ -14,6 +14,7 @@ from socialfeat import artifacts
 from socialfeat.data.images import decode_rgb, item_image_bytes
 from socialfeat.evaluation.retrieval import cosine_neighbours
 from socialfeat.features.extract import read_features, set_paths
+from socialfeat.report import with_intervals
 
 THUMB = 64
 
@@ -95,6 +96,20 @@ def _curves_plot(out: str, curves: dict) -> str:
     return _plot(os.path.join(out, "jaccard_by_rank.png"), draw)
 
 
+def coldstart_figures(rc: ReportContext) -> list[tuple[str, str]]:
+    """Recall@K of the te items each user viewed, per feature set, random factors and the oracle."""
+    curves = artifacts.read_json(os.path.join(rc.dirs["coldstart"], "curves.json"))
+
+    def draw(axis):
+        for name, curve in curves.items():
+            style = "--" if name in ("random", "oracle") else "-"
+            axis.plot(np.arange(1, len(curve) + 1), curve, label=name, linestyle=style)
+        axis.set(xlabel="K", ylabel="mean recall@K", title="Cold start: users ranked over unseen te items")
+        axis.legend()
+
+    return [("Cold start: recall@K per feature set", _plot(os.path.join(rc.out, "coldstart_recall.png"), draw))]
+
+
 def thumbnails(root: str, item_ids) -> dict:
     column = "image" if "image" in pq.read_schema(os.path.join(root, "items.parquet")).names else "image_path"
     table = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", column]).to_pandas()
@@ -165,7 +180,10 @@ def write_html(run_dir: str) -> str:
     for stage in reversed(METHODS[run.get("method", "cfl")].stages):  # results first, then what led to them
         if stage.report is not None and stage.name in rc.dirs:
             figures += stage.report(rc)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in sorted(metrics.items()))
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{value:.4g}</td><td>{interval}</td></tr>"
+        for name, value, interval in with_intervals(metrics)
+    )
     sections = "".join(
         f"<h2>{html.escape(title)}</h2><img src='report/{name}' alt='{html.escape(title)}'>" for title, name in figures
     )

@@ -23,12 +23,14 @@ def test_probe_accuracy_for_single_labels_and_map_for_multi_labels():
     rng = np.random.default_rng(0)
     classes = rng.integers(0, 3, 300)
     vectors = np.eye(3)[classes] * 3 + rng.standard_normal((300, 3))
-    kind, value = linear_probe(vectors, [[str(c)] for c in classes])
-    assert kind == "accuracy" and value > 0.8
-    noise_kind, noise = linear_probe(rng.standard_normal((300, 3)), [[str(c)] for c in classes])
-    assert noise < 0.5
+    probe = linear_probe(vectors, [[str(c)] for c in classes])
+    assert probe.kind == "accuracy" and probe.value > 0.8 and probe.value == probe.correct.mean()
+    assert probe.interval[0] < probe.value < probe.interval[1] and len(probe.items) == 60  # the 20% test split
+    noise = linear_probe(rng.standard_normal((300, 3)), [[str(c)] for c in classes])
+    assert noise.interval[1] < probe.interval[0] and noise.value < 0.5  # the intervals do not overlap
     multi = [[str(c), "x"] if c == 0 else [str(c)] for c in classes]
-    assert linear_probe(vectors, multi)[0] == "map"
+    mapped = linear_probe(vectors, multi)
+    assert mapped.kind == "map" and mapped.correct is None and mapped.interval[0] < mapped.value < mapped.interval[1]
 
 
 def test_retrieval_finds_co_viewed_items_and_needs_te_items():
@@ -39,9 +41,11 @@ def test_retrieval_finds_co_viewed_items_and_needs_te_items():
     ids = np.array([f"i{i}" for i in range(20)], dtype=object)
     vectors = np.array([[1.0, 0.0] if i < 10 else [0.0, 1.0] for i in range(20)]) + 0.01 * np.arange(20)[:, None]
     parts = pd.Series(["te" if i in (0, 10) else "tr" for i in range(20)], index=ids)
-    metrics, curve = retrieval("toy", vectors, ids, parts, item_users, items, users, None, k=5)
-    random_metrics, _ = random_retrieval(parts, item_users, items, 5, seed=0)
-    assert metrics["retrieval/toy/jaccard@1"] > 2 * random_metrics["retrieval/random/jaccard@1"]
+    samples, curve = retrieval("toy", vectors, ids, parts, item_users, items, users, None, k=5)
+    random_samples, _ = random_retrieval(parts, item_users, items, 5, seed=0)
+    queries, at_1 = samples["retrieval/toy/jaccard@1"]
+    assert sorted(queries) == ["i0", "i10"] and at_1.mean() == curve[0]  # one value per te query
+    assert at_1.mean() > 2 * random_samples["retrieval/random/jaccard@1"][1].mean()
     with pytest.raises(EvaluationError, match="0 te"):
         retrieval("toy", vectors, ids, pd.Series(["tr"] * 20, index=ids), item_users, items, users, None)
 

@@ -95,14 +95,17 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert glob.glob(os.path.join(out, "tune", "trial_*", "events.out.tfevents.*"))  # TensorBoard logs
     assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
-    served = _dashboard_trials(os.path.join(out, "optuna.db"))  # the study, as optuna-dashboard shows it
+    study = _dashboard_study(os.path.join(out, "optuna.db"))  # the study, as optuna-dashboard shows it
+    assert study["objective_names"] == ["kmeans/silhouette"]  # the plots' axis, not "Objective 0"
+    served = study["trials"]
     assert [t["state"] for t in served] == ["Complete"] * 3
     served_k = sorted(int(t["params"][0]["param_external_value"]) for t in served)
     assert served_k == sorted(results["param/clustering.k"])  # numbered by Optuna in its own order
 
 
-def _dashboard_trials(db: str) -> list[dict]:
-    """The trials optuna-dashboard (started on 127.0.0.1, stopped after) serves for the sweep's study."""
+def _dashboard_study(db: str) -> dict:
+    """The sweep's study (its trials, its metric names) as optuna-dashboard, started on 127.0.0.1 and stopped
+    after, serves it."""
     port = _free_port()
     command = [os.path.join(os.path.dirname(sys.executable), "optuna-dashboard"), f"sqlite:///{db}"]
     server = subprocess.Popen(
@@ -121,7 +124,7 @@ def _dashboard_trials(db: str) -> list[dict]:
                 time.sleep(0.5)
         (study,) = [s for s in studies if s["study_name"] == "sweep"]
         with urllib.request.urlopen(f"{api}/{study['study_id']}", timeout=30) as reply:
-            return json.load(reply)["trials"]
+            return json.load(reply)
     finally:
         server.terminate()
         server.wait(timeout=10)

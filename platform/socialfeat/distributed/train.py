@@ -125,7 +125,10 @@ def worker_loop(config: dict) -> None:
     torch.set_num_threads(max(1, round(cfg.cpus_per_worker)))
     torch.manual_seed(cfg.seed + rank)
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(task.build(*backbone(cfg.model)))
+    model = task.build(*backbone(cfg.model))
+    if config["initial"] is not None:  # a later pseudo-class round: the previous round's tower, a fresh head
+        model.load_state_dict(config["initial"], strict=False)
+    model = ray.train.torch.prepare_model(model)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay, cfg.momentum)
     steps = max(1, math.ceil(config["train_rows"] / (cfg.batch_size * world)))
     scheduler = warmup_cosine(optimizer, cfg.warmup_epochs * steps, cfg.epochs * steps)
@@ -228,13 +231,15 @@ def fit(
     name: str,
     tune_objectives: tuple[str, ...] | None = None,
     progress: bool = False,
+    initial: dict | None = None,
 ) -> tuple[dict, list]:
     """Train `task` with a TorchTrainer; returns (final training state, per-epoch history).
 
     Checkpoints go to `checkpoints`/`name` (a local path or a storage URI every worker reaches); a later
     call with the same place resumes from the newest one there. `tune_objectives`: inside a Tune trial,
     the metrics its searcher optimises (every epoch is then reported to Tune). `progress`: a bar over the
-    epochs (from the main thread only: a Tune trial has its own reporting)."""
+    epochs (from the main thread only: a Tune trial has its own reporting). `initial`: weights to start
+    from (a subset of the model's state dict; a checkpoint to resume from takes precedence)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -248,6 +253,7 @@ def fit(
             "train_rows": train_rows,
             "pid_dir": pid_dir,
             "checkpoint_root": f"{checkpoints.rstrip('/')}/{name}",
+            "initial": initial,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}

@@ -35,12 +35,15 @@ def jaccard_pairs(item_users: sp.csr_matrix, left: np.ndarray, right: np.ndarray
     return np.where(union > 0, intersection / np.maximum(union, 1), 0.0)
 
 
+def jaccard_by_query(item_users: sp.csr_matrix, queries: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """queries x k: Jaccard of each query's viewer set and its neighbour's at each rank 1..k."""
+    k = neighbours.shape[1]
+    return jaccard_pairs(item_users, np.repeat(queries, k), neighbours.ravel()).reshape(-1, k)
+
+
 def jaccard_at_ranks(item_users: sp.csr_matrix, queries: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """Mean Jaccard of query and neighbour viewer sets at each rank 1..k (the paper's curve)."""
-    k = neighbours.shape[1]
-    left = np.repeat(queries, k)
-    values = jaccard_pairs(item_users, left, neighbours.ravel()).reshape(-1, k)
-    return values.mean(axis=0)
+    return jaccard_by_query(item_users, queries, neighbours).mean(axis=0)
 
 
 def random_jaccard(item_users: sp.csr_matrix, candidates: np.ndarray, pairs: int, seed: int) -> float:

@@ -10,7 +10,9 @@ import pyarrow.parquet as pq
 
 from socialfeat import artifacts
 from socialfeat.data.images import item_image_bytes
+from socialfeat.evaluation import significance
 from socialfeat.evaluation.baselines import baseline_features
+from socialfeat.evaluation.coldstart import ALPHAS, Factors, recall_samples
 from socialfeat.evaluation.external import aligned_features, check_feature_file, check_weights_file, file_fingerprint
 from socialfeat.evaluation.suite import evaluate
 from socialfeat.features.extract import read_sets, write_sets
@@ -64,15 +66,23 @@ def _extra_sets(ctx: StageContext, ids: np.ndarray) -> tuple[dict, dict]:
     return computed, files
 
 
-def _compute(ctx: StageContext, tmp: str, references: Callable | None) -> dict:
+def input_sets(ctx: StageContext, inputs: tuple[str, ...]) -> dict:
+    """Every feature set the stages in `inputs` hold (features' cnn and random_cnn, rounds' cnn_r2, ...)."""
+    sets = {}
+    for stage in inputs:
+        sets |= read_sets(ctx.path(stage))
+    return sets
+
+
+def _compute(ctx: StageContext, tmp: str, inputs: tuple[str, ...], references: Callable | None) -> dict:
     dataset = ctx.dataset()
     interactions = pd.read_parquet(ctx.path("filter", "interactions.parquet"))
     parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
-    sets = read_sets(ctx.path("features"))
+    sets = input_sets(ctx, inputs)
     computed, files = _extra_sets(ctx, sets["cnn"][0])  # compared on exactly the items the encoder embedded
     write_sets(tmp, computed)
     items = dataset.items.set_index("item_id")
-    metrics, curves = evaluate(
+    metrics, curves, samples = evaluate(
         sets | computed | files,
         interactions,
         parts,
@@ -83,7 +93,7 @@ def _compute(ctx: StageContext, tmp: str, references: Callable | None) -> dict:
         references(ctx) if references else None,
     )
     artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
-    return metrics
+    return metrics | significance.record(tmp, samples, ctx.cfg.split.seed)
 
 
 def _config(cfg) -> dict:
@@ -91,6 +101,7 @@ def _config(cfg) -> dict:
     config = {
         "ranks": cfg.evaluation.ranks,
         "seed": cfg.split.seed,
+        "resamples": significance.RESAMPLES,  # the bootstrap intervals
         "files": {name: file_fingerprint(path) for name, path in files.items()},
     }  # a missing file fails here
     for name, path in cfg.evaluation.feature_files.items():
@@ -100,6 +111,60 @@ def _config(cfg) -> dict:
     if cfg.evaluation.weights:  # a weights file is read through the training architecture and crops
         config["training"] = cfg.training.model_dump(include={"model", "tap", "image_size", "crop_size", "seed"})
     return config
+
+
+def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...], factors: Callable) -> dict:
+    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
+    parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
+    sets = input_sets(ctx, inputs)
+    ids = sets["cnn"][0]  # every set holds the items the encoder embedded
+    te_ids = ids[parts.reindex(ids).to_numpy() == "te"]
+    samples, curves = recall_samples(sets, interactions, factors(ctx), te_ids, ctx.cfg.split.seed)
+    artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
+    return significance.means(samples) | significance.record(tmp, samples, ctx.cfg.split.seed)
+
+
+def own_factors(ctx: StageContext) -> Factors:
+    """For a method without a factorisation of its own: the tr view log factorised with the `sampling` and
+    `factorization` settings (cfl's defaults: ALS, d = 32, a few seconds on the samples)."""
+    from socialfeat.factorization.mf import factorize, sampled_entries
+
+    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
+    entries, users, items, _ = sampled_entries(interactions, ctx.cfg.sampling, ctx.cfg.split)
+    cfg = ctx.cfg.factorization
+    user_factors, item_factors, _, _ = factorize(entries, len(users), len(items), cfg)
+    return Factors(users.to_numpy(), user_factors, items.to_numpy(), item_factors, cfg.reg)
+
+
+def own_factors_config(cfg) -> dict:
+    return {
+        "sampling": cfg.sampling.model_dump(exclude={"ray_min_positives"}),
+        "factorization": cfg.factorization.model_dump(),
+    }
+
+
+def coldstart_stage(
+    factors: Callable = own_factors, inputs: tuple[str, ...] = (), config: Callable | None = own_factors_config
+) -> Stage:
+    """Cold start after `evaluate`: `factors(ctx)` -> Factors, a factorisation of the tr items (by default
+    one of its own, keyed by `config(cfg)`); every feature set of its inputs is scored."""
+    from socialfeat.report_html import coldstart_figures
+
+    inputs = ("split", "features", "evaluate", *inputs)
+
+    def keyed_by(cfg) -> dict:
+        own = {"seed": cfg.split.seed, "alphas": ALPHAS, "resamples": significance.RESAMPLES}
+        return own | (config(cfg) if config else {})
+
+    return Stage(
+        "coldstart",
+        inputs,
+        keyed_by,
+        lambda ctx, tmp: _coldstart(ctx, tmp, inputs, factors),
+        metrics=("coldstart",),
+        report=coldstart_figures,
+        key_metrics=("coldstart/cnn/auc", "coldstart/random_cnn/auc", "coldstart/oracle/auc", "coldstart/*/auc"),
+    )
 
 
 def evaluate_stage(
@@ -112,7 +177,7 @@ def evaluate_stage(
         "evaluate",
         inputs,
         _config,
-        lambda ctx, tmp: _compute(ctx, tmp, references),
+        lambda ctx, tmp: _compute(ctx, tmp, inputs, references),
         metrics=("retrieval", "probe"),
         report=evaluation_figures,
         key_metrics=("retrieval/*/jaccard@10", "retrieval/*/owner_viewed@*", "probe/*"),

@@ -8,7 +8,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from socialfeat.evaluation.probes import linear_probe
-from socialfeat.evaluation.retrieval import cosine_neighbours, jaccard_at_ranks
+from socialfeat.evaluation.retrieval import cosine_neighbours, jaccard_by_query
+from socialfeat.evaluation.significance import Samples, means
 
 log = logging.getLogger(__name__)
 RANKS = (1, 10, 100)
@@ -34,15 +35,18 @@ def _viewers(interactions: pd.DataFrame) -> tuple[sp.csr_matrix, pd.Index, pd.In
     return matrix, items, users
 
 
-def _owner_viewed(owners: pd.Series, queries: np.ndarray, ranked: np.ndarray, item_users, items, users) -> float:
-    """Mean number of a query's top-k neighbours that the query item's owner has viewed."""
+def _owner_viewed(owners: pd.Series, queries: np.ndarray, ranked: np.ndarray, item_users, items, users):
+    """(query items whose owner is known, how many of each one's top-k neighbours the owner has viewed)."""
     owner_index = users.get_indexer(owners.reindex(items[queries]).to_numpy())
     known = owner_index >= 0
-    if not known.any():
-        return float("nan")
     user_items = item_users.T.tocsr()
     counts = [np.isin(row, user_items[o].indices).sum() for o, row in zip(owner_index[known], ranked[known])]
-    return float(np.mean(counts))
+    return items[queries[known]], np.asarray(counts, np.float64)
+
+
+def _rank_samples(prefix: str, query_ids, by_query: np.ndarray) -> Samples:
+    """{prefix/jaccard@r: (query ids, each query's Jaccard at rank r)} for the reported ranks."""
+    return {f"{prefix}/jaccard@{r}": (query_ids, by_query[:, r - 1]) for r in RANKS if r <= by_query.shape[1]}
 
 
 def retrieval(
@@ -55,8 +59,8 @@ def retrieval(
     users,
     owners: pd.Series | None,
     k: int = 100,
-) -> tuple[dict, np.ndarray]:
-    """te items query tr items by cosine; metrics and the Jaccard-by-rank curve."""
+) -> tuple[Samples, np.ndarray]:
+    """te items query tr items by cosine: per-query values of each metric, and the Jaccard-by-rank curve."""
     index = items.get_indexer(ids)
     viewed = index >= 0  # items without viewers can be neither queries nor answers
     part = parts.reindex(ids).to_numpy()
@@ -67,23 +71,23 @@ def retrieval(
             "retrieval needs both (split.test_fraction)"
         )
     neighbours = database[cosine_neighbours(vectors[queries], vectors[database], min(k, len(database)))]
-    curve = jaccard_at_ranks(item_users, index[queries], index[neighbours])
-    metrics = {f"retrieval/{name}/jaccard@{r}": float(curve[r - 1]) for r in RANKS if r <= len(curve)}
+    by_query = jaccard_by_query(item_users, index[queries], index[neighbours])
+    samples = _rank_samples(f"retrieval/{name}", ids[queries], by_query)
     if owners is not None:
-        metrics[f"retrieval/{name}/owner_viewed@{k}"] = _owner_viewed(
+        samples[f"retrieval/{name}/owner_viewed@{k}"] = _owner_viewed(
             owners, index[queries], index[neighbours], item_users, items, users
         )
-    return metrics, curve
+    return samples, by_query.mean(axis=0)
 
 
-def random_retrieval(parts: pd.Series, item_users, items, k: int, seed: int) -> tuple[dict, np.ndarray]:
+def random_retrieval(parts: pd.Series, item_users, items, k: int, seed: int) -> tuple[Samples, np.ndarray]:
     """What a ranking that knows nothing gets: random tr items for every te query."""
     rng = np.random.default_rng(seed)
     part = parts.reindex(items).to_numpy()
     queries, database = np.flatnonzero(part == "te"), np.flatnonzero(part == "tr")
     ranked = np.stack([rng.choice(database, min(k, len(database)), replace=False) for _ in queries])
-    curve = jaccard_at_ranks(item_users, queries, ranked)
-    return {f"retrieval/random/jaccard@{r}": float(curve[r - 1]) for r in RANKS if r <= len(curve)}, curve
+    by_query = jaccard_by_query(item_users, queries, ranked)
+    return _rank_samples("retrieval/random", items[queries], by_query), by_query.mean(axis=0)
 
 
 def evaluate(
@@ -95,28 +99,34 @@ def evaluate(
     seed: int,
     k: int = 100,
     references: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[dict, dict]:
-    """(metrics, Jaccard curves) of named feature sets {name: (item_ids, vectors)}: te items query tr items
-    (retrieval, owner-viewed) and linear probes on `labels`; `references` (a method's own item vectors, such
-    as cfl's latent factors, which exist for tr items alone) are scored tr querying tr, without self."""
+) -> tuple[dict, dict, Samples]:
+    """(metrics, Jaccard curves, per-query values) of named feature sets {name: (item_ids, vectors)}: te items
+    query tr items (retrieval, owner-viewed) and linear probes on `labels`; `references` (a method's own item
+    vectors, such as cfl's latent factors, which exist for tr items alone) are scored tr querying tr, without
+    self. Every metric but a multi-label probe's mAP is the mean of its per-query values."""
     item_users, items, users = _viewers(interactions)
     owners = None if owners is None or owners.isna().all() else owners
-    metrics, curves = random_retrieval(parts, item_users, items, k, seed)
-    curves = {"random": curves}
+    samples, curves = random_retrieval(parts, item_users, items, k, seed)
+    curves, metrics = {"random": curves}, {}
     for name, (ids, vectors) in sets.items():
         found, curves[name] = retrieval(name, vectors, ids, parts, item_users, items, users, owners, k)
-        metrics.update(found)
+        samples |= found
         if labels is not None:
-            kind, value = linear_probe(vectors, labels.reindex(ids).tolist(), seed)
-            metrics[f"probe/{name}/{kind}"] = value
+            probe = linear_probe(vectors, labels.reindex(ids).tolist(), seed)
+            if probe.correct is not None:
+                samples[f"probe/{name}/{probe.kind}"] = (ids[probe.items], probe.correct)
+            else:  # macro mAP is no mean over items: its interval comes from the probe's own resampling
+                metrics[f"probe/{name}/{probe.kind}"] = probe.value
+                metrics[f"probe/{name}/{probe.kind}/ci_low"], metrics[f"probe/{name}/{probe.kind}/ci_high"] = (
+                    probe.interval
+                )
     for name, (ids, vectors) in (references or {}).items():
-        metrics |= reference_retrieval(name, ids, vectors, item_users, items, k)
-    return metrics, {name: curve.tolist() for name, curve in curves.items()}
+        samples |= reference_retrieval(name, ids, vectors, item_users, items, k)
+    return means(samples) | metrics, {name: curve.tolist() for name, curve in curves.items()}, samples
 
 
-def reference_retrieval(name: str, ids: np.ndarray, vectors: np.ndarray, item_users, items, k: int) -> dict:
+def reference_retrieval(name: str, ids: np.ndarray, vectors: np.ndarray, item_users, items, k: int) -> Samples:
     """What the image features try to reach: a method's item vectors, tr items querying tr items (no self)."""
     neighbours = cosine_neighbours(vectors, vectors, min(k, len(ids) - 1), exclude_self=True)
     index = items.get_indexer(ids)
-    curve = jaccard_at_ranks(item_users, index, index[neighbours])
-    return {f"retrieval/{name}/jaccard@{r}": float(curve[r - 1]) for r in RANKS if r <= len(curve)}
+    return _rank_samples(f"retrieval/{name}", ids, jaccard_by_query(item_users, index, index[neighbours]))

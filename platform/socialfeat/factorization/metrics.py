@@ -23,6 +23,12 @@ def rmse(scores: np.ndarray, values: np.ndarray) -> float:
 def pair_error(users: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> float:
     """The paper's PR: per user, the fraction of (held-out positive, sampled negative) pairs in the
     wrong order (ties count half), averaged over users who have both; 0.5 is random."""
+    _, per_user = pair_error_by_user(users, scores, positive)
+    return float(np.mean(per_user)) if len(per_user) else float("nan")
+
+
+def pair_error_by_user(users: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(users with both positives and negatives, each one's PR): the per-query values of pair_error."""
     _, ranks = np.unique(scores, return_inverse=True)
     keys = users.astype(np.int64) * (len(scores) + 1) + ranks
     n_users = int(users.max()) + 1
@@ -35,10 +41,8 @@ def pair_error(users: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> f
     wrong = (negative_end[positive_users] - right) + 0.5 * (right - left)
     per_user_wrong = np.bincount(positive_users, weights=wrong, minlength=n_users)
     positive_counts = np.bincount(positive_users, minlength=n_users)
-    both = (positive_counts > 0) & (negative_counts > 0)
-    if not both.any():
-        return float("nan")
-    return float(np.mean(per_user_wrong[both] / (positive_counts[both] * negative_counts[both])))
+    both = np.flatnonzero((positive_counts > 0) & (negative_counts > 0))
+    return both, per_user_wrong[both] / (positive_counts[both] * negative_counts[both])
 
 
 def ranking_metrics(

@@ -88,6 +88,19 @@ def evaluate(user_factors, item_factors, entries: pd.DataFrame, cfg: Factorizati
     return result
 
 
+def pr_samples(user_factors, item_factors, entries: pd.DataFrame, user_ids: np.ndarray) -> dict:
+    """Per-user values of mf/pr and mf/popularity/pr on the validation entries (for their intervals)."""
+    train, val = entries[entries["fold"] == "train"], entries[entries["fold"] == "val"]
+    users, positive = val["user"].to_numpy(), val["value"].to_numpy() > 0
+    popularity = np.bincount(train.loc[train["value"] > 0, "item"], minlength=len(item_factors))
+    model = metrics.entry_scores(user_factors, item_factors, users, val["item"].to_numpy())
+    samples = {}
+    for name, scores in (("mf/pr", model), ("mf/popularity/pr", popularity[val["item"].to_numpy()].astype(float))):
+        members, values = metrics.pair_error_by_user(users, scores, positive)
+        samples[name] = (user_ids[members], values)
+    return samples
+
+
 def neighbour_metrics(item_factors, entries: pd.DataFrame, item_labels: np.ndarray | None, k: int, seed: int) -> dict:
     """The paper's Fig. 4 analysis: do items close in latent space share viewers (and styles)?"""
     positives = entries[entries["value"] > 0]

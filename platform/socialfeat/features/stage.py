@@ -1,6 +1,7 @@
 """The features stage of every method that trains an encoder: its features (and a random encoder's of the
 same architecture) for every item with an image, as named feature sets with their index."""
 
+from socialfeat.evaluation import significance
 from socialfeat.features.extract import write_sets
 from socialfeat.features.quality import label_precision
 from socialfeat.stages import Stage, StageContext
@@ -27,7 +28,7 @@ def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
     images = images.materialize()  # read once, embedded by every variant
     labels = ctx.dataset().items.set_index("item_id")["labels"] if "labels" in ctx.dataset().items else None
     result = {"features/items": images.count(), "features/undecodable": int(len(items) - images.count())}
-    sets = {}
+    sets, samples = {}, {}
     for name, weights in {"cnn": state, "random_cnn": None}.items():
         if name == "random_cnn" and not cfg.random_cnn:
             continue
@@ -43,12 +44,11 @@ def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
         )
         ids, vectors = sets[name]
         if labels is not None:
-            result[f"features/{name}/label_precision@{cfg.neighbours}"] = label_precision(
-                vectors, labels.reindex(ids).tolist(), cfg.neighbours
-            )
+            found, values = label_precision(vectors, labels.reindex(ids).tolist(), cfg.neighbours)
+            samples[f"features/{name}/label_precision@{cfg.neighbours}"] = (ids[found], values)
         result[f"features/{name}/dim"] = int(vectors.shape[1])
     write_sets(tmp, sets)
-    return result
+    return result | significance.means(samples) | significance.record(tmp, samples, training.seed)
 
 
 def features_stage(encoder_stage: str = "train") -> Stage:

@@ -260,7 +260,12 @@ def _resumed_storage(out: str, done: list[dict], space: SearchSpace):
 
 class ObjectiveOptunaSearch(OptunaSearch):
     """OptunaSearch that passes over per-epoch reports (their objectives are NaN placeholders): Ray's
-    single-objective OptunaSearch would tell Optuna each one as an intermediate value."""
+    single-objective OptunaSearch would tell Optuna each one as an intermediate value. The study names its
+    objectives after the metrics, so optuna-dashboard's plots read "kmeans/silhouette", not "Objective 0"."""
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        self._ot_study.set_metric_names([self._metric] if isinstance(self._metric, str) else list(self._metric))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if isinstance(self.metric, str) and finite(result.get(self.metric)):

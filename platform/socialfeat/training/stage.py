@@ -44,11 +44,18 @@ def _image_datasets(ctx: StageContext, task: Task, rows: pd.DataFrame, holdout: 
 
 
 def train_task(
-    ctx: StageContext, tmp: str, task: Task, rows: pd.DataFrame, holdout: np.ndarray, stage: str = "train"
+    ctx: StageContext,
+    tmp: str,
+    task: Task,
+    rows: pd.DataFrame,
+    holdout: np.ndarray,
+    stage: str = "train",
+    initial: dict | None = None,
 ) -> dict:
     """Train `task` on `rows` (its image columns name items; `holdout` marks the rows held out for the
-    per-epoch holdout metrics) as the stage `stage`: encoder.pt / encoder.json, model.pt and history.json go
-    to `tmp`, the trainer's checkpoints to where a retry of this stage finds them."""
+    per-epoch holdout metrics) as the stage `stage`, from `initial` weights if given: encoder.pt /
+    encoder.json, model.pt and history.json go to `tmp`, the trainer's checkpoints to where a retry of this
+    stage finds them."""
     from socialfeat.distributed.train import fit
     from socialfeat.features.encoder import encoder_spec, save_encoder
     from socialfeat.vision.backbones import at_tap, backbone
@@ -67,6 +74,7 @@ def train_task(
         "cnn",
         tune_objectives=ctx.tune_objectives,
         progress=ctx.progress,
+        initial=initial,
     )
     model = task.build(*backbone(cfg.model))
     model.load_state_dict(state["model"])

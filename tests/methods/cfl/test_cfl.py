@@ -1,8 +1,11 @@
-"""Collaborative feature learning end to end: the default run, and a dataset whose images are all missing."""
+"""Collaborative feature learning end to end: the default run (cold start, significance against a second
+training seed), and a dataset whose images are all missing."""
 
 import glob
 import json
 import os
+import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -39,10 +42,23 @@ def test_every_image_missing_is_a_clear_error(ray_session, tmp_path, capsys):
     assert not glob.glob(str(tmp_path / "run" / "stages" / "train-*"))  # nothing half-written
 
 
-@pytest.mark.slow
-def test_default_run_learns_features_far_better_than_a_random_cnn(ray_session, tmp_path):
-    out = str(tmp_path / "run")
+def test_later_rounds_are_refused_for_an_objective_without_pseudo_classes(tmp_path, capsys):
+    settings = ["--set", "clustering.rounds=2", "--set", "training.objective=latent_cosine"]
+    assert main(["run", "--out", str(tmp_path / "run"), *settings]) == 2
+    assert "clustering.rounds = 2 needs training.objective: pseudo_class" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")  # refused before any work
+
+
+@pytest.fixture(scope="module")
+def default_run(ray_session, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("cfl") / "run")
     assert main(["run", "--out", out]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_default_run_learns_features_far_better_than_a_random_cnn(default_run):
+    out = default_run
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["features/cnn/label_precision@10"] > metrics["features/random_cnn/label_precision@10"] + 0.25
     assert metrics["run/seconds"] < 300 and metrics["features/items"] == metrics["data/items"]  # every image
@@ -52,10 +68,71 @@ def test_default_run_learns_features_far_better_than_a_random_cnn(ray_session, t
     assert metrics["retrieval/latent/jaccard@10"] > metrics["retrieval/cnn/jaccard@10"]
     assert metrics["probe/cnn/accuracy"] > metrics["probe/color_hist/accuracy"] + 0.3
     page = open(os.path.join(out, "report.html")).read()  # written at the end of every run
-    for figure in ("jaccard_by_rank.png", "neighbours_cnn.png", "neighbours_random_cnn.png", "training.png"):
+    figures = ("jaccard_by_rank.png", "neighbours_cnn.png", "neighbours_random_cnn.png", "training.png")
+    for figure in (*figures, "coldstart_recall.png"):
         assert f"report/{figure}" in page and os.path.getsize(os.path.join(out, "report", figure)) > 1000
     features = pd.read_parquet(glob.glob(os.path.join(out, "stages", "features-*", "cnn.parquet"))[0])
     assert len(features) == metrics["features/items"] and len(features["vector"].iloc[0]) == 128
     assert not glob.glob(os.path.join(out, "stages", ".checkpoints", "*", "*"))  # dropped once the stage completed
     encoder = json.load(open(glob.glob(os.path.join(out, "stages", "train-*", "encoder.json"))[0]))
     assert encoder == {"architecture": "small", "tap": "penultimate", "image_size": 72, "crop": 64, "dim": 128}
+
+
+@pytest.mark.slow
+def test_cold_start_from_pixels_beats_a_random_cnn_and_chance_and_stays_below_the_oracle(default_run):
+    metrics = json.load(open(os.path.join(default_run, "metrics.json")))
+    auc = {name: metrics[f"coldstart/{name}/auc"] for name in ("cnn", "random_cnn", "random", "oracle")}
+    assert auc["oracle"] > auc["cnn"] > auc["random_cnn"] + 0.1 and auc["random_cnn"] > 0.55
+    assert metrics["coldstart/random/auc/ci_low"] < 0.5 < metrics["coldstart/random/auc/ci_high"]
+    assert metrics["coldstart/cnn/auc/ci_low"] > metrics["coldstart/random_cnn/auc/ci_high"]
+    assert metrics["coldstart/cnn/recall@10"] > 2 * metrics["coldstart/random/recall@10"]
+
+
+@pytest.mark.slow
+def test_compare_marks_cnn_against_a_random_cnn_but_not_most_metrics_of_another_training_seed(
+    default_run, tmp_path, capsys
+):
+    capsys.readouterr()
+    assert main(["compare", default_run, "--sets", "cnn,random_cnn", "--format", "csv"]) == 0
+    rows = {line.split(",")[0]: line.split(",") for line in capsys.readouterr().out.splitlines()}
+    header = rows.pop("metric")
+    p = header.index("random_cnn/p")
+    for metric in ("retrieval/<set>/jaccard@10", "probe/<set>/accuracy", "coldstart/<set>/auc"):
+        assert float(rows[metric][p]) < 0.05, metric
+    # the same config with another training seed: copied so that only train and what follows it run again
+    reseeded = str(tmp_path / "reseeded")
+    shutil.copytree(default_run, reseeded)
+    assert main(["run", "--out", reseeded, "--set", "training.seed=1"]) == 0
+    capsys.readouterr()
+    patterns = ("retrieval/*", "probe/*", "coldstart/*", "features/*/label_precision*", "mf/*pr")
+    assert main(["compare", default_run, reseeded, "--format", "csv", *(f"--metric={m}" for m in patterns)]) == 0
+    lines = [line.split(",") for line in capsys.readouterr().out.splitlines()]
+    column = lines[0].index("reseeded/p")
+    p_values = [float(row[column]) for row in lines[1:] if row[column] != "-"]
+    assert len(p_values) > 30 and sum(p < 0.05 for p in p_values) < len(p_values) / 4
+    assert main(["compare", default_run, reseeded, "--metric", "coldstart/*"]) == 0
+    legend = capsys.readouterr().out.splitlines()[-1]
+    assert "* differs from run (p < 0.05)" in legend and "†" not in legend  # the same queries: paired tests
+
+
+@pytest.mark.slow
+def test_a_second_pseudo_class_round_is_its_own_cached_stage_and_reported_beside_the_first(
+    default_run, tmp_path, capsys
+):
+    rounds = str(tmp_path / "rounds")
+    shutil.copytree(default_run, rounds)  # round 1 (kmeans, train, features) is reused
+    assert main(["run", "--out", rounds, "--set", "clustering.rounds=2", "--set", "clustering.feature_weight=2"]) == 0
+    metrics = json.load(open(os.path.join(rounds, "metrics.json")))
+    assert 0.2 < metrics["rounds/r2/nmi_previous"] < 1.0  # new pseudo classes, related to round 1's
+    assert metrics["rounds/r2/label_precision@10/ci_low"] < metrics["rounds/r2/label_precision@10"]
+    for set_metric in ("retrieval/{}/jaccard@10", "probe/{}/accuracy", "coldstart/{}/auc"):
+        assert set_metric.format("cnn_r2") in metrics and set_metric.format("cnn") in metrics
+    history = json.load(open(glob.glob(os.path.join(rounds, "stages", "round2-*", "history.json"))[0]))
+    first = json.load(open(glob.glob(os.path.join(rounds, "stages", "train-*", "history.json"))[0]))
+    # warm-started from round 1's tower: its first epoch is already far past round 1's first epoch
+    assert history[0]["holdout_top1"] > first[0]["holdout_top1"] + 0.2
+    capsys.readouterr()
+    assert main(["run", "--out", rounds, "--set", "clustering.rounds=3", "--set", "clustering.feature_weight=2"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"round2 +reused", printed) and re.search(r"round3 +computed", printed)
+    assert "retrieval/cnn_r3/jaccard@10" in json.load(open(os.path.join(rounds, "metrics.json")))

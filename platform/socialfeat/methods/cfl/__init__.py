@@ -1,8 +1,8 @@
 """Collaborative feature learning (Fang et al., CVPR 2015) as a graph of stages."""
 
-from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
 from socialfeat.features.stage import features_stage
-from socialfeat.methods.cfl import stages
+from socialfeat.methods.cfl import rounds, stages
 from socialfeat.methods.cfl.tasks import LatentTask, PseudoClassTask, make_task
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.report_html import cluster_figures, factorization_figures, training_figures
@@ -38,7 +38,7 @@ METHOD = Method(
         Stage(
             "kmeans",
             ("factorization",),
-            lambda cfg: cfg.clustering.model_dump(),
+            stages.kmeans_config,
             stages.clusters,
             metrics=("kmeans",),
             key_metrics=("kmeans/nmi",),
@@ -55,7 +55,16 @@ METHOD = Method(
             report=training_figures,
         ),
         features_stage("train"),
-        evaluate_stage(("filter", "split", "features", "factorization"), references=stages.latent_reference),
+        Stage(
+            "rounds",
+            ("features", "train", "kmeans", "factorization", "data"),
+            rounds.rounds_config,
+            rounds.rounds,
+            metrics=("rounds",),
+            key_metrics=("rounds/*/label_precision@*",),
+        ),
+        evaluate_stage(("filter", "split", "features", "rounds", "factorization"), references=stages.latent_reference),
+        coldstart_stage(stages.factors, ("factorization", "rounds"), config=None),
     ),
     tasks=tasks,
     task=lambda cfg: make_task(cfg.training.objective, cfg.clustering.k, cfg.factorization.dim),

@@ -8,7 +8,9 @@ import pandas as pd
 
 from socialfeat import artifacts, console
 from socialfeat.clustering.kmeans import kmeans, nmi
-from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
+from socialfeat.evaluation import significance
+from socialfeat.evaluation.coldstart import Factors
+from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, pr_samples, sampled_entries
 from socialfeat.factorization.sampling import sample_negatives
 from socialfeat.methods.cfl.tasks import make_task
 from socialfeat.methods.common import single_labels
@@ -53,7 +55,14 @@ def factorization(ctx: StageContext, tmp: str) -> dict:
     result = evaluate(user_factors, item_factors, entries, cfg)
     labels = single_labels(ctx, items["item_id"])
     result |= neighbour_metrics(item_factors, entries, labels, cfg.neighbours, cfg.seed)
+    samples = pr_samples(user_factors, item_factors, entries, users["user_id"].to_numpy())
+    result |= significance.record(tmp, samples, cfg.seed)
     return result | {"mf/fit_seconds": seconds, "mf/epochs": len(history)}
+
+
+def kmeans_config(cfg) -> dict:
+    """The first round's clustering: later rounds' settings do not move its key (nor the CNN's after it)."""
+    return cfg.clustering.model_dump(exclude={"rounds", "feature_weight", "factor_weight"})
 
 
 def clusters(ctx: StageContext, tmp: str) -> dict:
@@ -96,3 +105,12 @@ def latent_reference(ctx: StageContext) -> dict:
     """The latent factors as a reference feature set: what the CNN's features try to reach."""
     ids = pd.read_parquet(ctx.path("factorization", "items.parquet"))["item_id"].to_numpy()
     return {"latent": (ids, np.load(ctx.path("factorization", "item_factors.npy")))}
+
+
+def factors(ctx: StageContext) -> Factors:
+    """The factorisation of the tr view log, for cold start."""
+    users = pd.read_parquet(ctx.path("factorization", "users.parquet"))["user_id"].to_numpy()
+    items = pd.read_parquet(ctx.path("factorization", "items.parquet"))["item_id"].to_numpy()
+    user_factors = np.load(ctx.path("factorization", "user_factors.npy"))
+    item_factors = np.load(ctx.path("factorization", "item_factors.npy"))
+    return Factors(users, user_factors, items, item_factors, ctx.cfg.factorization.reg)

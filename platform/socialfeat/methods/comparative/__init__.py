@@ -1,6 +1,6 @@
 """Comparative deep learning for image recommendation (Lei et al., CVPR 2016) as a graph of stages."""
 
-from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
 from socialfeat.features.stage import features_stage
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.comparative import stages
@@ -66,6 +66,7 @@ METHOD = Method(
             key_metrics=("comparative/*/precision@*", "comparative/*/recall@20"),
         ),
         evaluate_stage(("filter", "split", "features")),
+        coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, sizes_of(cfg.comparative)) for name in MODELS},
     task=lambda cfg: make_task(cfg.comparative.model, sizes_of(cfg.comparative)),

@@ -1,6 +1,6 @@
 """User-specific hashtag prediction (Veit et al., CVPR 2018) as a graph of stages."""
 
-from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
 from socialfeat.features.stage import features_stage
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.hashtags import stages
@@ -53,6 +53,7 @@ METHOD = Method(
         ),
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
+        coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)) for name in MODELS},
     task=lambda cfg: make_task(cfg.hashtags.model, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)),

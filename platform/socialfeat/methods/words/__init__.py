@@ -1,6 +1,6 @@
 """Weakly supervised word prediction (Joulin et al., ECCV 2016) as a graph of stages."""
 
-from socialfeat.evaluation.stage import evaluate_stage
+from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
 from socialfeat.features.stage import features_stage
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.words import stages
@@ -51,6 +51,7 @@ METHOD = Method(
         ),
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
+        coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, cfg.vocabulary.size, cfg.words.negatives) for name in TASKS},
     task=lambda cfg: make_task(cfg.words.loss, cfg.vocabulary.size, cfg.words.negatives),
