@@ -127,14 +127,17 @@ def rounds(ctx: StageContext, tmp: str) -> dict:
     """Rounds 2..R, each a cached stage (`roundN`); their features become the sets cnn_r2 .. cnn_rR."""
     classes, model = ctx.path("kmeans", "pseudo_classes.parquet"), ctx.path("train", "model.pt")
     previous = Previous(ctx.keys["train"], classes, model, ctx.path("features"))
-    metrics, sets = {}, {}
+    metrics, sets, samples = {}, {}, {}
     for number in range(2, ctx.cfg.clustering.rounds + 1):
         result = _run_round(ctx, number, previous)
         metrics |= result.metrics
         sets[f"cnn_r{number}"] = read_sets(result.path)["cnn"]
+        samples |= significance.read_samples(result.path)
         classes, model = (os.path.join(result.path, name) for name in ("pseudo_classes.parquet", "model.pt"))
         previous = Previous(result.key, classes, model, result.path)
     write_sets(tmp, sets)
+    # the rounds' per-query values kept here too: a run that reuses this stage lists it, not the rounds
+    significance.write_samples(tmp, {name: (v.index.to_numpy(), v.to_numpy()) for name, v in samples.items()})
     return metrics | _last_round(ctx, metrics)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from socialfeat.evaluation import significance
 from socialfeat.evaluation.baselines import baseline_features
 from socialfeat.evaluation.stage import stored_images
 from socialfeat.features.extract import read_sets
@@ -123,17 +124,16 @@ def recommend(ctx: StageContext, tmp: str) -> dict:
     users.to_parquet(os.path.join(tmp, "by_user.parquet"), index=False)
     table = users.groupby(["ranking", "k"], sort=False)[["precision", "recall"]].mean()
     table.reset_index().to_parquet(os.path.join(tmp, "curves.parquet"), index=False)
-    for (name, k), row in table.iterrows():
-        if k in KS:
-            metrics |= {
-                f"comparative/{name}/precision@{k}": row["precision"],
-                f"comparative/{name}/recall@{k}": row["recall"],
-            }
+    samples = {}
+    for (name, k), rows in users[users["k"].isin(KS)].groupby(["ranking", "k"], sort=False):
+        for measure in ("precision", "recall"):
+            samples[f"comparative/{name}/{measure}@{k}"] = (rows["user"].to_numpy(), rows[measure].to_numpy())
     model = ctx.cfg.comparative.model
     # the trained model's, under one name whatever the model (a sweep over comparative.model optimises these)
-    return metrics | {
-        f"comparative/{m}@{k}": metrics[f"comparative/{model}/{m}@{k}"]
+    samples |= {
+        f"comparative/{m}@{k}": samples[f"comparative/{model}/{m}@{k}"]
         for m in ("precision", "recall")
         for k in KS
         if k <= depth
     }
+    return metrics | significance.means(samples) | significance.record(tmp, samples, ctx.cfg.comparative.seed)

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from socialfeat.data import schema
+from socialfeat.evaluation import significance
 from socialfeat.evaluation.tagging import global_ranking, hits_at, retrieval_precision, user_rankings
 from socialfeat.methods.hashtags.posts import hashtag_vocabulary, posts_of, ppmi_svd, spam_users, time_split
 from socialfeat.methods.hashtags.tasks import make_task, sizes_of
@@ -151,12 +152,9 @@ def _ranked(task, model, features: np.ndarray, users: np.ndarray, k: int = 10, c
     return np.concatenate(tops)
 
 
-def _accuracies(name: str, top: np.ndarray, truth: list) -> tuple[dict, np.ndarray]:
-    at_1, at_10 = hits_at(top, truth, 1), hits_at(top, truth, 10)
-    return {
-        f"hashtags/{name}/accuracy@1": float(at_1.mean()),
-        f"hashtags/{name}/accuracy@10": float(at_10.mean()),
-    }, at_1
+def _accuracies(name: str, top: np.ndarray, truth: list, posts: np.ndarray) -> dict:
+    """Per test post (`posts` names them): did A@1 / A@10 hit? The metrics are their means."""
+    return {f"hashtags/{name}/accuracy@{k}": (posts, hits_at(top, truth, k).astype(np.float64)) for k in (1, 10)}
 
 
 def tagging(ctx: StageContext, tmp: str) -> dict:
@@ -179,18 +177,22 @@ def tagging(ctx: StageContext, tmp: str) -> dict:
         "global_frequency": np.tile(ranking[:10], (len(test), 1)),
         "user_frequency": user_rankings(train["user"], train["hashtags"], test["user"], ranking, 10),
     }
-    metrics, by_user = {"hashtags/test_posts": len(test)}, pd.DataFrame({"user": test["user"]})
+    posts = (test["user"].astype(str) + "/" + test["item_id"].astype(str)).to_numpy()
+    samples, by_user = {}, pd.DataFrame({"user": test["user"]})
     for name, top in tops.items():
-        found_metrics, by_user[name] = _accuracies(name, top, truth)
-        metrics |= found_metrics
+        samples |= _accuracies(name, top, truth, posts)
+        by_user[name] = samples[f"hashtags/{name}/accuracy@1"][1].astype(bool)
+    # the trained model's, under one name whatever the model (a sweep over hashtags.model optimises these)
+    samples |= {f"hashtags/accuracy@{k}": samples[f"hashtags/{model_name}/accuracy@{k}"] for k in (1, 10)}
+    metrics = {"hashtags/test_posts": len(test)} | significance.means(samples)
+    metrics |= significance.record(tmp, samples, ctx.cfg.split.seed)
     users = pd.read_parquet(ctx.path("posts", "users.parquet")).set_index("user")["train_posts"]
     by_user.assign(train_posts=users.reindex(by_user["user"]).to_numpy()).to_parquet(
         os.path.join(tmp, "by_user.parquet"), index=False
     )
     if not task.user_specific:
         metrics |= _retrieval(task, model, model_name, found, vectors, test)
-    # the trained model's, under one name whatever the model (a sweep over hashtags.model optimises these)
-    return metrics | {f"hashtags/accuracy@{k}": metrics[f"hashtags/{model_name}/accuracy@{k}"] for k in (1, 10)}
+    return metrics
 
 
 def _retrieval(task, model, name: str, found, vectors, test: pd.DataFrame) -> dict:

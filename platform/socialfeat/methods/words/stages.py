@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from socialfeat import artifacts
+from socialfeat.evaluation import significance
 from socialfeat.methods.words import tasks
 from socialfeat.methods.words.embeddings import nearest_words, translation_precision
 from socialfeat.methods.words.tasks import make_task
@@ -76,9 +77,10 @@ def train(ctx: StageContext, tmp: str) -> dict:
     return train_task(ctx, tmp, task, rows, holdout_mask(rows["item"], ctx.cfg.training.holdout_fraction))
 
 
-def _precision_recall(top: np.ndarray, truth: list) -> tuple[float, float]:
+def _precision_recall(top: np.ndarray, truth: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: precision and recall of its ranked words (the metrics are their means)."""
     hits = np.array([len(set(row) & set(words)) for row, words in zip(top, truth)], np.float64)
-    return float(np.mean(hits / top.shape[1])), float(np.mean(hits / np.array([len(w) for w in truth])))
+    return hits / top.shape[1], hits / np.array([len(w) for w in truth])
 
 
 def top_words(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray, k: int = 10, chunk: int = 8192):
@@ -102,15 +104,12 @@ def predictions(ctx: StageContext, tmp: str) -> dict:
     frequency = np.bincount(np.concatenate(words[words["part"] == "tr"]["words"].to_numpy()), minlength=len(embeddings))
     popular = np.tile(np.argsort(-frequency, kind="stable")[:10], (len(found), 1))
     pd.DataFrame({"item_id": found, "predicted": top.tolist()}).to_parquet(os.path.join(tmp, "predicted.parquet"))
-    precision, recall = _precision_recall(top, truth)
-    base_precision, base_recall = _precision_recall(popular, truth)
-    metrics = {
-        "words/te_items": len(found),
-        "words/precision@10": precision,
-        "words/recall@10": recall,
-        "words/frequency/precision@10": base_precision,
-        "words/frequency/recall@10": base_recall,
-    }
+    samples = {}
+    for prefix, ranked in (("words", top), ("words/frequency", popular)):
+        precision, recall = _precision_recall(ranked, truth)
+        samples |= {f"{prefix}/precision@10": (found, precision), f"{prefix}/recall@10": (found, recall)}
+    intervals = significance.record(tmp, samples, ctx.cfg.split.seed)
+    metrics = {"words/te_items": len(found)} | significance.means(samples) | intervals
     return metrics | _embedding_metrics(ctx, tmp, embeddings, frequency)
 
 
