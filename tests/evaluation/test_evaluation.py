@@ -117,7 +117,8 @@ def test_weights_and_feature_files_are_compared_beside_the_run(ray_session, tmp_
     write_features(str(tmp_path / "mine.parquet"), ids, vectors[:, ::-1])  # same geometry, other layout
     assert main(["run", "--out", out, *small, "--weights", weights, "--features", f"mine={tmp_path}/mine.parquet"]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
-    assert metrics["run/stages_reused"] == metrics["run/stages"] - 1  # only the evaluation is new
+    assert metrics["run/stages_reused"] == metrics["run/stages"] - 2  # only evaluate and coldstart (after it) are new
+    assert metrics["coldstart/weights/auc"] == pytest.approx(metrics["coldstart/cnn/auc"], abs=1e-6)
     for name in ("weights", "mine"):
         for rank in (1, 10, 100):
             assert metrics[f"retrieval/{name}/jaccard@{rank}"] == pytest.approx(
