@@ -7,7 +7,10 @@ import sys
 import pytest
 
 TINY = ["--set", "data.synth.users=150", "--set", "data.synth.items=120", "--set", "data.synth.image_size=24"]
-STAGES = ("synth", "data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features", "evaluate")
+STAGES = (
+    *("synth", "data", "filter", "split", "sampling", "factorization", "kmeans", "train", "features", "rounds"),
+    *("evaluate", "coldstart"),
+)
 
 
 def _run(out, *arguments: str) -> subprocess.CompletedProcess:
@@ -20,7 +23,7 @@ def test_a_default_run_prints_a_line_per_stage_and_logs_the_rest(tmp_path):
     finished = _run(tmp_path / "run", "--set", "training.epochs=2")
     assert finished.returncode == 0, finished.stderr[-3000:]
     console = (finished.stdout + finished.stderr).splitlines()
-    assert len(console) <= 16, "\n".join(console)
+    assert len(console) <= 18, "\n".join(console)  # 12 stage lines, the header and the closing lines
     for banned in ("WARNING", "ERROR", "Traceback", "core_worker", "(pid="):  # Ray's own lines, workers' lines
         assert banned not in finished.stdout + finished.stderr, banned
     named = [line.split()[0] for line in finished.stdout.splitlines() if line.startswith("  ")]

@@ -67,7 +67,7 @@ def test_a_run_to_s3_writes_the_files_a_local_run_writes(ray_session, bucket, tm
     shutil.rmtree(os.environ["SOCIALFEAT_CACHE"])  # another machine: nothing local, every stage is in the bucket
     assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN]) == 0
     stages = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
-    assert len(stages) == 10 and all(words[1] == "reused" for words in stages)
+    assert len(stages) == 12 and all(words[1] == "reused" for words in stages)  # synth .. coldstart
 
 
 def test_a_dataset_in_s3_is_fetched_once_and_gives_the_local_results(ray_session, synth_dir, bucket, tmp_path):
