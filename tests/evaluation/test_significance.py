@@ -38,6 +38,8 @@ def test_p_value_pairs_only_when_both_measured_the_same_queries():
     assert paired and p < 0.05  # the same queries in another order: paired by query id
     _, paired = significance.p_value(first, pd.Series([0.1, 0.2], index=["a", "b"]), seed=0)
     assert not paired
+    repeated = pd.Series([0.1, 0.2, 0.3], index=["a", "a", "b"])  # a query measured twice: paired by position
+    assert significance.p_value(repeated, repeated + 0.1, seed=0) == (pytest.approx(0.001, abs=0.001), True)
 
 
 def test_samples_round_trip_through_the_stage_directory(tmp_path):

@@ -118,6 +118,9 @@ def _two_sided(differences: np.ndarray) -> float:
 
 def p_value(first: pd.Series, second: pd.Series, seed: int) -> tuple[float, bool]:
     """(p, paired): paired over the queries when both measured the same ones, else unpaired."""
-    if len(first) == len(second) and first.index.sort_values().equals(second.index.sort_values()):
+    if first.index.equals(second.index):  # the same queries in the same order (repeated ids included)
+        return paired_p_value(first.to_numpy(), second.to_numpy(), seed), True
+    same = first.index.is_unique and second.index.is_unique and len(first) == len(second)
+    if same and first.index.sort_values().equals(second.index.sort_values()):
         return paired_p_value(first.to_numpy(), second.reindex(first.index).to_numpy(), seed), True
     return unpaired_p_value(first.to_numpy(), second.to_numpy(), seed), False
