@@ -2,9 +2,13 @@
 synthetic log: fit seconds, seconds per epoch, peak RSS, mf/pr, mf/auc, mf/ndcg@10; one JSON line each.
 
     python benchmarks/factorization.py [--movielens DIR] [--synthetic DIR] [--dim 64] [--engines als,sgd,...]
+        [--repeats 3]
 
-Each engine runs in a fresh process so its peak RSS is its own. Datasets are made in a temporary
-directory when not given (MovieLens from ../shared/data/movielens-posters).
+Each engine runs in a fresh process so its peak RSS is its own; with --repeats N the engines take
+turns N times (so a noisy neighbour on a shared VM hits them alike) and the summary compares
+medians. seconds_per_epoch is the fit's wall time (setup included) over its epochs;
+epoch_seconds_median leaves the setup out. Datasets are made in a temporary directory when not
+given (MovieLens from ../shared/data/movielens-posters).
 """
 
 import argparse
@@ -56,14 +60,7 @@ def _entries(dataset_dir: str, posters_only: bool, work: str) -> str:
 def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
     entries = pd.read_parquet(path)
     n_users, n_items = int(entries["user"].max()) + 1, int(entries["item"].max()) + 1
-    train = entries[entries["fold"] == "train"]
-    data = engines.Entries(
-        train["user"].to_numpy(np.int32),
-        train["item"].to_numpy(np.int32),
-        train["value"].to_numpy(np.float32),
-        n_users,
-        n_items,
-    )
+    data = engines.Entries.train_of(entries, n_users, n_items)
     cfg = FactorizationConfig(
         engine="als" if engine.startswith("als") else engine,
         dim=dim,
@@ -75,9 +72,11 @@ def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
             engines.Entries(data.users[:100], data.items[:100], data.values[:100], n_users, n_items),
             cfg.model_copy(update={"epochs": 1}),
         )
+    stamps = []
     started = time.perf_counter()
-    user_factors, item_factors = engines.fit(data, cfg)
+    user_factors, item_factors = engines.fit(data, cfg, on_epoch=lambda *_: stamps.append(time.perf_counter()))
     seconds = time.perf_counter() - started
+    epoch_seconds = np.diff(stamps)  # the first epoch's start is not observable apart from the setup
     metrics = evaluate(user_factors, item_factors, entries, cfg)
     import torch
 
@@ -91,11 +90,12 @@ def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
             "epochs": cfg.epochs,
             **SETTINGS[engine],
             **({"cg_steps": cfg.cg_steps} if engine.startswith("als") else {}),
-            "train_entries": len(train),
+            "train_entries": len(data.values),
             "users": n_users,
             "items": n_items,
             "fit_seconds": round(seconds, 3),
             "seconds_per_epoch": round(seconds / cfg.epochs, 4),
+            "epoch_seconds_median": round(float(np.median(epoch_seconds)), 4) if len(epoch_seconds) else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "mf/pr": round(metrics["mf/pr"], 4),
             "mf/auc": round(metrics["mf/auc"], 4),
@@ -105,18 +105,39 @@ def _run_engine(path: str, engine: str, dim: int, epochs: int, queue) -> None:
     )
 
 
-def bench(name: str, path: str, engine_names: list[str], dim: int, epochs: int) -> list[dict]:
+def bench(name: str, path: str, *, engine_names: list[str], dim: int, epochs: int, repeats: int) -> list[dict]:
     context = multiprocessing.get_context("spawn")
     records = []
-    for engine in engine_names:
-        queue = context.Queue()
-        process = context.Process(target=_run_engine, args=(path, engine, dim, epochs, queue))
-        process.start()
-        record = {"dataset": name, **queue.get()}
-        process.join()
-        print(json.dumps(record), flush=True)
-        records.append(record)
+    for repeat in range(repeats):
+        for engine in engine_names:
+            queue = context.Queue()
+            process = context.Process(target=_run_engine, args=(path, engine, dim, epochs, queue))
+            process.start()
+            record = {"dataset": name, **queue.get(), "repeat": repeat}
+            process.join()
+            print(json.dumps(record), flush=True)
+            records.append(record)
     return records
+
+
+def _median(records: list[dict], engine: str, key: str) -> float:
+    return float(np.median([r[key] for r in records if r["engine"] == engine]))
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per dataset: als against implicit's ALS (medians over repeats) and against the exact solve."""
+    summary = {"summary": True, "repeats": max(r["repeat"] for r in records) + 1}
+    for dataset in sorted({r["dataset"] for r in records}):
+        runs = [r for r in records if r["dataset"] == dataset]
+        engines_run = {r["engine"] for r in runs}
+        if {"als", "implicit_als"} <= engines_run:
+            for key, label in (("seconds_per_epoch", ""), ("epoch_seconds_median", "_setup_excluded")):
+                ratio = _median(runs, "als", key) / _median(runs, "implicit_als", key)
+                summary[f"{dataset}/als_epoch_over_implicit_als_iteration{label}"] = round(ratio, 2)
+        if {"als", "als_exact"} <= engines_run:
+            difference = _median(runs, "als", "mf/pr") - _median(runs, "als_exact", "mf/pr")
+            summary[f"{dataset}/als_mf_pr_minus_exact"] = round(difference, 4)
+    return summary
 
 
 def main() -> None:
@@ -126,10 +147,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--engines", default="als,als_exact,sgd,implicit_als,implicit_bpr")
+    parser.add_argument("--repeats", type=int, default=3, help="turns each engine takes (fresh processes)")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-movielens", action="store_true", help="e.g. on a GPU box without ../shared")
     args = parser.parse_args()
-    engine_names = args.engines.split(",")
+    settings = {"engine_names": args.engines.split(","), "dim": args.dim, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as work:
         records = []
         if not args.skip_movielens:
@@ -139,7 +161,8 @@ def main() -> None:
 
                 movielens = os.path.join(work, "movielens")
                 import_movielens(f"{SHARED}/ratings.csv", f"{SHARED}/movies.csv", f"{SHARED}/posters", movielens)
-            records += bench("movielens-posters", _entries(movielens, True, work), engine_names, args.dim, 15)
+            entries = _entries(movielens, True, work)
+            records += bench("movielens-posters", entries, **settings, epochs=15)
         if not args.skip_synthetic:
             synthetic = args.synthetic
             if synthetic is None:
@@ -147,18 +170,9 @@ def main() -> None:
 
                 synthetic = os.path.join(work, "synthetic")
                 generate(SynthConfig(users=100_000, items=20_000, mean_views=60, image_size=16), synthetic)
-            records += bench("synthetic-5M", _entries(synthetic, False, work), engine_names, args.dim, args.epochs)
-    summary = {"summary": True}
-    for dataset in {r["dataset"] for r in records}:
-        by_engine = {r["engine"]: r for r in records if r["dataset"] == dataset}
-        if "als" in by_engine and "implicit_als" in by_engine:
-            summary[f"{dataset}/als_epoch_over_implicit_als_iteration"] = round(
-                by_engine["als"]["seconds_per_epoch"] / by_engine["implicit_als"]["seconds_per_epoch"], 2
-            )
-        if "als" in by_engine and "als_exact" in by_engine:
-            summary[f"{dataset}/als_mf_pr_minus_exact"] = round(
-                by_engine["als"]["mf/pr"] - by_engine["als_exact"]["mf/pr"], 4
-            )
+            entries = _entries(synthetic, False, work)
+            records += bench("synthetic-5M", entries, **settings, epochs=args.epochs)
+    summary = summarize(records)
     print(json.dumps(summary), flush=True)
 
 

@@ -119,6 +119,18 @@ def test_cg_als_is_deterministic_whatever_the_thread_count():
     assert np.abs(one[1] - exact[1]).max() < 0.05
 
 
+def test_rows_csr_groups_entries_by_row_in_their_order_keeping_duplicates():
+    from socialfeat.factorization.cg import rows_csr
+
+    rows = np.array([2, 0, 2, 1, 0, 2, 2], np.int32)
+    cols = np.array([5, 3, 1, 4, 3, 0, 5], np.int32)
+    values = np.arange(7, dtype=np.float32)
+    indptr, indices, data = rows_csr(rows, cols, values, 4)
+    assert indptr.tolist() == [0, 2, 3, 7, 7]  # row 3 has no entries
+    assert indices.tolist() == [3, 3, 4, 5, 1, 0, 5]  # (0, 3) twice, row 2 in input order
+    assert data.tolist() == [1, 4, 3, 0, 2, 5, 6]
+
+
 @pytest.fixture(scope="module")
 def synth_entries(synth_dir):
     interactions = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
 
-# Ray 2.60 leaves a worker idle ~0.2 s between two tasks of an operator held at its CPU budget (measured on
-# 2 CPUs), so a decode task should be seconds of work: each CPU gets about DECODE_TASKS_PER_CPU of them,
-# of MIN to MAX items (a 72 px JPEG decode is ~0.7 ms on one core).
+# Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
+# 0.2-0.3 s with the operator reservation, measured on 2 CPUs), so a decode task should be seconds of work:
+# each CPU gets about DECODE_TASKS_PER_CPU of them, of MIN to MAX items (a 72 px JPEG decode is ~0.6 ms).
 DECODE_TASKS_PER_CPU, MIN_ITEMS_PER_TASK, MAX_ITEMS_PER_TASK = 2, 64, 2048
 
 
@@ -160,7 +160,12 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     blocks = _named_item_blocks(file, column, list(by_item), per_task)
     if not blocks:
         return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
-    return ray.data.from_arrow_refs(blocks).map_batches(
+    blocks_ds = ray.data.from_arrow_refs(blocks)
+    # One map over blocks already in memory has no other operator to reserve CPUs from; Ray 2.60's
+    # reservation started the second decode task ~1 s after the first and left each worker 0.2-0.3 s
+    # idle between tasks (the context is this dataset's own copy, inherited by what derives from it).
+    blocks_ds.context.op_resource_reservation_enabled = False
+    return blocks_ds.map_batches(
         _rows_of_items,
         batch_format="numpy",
         batch_size=per_task,

@@ -12,6 +12,27 @@ def _dot(a, b):
     return total
 
 
+@numba.njit(cache=True)
+def rows_csr(rows, cols, values, n_rows):
+    """(indptr, indices, data) of the entries grouped by row, each row's entries in their original
+    order (duplicates kept, as Eq. 3 counts them). A counting sort: O(entries), where sorting
+    unsorted item ids costs seconds on a 12M-entry log."""
+    indptr = np.zeros(n_rows + 1, np.int64)
+    for row in rows:
+        indptr[row + 1] += 1
+    for row in range(n_rows):
+        indptr[row + 1] += indptr[row]
+    next_slot = indptr[:-1].copy()
+    indices = np.empty(len(rows), np.int32)
+    data = np.empty(len(rows), np.float32)
+    for k in range(len(rows)):
+        slot = next_slot[rows[k]]
+        indices[slot] = cols[k]
+        data[slot] = values[k]
+        next_slot[rows[k]] = slot + 1
+    return indptr, indices, data
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def cg_rows(indptr, indices, values, factors, other, reg, steps):
     """Move every row x of `factors` towards argmin sum_k (v_k - x.y_k)^2 + reg |x|^2 over its

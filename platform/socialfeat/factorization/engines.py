@@ -31,6 +31,13 @@ class Entries:
     n_users: int
     n_items: int
 
+    @classmethod
+    def train_of(cls, entries, n_users: int, n_items: int) -> "Entries":
+        """The `fold == "train"` rows of a sampled-entries frame (columns user, item, value, fold)."""
+        train = entries[entries["fold"] == "train"]
+        values = train["value"].to_numpy(np.float32)
+        return cls(train["user"].to_numpy(np.int32), train["item"].to_numpy(np.int32), values, n_users, n_items)
+
 
 def _initial(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.standard_normal((rows, dim)) * 0.1).astype(np.float32)
@@ -101,25 +108,19 @@ def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback 
 
     if torch.cuda.is_available() or cfg.cg_steps == 0:
         return _fit_als_exact(entries, cfg, on_epoch, device="cuda" if torch.cuda.is_available() else "cpu")
-    from socialfeat.factorization.cg import cg_rows
+    from socialfeat.factorization.cg import cg_rows, rows_csr
 
     rng = np.random.default_rng(cfg.seed)
     users, items = _initial(entries.n_users, cfg.dim, rng), _initial(entries.n_items, cfg.dim, rng)
-    by_user = _csr(entries.users, entries.items, entries.values, (entries.n_users, entries.n_items))
-    by_item = _csr(entries.items, entries.users, entries.values, (entries.n_items, entries.n_users))
+    values = entries.values.astype(np.float32, copy=False)
+    by_user = rows_csr(entries.users, entries.items, values, entries.n_users)
+    by_item = rows_csr(entries.items, entries.users, values, entries.n_items)
     for epoch in range(cfg.epochs):
-        cg_rows(by_user.indptr, by_user.indices, by_user.data, users, items, cfg.reg, cfg.cg_steps)
-        cg_rows(by_item.indptr, by_item.indices, by_item.data, items, users, cfg.reg, cfg.cg_steps)
+        cg_rows(*by_user, users, items, cfg.reg, cfg.cg_steps)
+        cg_rows(*by_item, items, users, cfg.reg, cfg.cg_steps)
         if on_epoch:
             on_epoch(epoch, users, items)
     return users, items
-
-
-def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """Rows' entries in CSR, each row's columns in their original order (duplicates are kept, as in Eq. 3)."""
-    order = np.argsort(rows, kind="stable")
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
-    return sp.csr_matrix((values[order].astype(np.float32), cols[order].astype(np.int32), indptr), shape=shape)
 
 
 def _fit_als_exact(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None, device: str):

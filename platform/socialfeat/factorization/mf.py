@@ -125,15 +125,8 @@ def neighbour_metrics(item_factors, entries: pd.DataFrame, item_labels: np.ndarr
 
 def factorize(entries: pd.DataFrame, n_users: int, n_items: int, cfg: FactorizationConfig, on_epoch=None):
     """(user_factors, item_factors, per-epoch history, fit seconds) from the train entries."""
-    train = entries[entries["fold"] == "train"]
     val = entries[entries["fold"] == "val"]
-    data = engines.Entries(
-        train["user"].to_numpy(np.int32),
-        train["item"].to_numpy(np.int32),
-        train["value"].to_numpy(np.float32),
-        n_users,
-        n_items,
-    )
+    data = engines.Entries.train_of(entries, n_users, n_items)
     history, started = [], time.perf_counter()
 
     def record(epoch, user_factors, item_factors):
