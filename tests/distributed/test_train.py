@@ -47,3 +47,16 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_session, synth_di
     assert int(open(os.path.join(storage, "worker-0.pid")).read()) != killed
     newest = max(glob.glob(os.path.join(storage, "kill", "checkpoint_*", "state.pt")), key=os.path.getmtime)
     assert load_state(newest)["epoch"] == 9  # checkpoints are tensors and plain values (weights_only loads)
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_copy(tmp_path):
+    import torch
+
+    from socialfeat.distributed.train import STATE, _latest_on_disk
+
+    for epoch in (1, 2):
+        os.makedirs(tmp_path / f"checkpoint_{epoch}")
+        torch.save({"epoch": epoch, "model": {"w": torch.ones(64, 64)}}, tmp_path / f"checkpoint_{epoch}" / STATE)
+    whole = (tmp_path / "checkpoint_2" / STATE).read_bytes()
+    (tmp_path / "checkpoint_2" / STATE).write_bytes(whole[: len(whole) // 2])  # a copy into storage cut off
+    assert _latest_on_disk(str(tmp_path))["epoch"] == 1

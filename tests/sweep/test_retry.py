@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import SHRINK, space_file
+from socialfeat.artifacts import UnsafeFile
 from socialfeat.cli import main
 from socialfeat.distributed.train import load_state
 
@@ -23,8 +24,8 @@ def _kill_after_epoch(out: str, epoch: int, killed: dict, deadline: float) -> No
         for path in glob.glob(pattern):
             try:
                 states.append(load_state(path)["epoch"] + 1)
-            except (OSError, RuntimeError, EOFError):
-                pass  # being written
+            except (OSError, RuntimeError, EOFError, UnsafeFile):
+                pass  # still being copied into storage: a partial torch file
         records = glob.glob(os.path.join(out, "trials", "*", "trial.json"))
         if states and max(states) >= epoch and records:
             killed["epoch"] = max(states)
