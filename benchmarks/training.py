@@ -6,8 +6,9 @@ same cores), the training step, and feature extraction; on a GPU also ResNet-50 
 --data is a contract dataset with images (default: the MovieLens posters imported into a temporary
 directory); --repeat R also measures decoding on a copy whose items.parquet holds every image R times
 (as distinct items), where Ray Data's fixed cost per execution (~1 s) weighs less. Decoding is reported
-in images/s per core: the PIL loop uses one, Ray Data every CPU of its local cluster. Prints one JSON line
-per measurement. Without Ray installed (a GPU box) use --no-ray.
+in images/s per core: the PIL loop uses one (torch capped at one thread), Ray Data every CPU of its local
+cluster; the same loop in one process per CPU shows what concurrent decoders get from the machine. Prints
+one JSON line per measurement. Without Ray installed (a GPU box) use --no-ray.
 """
 
 import argparse
@@ -60,12 +61,21 @@ def _repeated(root: str, work: str, times: int) -> str:
     return copy
 
 
-def bench_pil(images: list, size: int, crop: int) -> None:
-    started = time.perf_counter()
+def _decode_and_augment(images: list, size: int, crop: int) -> int:
+    """The plain loop: decode, then augment in batches of 256 on one thread; how many images it took."""
+    torch.set_num_threads(1)  # one core: torch's intra-op threads would borrow the other one
     decoded = [load_image(item_image_bytes("", b, None), size) for b in images]
     for start in range(0, len(decoded), 256):
         to_input(torch.from_numpy(np.stack(decoded[start : start + 256])), crop, train=True)
+    return len(decoded)
+
+
+def bench_pil(images: list, size: int, crop: int) -> None:
+    threads = torch.get_num_threads()
+    started = time.perf_counter()
+    _decode_and_augment(images, size, crop)
     rate = len(images) / (time.perf_counter() - started)
+    torch.set_num_threads(threads)
     _emit(
         stage="decode+augment",
         impl="plain PIL loop",
@@ -74,6 +84,29 @@ def bench_pil(images: list, size: int, crop: int) -> None:
         cores=1,
         images_per_second=rate,
         images_per_second_per_core=rate,
+    )
+
+
+def bench_pil_processes(images: list, size: int, crop: int) -> None:
+    """The plain loop in one process per CPU, each on its share of the images (forked, the pool started
+    outside the timing): what two decoders at once get from the machine, with no Ray in between."""
+    import multiprocessing
+
+    cpus = os.cpu_count()
+    shares = [images[rank::cpus] for rank in range(cpus)]
+    with multiprocessing.get_context("fork").Pool(cpus) as pool:
+        pool.starmap(_decode_and_augment, [(share[:8], size, crop) for share in shares])  # workers up
+        started = time.perf_counter()
+        pool.starmap(_decode_and_augment, [(share, size, crop) for share in shares])
+        rate = len(images) / (time.perf_counter() - started)
+    _emit(
+        stage="decode+augment",
+        impl=f"plain PIL loop x{cpus} processes",
+        images=len(images),
+        image_size=size,
+        cores=cpus,
+        images_per_second=rate,
+        images_per_second_per_core=rate / cpus,
     )
 
 
@@ -189,6 +222,7 @@ def main() -> None:
             copy = _repeated(root, work, times)
             item_ids, images = _encoded(copy)
             bench_pil(images, 72, 64)
+            bench_pil_processes(images, 72, 64)
             if not args.no_ray:
                 bench_ray(copy, item_ids, 72, 64)
     bench_step("small", 72, 64, 64, args.steps, "cpu")
