@@ -24,7 +24,7 @@ def _kill_after_epoch(out: str, epoch: int, killed: dict, deadline: float) -> No
         for path in glob.glob(pattern):
             try:
                 states.append(load_state(path)["epoch"] + 1)
-            except (OSError, RuntimeError, EOFError, UnsafeFile):
+            except (OSError, UnsafeFile):
                 pass  # still being copied into storage: a partial torch file
         records = glob.glob(os.path.join(out, "trials", "*", "trial.json"))
         if states and max(states) >= epoch and records:

@@ -10,25 +10,20 @@ def _normalised(window):
     return (window.permute(2, 0, 1).float() / 255.0 - MEAN) / STD
 
 
+def _crop(image, y: int, x: int, flipped: bool):
+    """The 8 x 8 window of `image` at (y, x), normalised, mirrored left to right when `flipped`."""
+    window = _normalised(image[y : y + 8, x : x + 8])
+    return window.flip(-1) if flipped else window
+
+
 def test_each_training_input_is_a_crop_of_its_own_image_and_both_flips_occur():
     images = torch.randint(0, 256, (64, 12, 12, 3), dtype=torch.uint8)
     batch = to_input(images, 8, train=True, generator=torch.Generator().manual_seed(0))
     assert batch.shape == (64, 3, 8, 8) and batch.is_contiguous()
     seen = set()
     for image, augmented in zip(images, batch):
-        matches = {
-            (y, x, flipped)
-            for y in range(5)
-            for x in range(5)
-            for flipped in (False, True)
-            if torch.allclose(
-                augmented,
-                _normalised(image[y : y + 8, x : x + 8]).flip(-1)
-                if flipped
-                else _normalised(image[y : y + 8, x : x + 8]),
-                atol=1e-6,
-            )
-        }
+        placements = [(y, x, flipped) for y in range(5) for x in range(5) for flipped in (False, True)]
+        matches = {p for p in placements if torch.allclose(augmented, _crop(image, *p), atol=1e-6)}
         assert matches, "an augmented image is no crop of its own image"
         seen |= matches
     assert {flipped for _, _, flipped in seen} == {False, True}

@@ -68,7 +68,7 @@ def _latest_on_disk(checkpoint_root: str) -> dict | None:
         try:
             with ray.train.Checkpoint(directory, filesystem=filesystem).as_directory() as local:
                 states.append(load_state(os.path.join(local, STATE)))
-        except (OSError, RuntimeError, EOFError, artifacts.UnsafeFile) as error:
+        except (OSError, artifacts.UnsafeFile) as error:  # load_tensors reports a torn file as UnsafeFile
             log.warning("skipping checkpoint %s: %s", directory, error)  # partly written, or not plain tensors
             continue
     return max(states, key=lambda state: state["epoch"], default=None)
