@@ -43,6 +43,7 @@ def _sweep(space, data: str, out: str, trials: int) -> tuple[float, list[dict]]:
 
 def _loop(space, data: str, out: str, finished: list[dict]) -> tuple[float, list[float]]:
     """The sweep's own configurations, one after another, sharing one stage store like the trials do."""
+    from socialfeat.methods import named
     from socialfeat.stages import run_experiment
     from socialfeat.sweep.space import trial_config
 
@@ -51,7 +52,11 @@ def _loop(space, data: str, out: str, finished: list[dict]) -> tuple[float, list
     for index, record in enumerate(finished):
         cfg = trial_config(base, record["params"], f"loop-{index}")
         metrics, _ = run_experiment(
-            cfg, os.path.join(out, f"loop-{index}"), until=space.until, stage_root=os.path.join(out, "stages")
+            named(cfg.method),
+            cfg,
+            os.path.join(out, f"loop-{index}"),
+            until=space.until,
+            stage_root=os.path.join(out, "stages"),
         )
         seconds.append(metrics["run/seconds"])
     return time.perf_counter() - started, seconds

@@ -273,10 +273,8 @@ class StageStore:
 
     @staticmethod
     def key(name: str, config: dict, inputs: dict[str, str]) -> str:
-        from socialfeat import __version__
-
-        # the package version is part of the key: an upgrade never reuses an older release's outputs
-        return content_hash({"stage": name, "config": config, "inputs": inputs, "version": __version__})
+        # `config` holds the stage's code fingerprint (stages.stage_key), so no release number is needed here
+        return content_hash({"stage": name, "config": config, "inputs": inputs})
 
     def run(self, name: str, config: dict, inputs: dict[str, str], compute: Callable[[str], dict]) -> StageResult:
         """Reuse the stage keyed by (name, config, inputs) or compute it into a fresh directory.

@@ -8,6 +8,8 @@ import time
 
 from socialfeat import artifacts, console, storage
 from socialfeat.config import ConfigError, load_config, to_yaml
+from socialfeat.methods import METHODS, named
+from socialfeat.stages import Method
 from socialfeat.storage import StorageError
 
 USER_ERRORS = (
@@ -157,26 +159,28 @@ def cmd_run(args) -> int:
     from socialfeat.distributed.cluster import check_training_resources, connect
     from socialfeat.report import write_summary
     from socialfeat.report_html import write_html
-    from socialfeat.stages import check_inputs, method_of, publish, run_experiment, trains
+    from socialfeat.stages import check_inputs, publish, run_experiment, trains
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
     overrides += [f"evaluation.weights={os.path.abspath(args.weights)}"] if args.weights else []
     overrides += [f"evaluation.feature_files.{_named_file(text)}" for text in args.feature_files]
     cfg = load_config(args.experiment, overrides)
+    method = named(cfg.method, args.experiment or "defaults")
     target = args.out or os.path.join("runs", cfg.name)
     remote = target if storage.is_uri(target) else None
-    check_inputs(cfg, args.until)
+    check_inputs(method, cfg, args.until)
     if remote:  # a missing bucket or a refused write fails here, before Ray starts
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "runs") if remote else target
     artifacts.check_writable_dir(out)  # a read-only or misplaced --out fails here, before Ray starts
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
-    if trains(method_of(cfg), args.until):  # Ray Train would wait for ever for workers the cluster cannot hold
+    if trains(method, args.until):  # Ray Train would wait for ever for workers the cluster cannot hold
         joined = where not in ("local", "existing")  # only a cluster joined by address may grow
         check_training_resources(cfg.training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
     metrics, run = run_experiment(
+        method,
         cfg,
         out,
         until=args.until,
@@ -186,7 +190,7 @@ def cmd_run(args) -> int:
         on_stage=lambda result, patterns: print(console.stage_line(result, patterns), flush=True),
     )
     write_summary(out)
-    report = write_html(out)
+    report = write_html(out, method)
     publish(out, remote)
     shown = remote or out
     print(f"report: {storage.join(remote, os.path.basename(report)) if remote else report}")
@@ -213,7 +217,7 @@ def cmd_compare(args) -> int:
             print("error: --sets compares two or more feature sets of one run directory", file=sys.stderr)
             return 2
         runs = feature_sets(next(iter(runs.values())), args.sets)
-    patterns = tuple(args.patterns or key_patterns())
+    patterns = tuple(args.patterns or key_patterns(METHODS.values()))
     names = key_metrics(runs, patterns)
     if not names:
         print(f"error: no metric matches {patterns} in these runs", file=sys.stderr)
@@ -356,12 +360,23 @@ def cmd_report(args) -> int:
     from socialfeat.report_html import write_html
 
     print(write_summary(args.run_dir))
-    print(write_html(args.run_dir))
+    print(write_html(args.run_dir, method_of_run(args.run_dir)))
     return 0
 
 
+def method_of_run(run_dir: str) -> Method:
+    """The method a finished run directory was made by (its run.json says)."""
+    path = os.path.join(run_dir, "run.json")
+    try:
+        run = artifacts.read_json(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable run record ({error}); is {run_dir} a run directory?") from None
+    if not isinstance(run, dict) or not isinstance(run.get("method", "cfl"), str):
+        raise ValueError(f"{path}: not a run record (no method name)")
+    return named(run.get("method", "cfl"), path)
+
+
 def cmd_methods(args) -> int:
-    from socialfeat.methods import METHODS
     from socialfeat.stages import describe
 
     for method in METHODS.values():

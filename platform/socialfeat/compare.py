@@ -24,11 +24,9 @@ class Column:
     samples: dict[str, pd.Series] = field(default_factory=dict)
 
 
-def key_patterns() -> tuple[str, ...]:
-    """What a reader compares first: each registered method's stages' key metrics in stage order, then cost."""
-    from socialfeat.methods import METHODS
-
-    patterns = [p for method in METHODS.values() for stage in method.stages for p in stage.key_metrics]
+def key_patterns(methods) -> tuple[str, ...]:
+    """What a reader compares first: the methods' stages' key metrics in stage order, then cost."""
+    patterns = [p for method in methods for stage in method.stages for p in stage.key_metrics]
     return tuple(dict.fromkeys(patterns)) + ("run/seconds",)
 
 
@@ -67,11 +65,11 @@ def feature_sets(run: Column, sets: list[str]) -> dict[str, Column]:
     return {name: Column(renamed(run.metrics, name), renamed(run.samples, name)) for name in sets}
 
 
-def key_metrics(runs: dict[str, Column], patterns: tuple[str, ...] | None = None) -> list[str]:
+def key_metrics(runs: dict[str, Column], patterns: tuple[str, ...]) -> list[str]:
     """Metric names present in any run that match `patterns`, in pattern order (intervals go beside them)."""
     present = sorted(name for name in set().union(*(r.metrics for r in runs.values())) if not name.endswith(INTERVALS))
     chosen: list[str] = []
-    for pattern in patterns or key_patterns():
+    for pattern in patterns:
         chosen += [name for name in present if fnmatch.fnmatchcase(name, pattern) and name not in chosen]
     return chosen
 

@@ -1,5 +1,6 @@
 """Typed experiment configs: the defaults live here, YAML and `--set key=value` override them."""
 
+import copy
 import re
 import types
 from typing import Annotated, Literal, Union, get_args, get_origin
@@ -36,7 +37,7 @@ class Strict(BaseModel):
     """A config section: unknown keys are errors, assignments are validated, and a boolean is never read as
     a number nor a number a boolean (pydantic's lax mode would take `true` for 1 and 1 for `true`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -289,7 +290,7 @@ class RayConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "cfl_local"
-    method: str = "cfl"  # a key of socialfeat.methods.METHODS
+    method: str = "cfl"  # a key of the methods registry (the CLI and the sweep look it up)
     data: DataConfig = DataConfig()
     filter: FilterConfig = FilterConfig()
     split: SplitConfig = SplitConfig()
@@ -312,15 +313,6 @@ class ExperimentConfig(Strict):
         # the default run directory is runs/<name>: a name must not be able to point anywhere else
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("a name is letters, digits, '.', '_' and '-', starting with a letter or digit")
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        from socialfeat.methods import METHODS
-
-        if value not in METHODS:
-            raise ValueError(f"unknown method {value!r}; methods: {', '.join(METHODS)}")
         return value
 
     @model_validator(mode="after")
@@ -359,6 +351,84 @@ class ExperimentConfig(Strict):
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names every offending key."""
+
+
+class UndeclaredRead(AttributeError):
+    """A stage read a config key it does not declare: its cache key would not see that key change."""
+
+
+def covers(declared: frozenset[str] | set[str], path: str) -> bool:
+    """Whether declaring `declared` lets a stage read `path` (a declared section covers its keys)."""
+    parts = path.split(".")
+    return any(".".join(parts[:n]) in declared for n in range(1, len(parts) + 1))
+
+
+class ConfigView:
+    """A read-only view of a config that lets a stage read only the keys it declares. A declared key (or a
+    section wholly declared) comes back as a copy; a section some of whose keys are declared, as a view."""
+
+    __slots__ = ("_model", "_allowed", "_owner", "_prefix")
+
+    def __init__(self, model: BaseModel, allowed: frozenset[str], owner: str, prefix: str = ""):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_allowed", frozenset(allowed))
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_prefix", prefix)
+
+    def __reduce__(self):  # a view travels to Ray tasks as what it is
+        return ConfigView, (self._model, self._allowed, self._owner, self._prefix)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        path = self._prefix + name
+        if name not in type(self._model).model_fields:
+            raise AttributeError(f"config section '{self._prefix.rstrip('.') or 'experiment'}' has no key {name!r}")
+        value = getattr(self._model, name)
+        if covers(self._allowed, path):
+            return copy.deepcopy(value) if isinstance(value, (BaseModel, list, dict)) else value
+        if isinstance(value, BaseModel) and any(key.startswith(path + ".") for key in self._allowed):
+            return ConfigView(value, self._allowed, self._owner, path + ".")
+        raise UndeclaredRead(
+            f"stage {self._owner!r} read config key '{path}', which it does not declare "
+            f"(it declares: {', '.join(sorted(self._allowed)) or 'nothing'}); add it to the stage's reads"
+        )
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"stage {self._owner!r}: the config is read-only inside a stage ({self._prefix}{name})")
+
+    def model_dump(self, **kwargs) -> dict:
+        section = self._prefix.rstrip(".")
+        raise UndeclaredRead(
+            f"stage {self._owner!r} dumped config section '{section}', of which it declares only some keys"
+        )
+
+
+def declared_values(cfg: BaseModel, reads: tuple[str, ...], unkeyed: tuple[str, ...] = ()) -> dict:
+    """{declared key: its value} (a section as a dict), leaving out the `unkeyed` keys inside sections."""
+    values = {}
+    for path in reads:
+        value = cfg
+        for part in path.split("."):
+            if not isinstance(value, BaseModel) or part not in type(value).model_fields:
+                raise KeyError(f"'{path}' is not a config key")
+            value = getattr(value, part)
+        if isinstance(value, BaseModel):
+            value = _dump_without(value, path, unkeyed)
+        values[path] = value
+    return values
+
+
+def _dump_without(section: BaseModel, path: str, unkeyed: tuple[str, ...]) -> dict:
+    dumped = section.model_dump(mode="json")
+    for key in unkeyed:
+        if key.startswith(path + "."):
+            node = dumped
+            *parents, last = key[len(path) + 1 :].split(".")
+            for part in parents:
+                node = node[part]
+            node.pop(last)
+    return dumped
 
 
 def _section_keys(loc: tuple) -> list[str]:

@@ -167,17 +167,16 @@ def evaluation_figures(rc: ReportContext) -> list[tuple[str, str]]:
     return figures
 
 
-def write_html(run_dir: str) -> str:
-    """Write run_dir/report.html and its PNGs under run_dir/report/; returns the HTML's path."""
-    from socialfeat.methods import METHODS
-
+def write_html(run_dir: str, method) -> str:
+    """Write run_dir/report.html and its PNGs under run_dir/report/ for a run of `method`; returns the HTML's
+    path."""
     out = os.path.join(run_dir, "report")
     os.makedirs(out, exist_ok=True)
     metrics = artifacts.read_json(os.path.join(run_dir, artifacts.METRICS))
     run = artifacts.read_json(os.path.join(run_dir, "run.json"))
     rc = ReportContext(out, {s["name"]: s["path"] for s in run["stages"]}, run["dataset"])
     figures = []
-    for stage in reversed(METHODS[run.get("method", "cfl")].stages):  # results first, then what led to them
+    for stage in reversed(method.stages):  # results first, then what led to them
         if stage.report is not None and stage.name in rc.dirs:
             figures += stage.report(rc)
     rows = "".join(

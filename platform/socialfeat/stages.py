@@ -2,6 +2,9 @@
 --until, metrics and run.json all follow from what each stage declares."""
 
 import contextlib
+import dataclasses
+import fnmatch
+import functools
 import logging
 import os
 import shutil
@@ -10,22 +13,49 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from socialfeat import artifacts, console, storage
-from socialfeat.config import ExperimentConfig, to_yaml
+from socialfeat.config import ConfigView, ExperimentConfig, declared_values, to_yaml
 from socialfeat.data.reader import Dataset, read_dataset
+from socialfeat.data.synthetic import generate
+from socialfeat.fingerprint import code_fingerprint
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Rounds:
+    """A sub-stage that runs once per round r = first..R (R: the config key `count`), each round cached as
+    the stage `<name><r>`: round r reads round r-1 besides `inputs`, so raising R reuses the earlier rounds.
+    The stage that declares it reads every round (cfl's iterative pseudo classes)."""
+
+    name: str
+    count: str
+    first: int
+    inputs: tuple[str, ...]
+    reads: tuple[str, ...]
+    compute: Callable[["StageContext", str, int], dict]  # (context, temporary output directory, r) -> metrics
+    outputs: tuple[str, ...] = ()
+    key_metrics: Callable[[int], tuple[str, ...]] = lambda r: ()
+    trains: bool = False
+
+
+@dataclass(frozen=True)
 class Stage:
+    """One step of a method. Its cache key is built from what it declares: the config keys it `reads` (its
+    compute gets a view that refuses any other), its inputs' keys and a fingerprint of the code it runs."""
+
     name: str
     inputs: tuple[str, ...]  # the stages it reads; a stage with none reads the dataset itself
-    config: Callable[[ExperimentConfig], dict]  # the slice of the config that keys its cache entry
+    reads: tuple[str, ...]  # config keys or whole sections ("split.seed", "training") it reads
     compute: Callable[["StageContext", str], dict]  # (context, temporary output directory) -> metrics
+    outputs: tuple[str, ...] = ()  # the files it writes, what later stages may open; "*" patterns, "?" optional
+    unkeyed: tuple[str, ...] = ()  # keys it may read that steer how it runs, never what it makes (not keyed)
+    derived: Callable[[ConfigView], dict] | None = None  # values from its reads that key it too (file hashes);
+    # called before any stage runs, so a missing or unusable file fails first
     metrics: tuple[str, ...] = ()  # the metric families it reports ("mf" for mf/pr, ...)
     trains: bool = False  # reports per epoch, so a scheduler (ASHA) may stop it
     key_metrics: tuple[str, ...] = ()  # glob patterns `socialfeat compare` shows first
     report: Callable | None = None  # (report context) -> [(title, png file name)] for report.html
+    rounds: Rounds | None = None  # a sub-stage it runs once per round before itself
 
 
 @dataclass(frozen=True)
@@ -35,6 +65,7 @@ class Method:
     stages: tuple[Stage, ...]  # declared in an order where every stage follows its inputs
     tasks: Callable[[ExperimentConfig], dict]  # every training task the method offers, sized by the config
     task: Callable[[ExperimentConfig], object] | None = None  # the one the config selects
+    config: type[ExperimentConfig] = ExperimentConfig  # the shared sections and the method's own
 
 
 def stage_map(method: Method) -> dict[str, Stage]:
@@ -56,11 +87,44 @@ def check_graph(method: Method) -> None:
         seen.add(stage.name)
 
 
-def upstream(method: Method, until: str | None = None) -> list[Stage]:
+def expand(method: Method, cfg: ExperimentConfig | None = None) -> list[Stage]:
+    """The method's stages with each Rounds sub-stage laid out as its rounds (none without a config)."""
+    stages = []
+    for stage in method.stages:
+        if stage.rounds is not None and cfg is not None:
+            names = _round_stages(stage.rounds, cfg)
+            stages += names
+            stage = dataclasses.replace(stage, inputs=(*stage.inputs, *(s.name for s in names)))
+        stages.append(stage)
+    return stages
+
+
+def _round_stages(rounds: Rounds, cfg: ExperimentConfig) -> list[Stage]:
+    count = declared_values(cfg, (rounds.count,))[rounds.count]
+    stages, previous = [], ()
+    for number in range(rounds.first, count + 1):
+        name = f"{rounds.name}{number}"
+        stages.append(
+            Stage(
+                name,
+                (*rounds.inputs, *previous),
+                rounds.reads,
+                functools.partial(rounds.compute, number=number),
+                outputs=rounds.outputs,
+                trains=rounds.trains,
+                key_metrics=rounds.key_metrics(number),
+            )
+        )
+        previous = (name,)
+    return stages
+
+
+def upstream(method: Method, until: str | None = None, cfg: ExperimentConfig | None = None) -> list[Stage]:
     """The stages a run up to `until` computes: it and everything it reads, in order (None: every stage)."""
-    stages = stage_map(method)
+    graph = expand(method, cfg)
+    stages = {stage.name: stage for stage in graph}
     if until is None:
-        return list(method.stages)
+        return graph
     if until not in stages:
         raise ValueError(f"--until {until!r}: not a stage of {method.name}; stages are {', '.join(stages)}")
     needed, pending = set(), [until]
@@ -69,7 +133,7 @@ def upstream(method: Method, until: str | None = None) -> list[Stage]:
         if name not in needed:
             needed.add(name)
             pending += stages[name].inputs
-    return [stage for stage in method.stages if stage.name in needed]
+    return [stage for stage in graph if stage.name in needed]
 
 
 def metric_stages(method: Method) -> dict[str, str]:
@@ -80,18 +144,23 @@ def metric_stages(method: Method) -> dict[str, str]:
 
 def trains(method: Method, until: str | None = None) -> bool:
     """Whether a run up to `until` trains (a TorchTrainer that reports every epoch)."""
-    return any(stage.trains for stage in upstream(method, until))
+    return any(stage.trains or (stage.rounds and stage.rounds.trains) for stage in upstream(method, until))
 
 
 def describe(method: Method) -> str:
     return f"{method.name}: " + " -> ".join(stage.name for stage in method.stages)
 
 
+class UndeclaredOutput(RuntimeError):
+    """A stage opened a file another stage does not declare, or wrote or left out one it declares."""
+
+
 @dataclass
 class StageContext:
-    """What the stages of one run share: config, stage store, results so far and the dataset."""
+    """What the stages of one run share: config, stage store, results so far and the dataset. Inside a stage
+    it is that stage's own: `cfg` is a view of its declared keys, `results` hold only its inputs."""
 
-    cfg: ExperimentConfig
+    cfg: ExperimentConfig | ConfigView
     out: str
     store: artifacts.StageStore
     progress: bool = False
@@ -103,16 +172,19 @@ class StageContext:
     keys: dict[str, str] = field(default_factory=dict)
     dataset_root: str = ""
     dataset_key: str = ""
-    _dataset: Dataset | None = None
+    stage: Stage | None = None  # the stage this context is for (None: the engine's own)
+    graph: dict[str, Stage] = field(default_factory=dict)
+    _shared: dict = field(default_factory=dict)  # one per run: the dataset, read once, and how to read it
 
     def dataset(self) -> Dataset:
-        if self._dataset is None:
-            source = self.cfg.data.path if storage.is_uri(self.cfg.data.path) else None
-            self._dataset = read_dataset(self.dataset_root, source, self.cfg.images.max_bytes)
-        return self._dataset
+        if "dataset" not in self._shared:
+            self._shared["dataset"] = self._shared["read"]()
+        return self._shared["dataset"]
 
     def path(self, stage: str, *parts: str) -> str:
-        """A completed input stage's directory (or a file in it)."""
+        """A completed input stage's directory (or a file it declares)."""
+        if self.stage is not None:
+            _check_read(self.stage, self.graph.get(stage), stage, parts)
         return os.path.join(self.results[stage].path, *parts)
 
     def checkpoints(self, stage: str) -> str:
@@ -124,10 +196,34 @@ class StageContext:
         return os.path.join(self.store.root, ".checkpoints", name)
 
 
+def _declares(stage: Stage, name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern.rstrip("?")) for pattern in stage.outputs)
+
+
+def _check_read(reader: Stage, source: Stage | None, name: str, parts: tuple[str, ...]) -> None:
+    if name not in reader.inputs:
+        raise UndeclaredOutput(f"stage {reader.name!r} read stage {name!r}, which is not among its inputs")
+    if parts and source is not None and not _declares(source, parts[0]):
+        raise UndeclaredOutput(
+            f"stage {reader.name!r} opened {parts[0]!r} of stage {name!r}, which does not declare it "
+            f"(it declares: {', '.join(source.outputs) or 'nothing'})"
+        )
+
+
+def check_outputs(stage: Stage, tmp: str) -> None:
+    """A stage wrote exactly what it declares: every required output, and no file it does not name."""
+    written = sorted(os.path.relpath(os.path.join(d, f), tmp) for d, _, files in os.walk(tmp) for f in files)
+    extra = [name for name in written if not _declares(stage, name)]
+    missing = [p for p in stage.outputs if not p.endswith("?") and "*" not in p and p not in written]
+    if extra or missing:
+        raise UndeclaredOutput(
+            f"stage {stage.name!r} wrote {extra or 'every declared file'} and left out {missing or 'nothing'}; "
+            f"it declares {', '.join(stage.outputs) or 'no files'}"
+        )
+
+
 def _synthesise(ctx: StageContext) -> str:
     """Generate the synthetic dataset as a cached stage of its own; returns its directory."""
-    from socialfeat.data.synthetic import generate
-
     synth = ctx.cfg.data.synth
 
     def compute(tmp: str) -> dict:
@@ -137,14 +233,16 @@ def _synthesise(ctx: StageContext) -> str:
         os.rmdir(os.path.join(tmp, "dataset"))
         return {f"synth/{k}": v for k, v in counts.items()}
 
-    ctx.results["synth"] = ctx.store.run("synth", synth.model_dump(), {}, compute)
+    key = {"synth": synth.model_dump(), "code": code_fingerprint(generate)}
+    ctx.results["synth"] = ctx.store.run("synth", key, {}, compute)
     if ctx.on_stage is not None:
         ctx.on_stage(ctx.results["synth"], ("synth/items", "synth/interactions"))
     return ctx.results["synth"].path
 
 
 def resolve_dataset(ctx: StageContext) -> None:
-    """Locate (or synthesise) the dataset; its key covers its source and its table files' bytes."""
+    """Locate (or synthesise) the dataset; its key covers its source, its table files' bytes, the image
+    limits it is read with and the reader's code."""
     if ctx.cfg.data.path is None:
         ctx.dataset_root = _synthesise(ctx)
         source = f"synth-{ctx.results['synth'].key}"
@@ -152,17 +250,66 @@ def resolve_dataset(ctx: StageContext) -> None:
         ctx.dataset_root = os.path.abspath(storage.local_dataset(ctx.cfg.data.path))
         # the source, not the local copy's path: a remote run's stages stay valid on any node and cache dir
         source = ctx.cfg.data.path if storage.is_uri(ctx.cfg.data.path) else ctx.dataset_root
+    uri = ctx.cfg.data.path if storage.is_uri(ctx.cfg.data.path) else None
+    root, max_bytes = ctx.dataset_root, ctx.cfg.images.max_bytes
+    ctx._shared["read"] = lambda: read_dataset(root, uri, max_bytes)
     ctx.dataset_key = artifacts.content_hash(
-        {"source": source, "bytes": artifacts.dataset_fingerprint(ctx.dataset_root)}
+        {
+            "source": source,
+            "bytes": artifacts.dataset_fingerprint(ctx.dataset_root),
+            "images": ctx.cfg.images.model_dump(),
+            "reader": code_fingerprint(read_dataset),
+        }
     )
 
 
+def stage_key(cfg: ExperimentConfig, stage: Stage, inputs: dict[str, str]) -> dict:
+    """What a stage's cache key is made of: its declared config values, its inputs' keys and its code."""
+    view = ConfigView(cfg, frozenset(stage.reads + stage.unkeyed), stage.name)
+    return {
+        "reads": declared_values(cfg, stage.reads, stage.unkeyed),
+        "derived": stage.derived(view) if stage.derived else {},
+        "inputs": inputs,
+        "code": code_fingerprint(stage.compute),
+    }
+
+
+def stage_context(ctx: StageContext, stage: Stage) -> StageContext:
+    """The context a stage's compute gets: a view of its declared config keys and only its inputs' results."""
+    view = ConfigView(ctx.cfg, frozenset(stage.reads + stage.unkeyed), stage.name)
+    own = (*stage.inputs, stage.name)
+    return dataclasses.replace(
+        ctx,
+        cfg=view,
+        stage=stage,
+        results={name: ctx.results[name] for name in stage.inputs},
+        keys={name: ctx.keys[name] for name in own if name in ctx.keys},
+    )
+
+
+def plan_keys(method: Method, cfg: ExperimentConfig, dataset_key: str, until: str | None = None) -> dict[str, str]:
+    """{stage: its cache key} for a run up to `until`, from the declarations alone (nothing runs): what a
+    config change or a code edit would recompute."""
+    keys: dict[str, str] = {}
+    for stage in upstream(method, until, cfg):
+        inputs = {name: keys[name] for name in stage.inputs} or {"dataset": dataset_key}
+        keys[stage.name] = artifacts.StageStore.key(stage.name, stage_key(cfg, stage, inputs), inputs)
+    return keys
+
+
 def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
-    """Reuse or compute one stage, keyed by its config slice and its inputs' keys."""
-    config = stage.config(ctx.cfg)
+    """Reuse or compute one stage, keyed by its declared config values, its inputs' keys and its code."""
     inputs = {name: ctx.results[name].key for name in stage.inputs} or {"dataset": ctx.dataset_key}
-    ctx.keys[stage.name] = ctx.store.key(stage.name, config, inputs)
-    result = ctx.store.run(stage.name, config, inputs, lambda tmp: stage.compute(ctx, tmp))
+    key = stage_key(ctx.cfg, stage, inputs)
+    ctx.keys[stage.name] = ctx.store.key(stage.name, key, inputs)
+    own = stage_context(ctx, stage)
+
+    def compute(tmp: str) -> dict:
+        metrics = stage.compute(own, tmp)
+        check_outputs(stage, tmp)
+        return metrics
+
+    result = ctx.store.run(stage.name, key, inputs, compute)
     ctx.results[stage.name] = result
     if ctx.on_stage is not None:
         ctx.on_stage(result, stage.key_metrics)
@@ -171,7 +318,7 @@ def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
     return result
 
 
-def _finish(ctx: StageContext, started: float) -> dict:
+def _finish(ctx: StageContext, method: Method, started: float) -> dict:
     metrics: dict = {}
     for result in ctx.results.values():
         metrics.update(result.metrics)
@@ -188,7 +335,7 @@ def _finish(ctx: StageContext, started: float) -> dict:
         os.path.join(ctx.out, "run.json"),
         {
             "experiment": ctx.cfg.name,
-            "method": ctx.cfg.method,
+            "method": method.name,
             "dataset": ctx.dataset_root,
             "stages": [
                 {"name": r.name, "key": r.key, "path": r.path, "reused": r.reused, "seconds": r.seconds}
@@ -200,24 +347,20 @@ def _finish(ctx: StageContext, started: float) -> dict:
     return metrics
 
 
-def method_of(cfg: ExperimentConfig) -> Method:
-    from socialfeat.methods import METHODS
-
-    return METHODS[cfg.method]
-
-
-def check_inputs(cfg: ExperimentConfig, until: str | None) -> None:
+def check_inputs(method: Method, cfg: ExperimentConfig, until: str | None) -> None:
     """Fail before any work on a stage name or dataset location that cannot be used."""
-    stages = upstream(method_of(cfg), until)  # an unknown --until fails here
+    stages = upstream(method, until, cfg)  # an unknown --until fails here
     if cfg.data.path is not None and storage.is_uri(cfg.data.path):
         storage.check_dataset(cfg.data.path)
     elif cfg.data.path is not None and not os.path.isdir(cfg.data.path):
         raise FileNotFoundError(f"{cfg.data.path}: dataset directory does not exist (data.path / --data)")
     for stage in stages:
-        stage.config(cfg)  # a config slice that reads files (feature files, weights) fails here, before any work
+        if stage.derived is not None:  # reads files (feature files, weights): fails here, before any work
+            stage.derived(ConfigView(cfg, frozenset(stage.reads + stage.unkeyed), stage.name))
 
 
 def run_experiment(
+    method: Method,
     cfg: ExperimentConfig,
     out: str,
     until: str | None = None,
@@ -229,33 +372,35 @@ def run_experiment(
     tune_objectives: tuple[str, ...] | None = None,
     on_stage: Callable[[artifacts.StageResult, tuple[str, ...]], None] | None = None,
 ) -> tuple[dict, StageContext]:
-    """Run the method's stages up to `until` (inclusive) into `out`; returns (metrics, context).
+    """Run `method`'s stages up to `until` (inclusive) into `out`; returns (metrics, context).
 
     With `remote` (a storage URI), `out` is the local working copy: stages are fetched from and
     published to `remote_stages` (default remote/stages) and checkpoints go to remote/checkpoints;
     `publish` then uploads the run's own files. A run directory this call created is removed again if
     the first stage fails, so bad input leaves nothing half-written; a completed stage is always whole.
     One run at a time holds `out` (artifacts.run_lock), and a failed run removes only what it made."""
-    check_inputs(cfg, until)
+    check_inputs(method, cfg, until)
     out = os.path.abspath(out)
     made = _missing_dirs(out)
     os.makedirs(out, exist_ok=True)
     remote_stages = remote_stages or (storage.join(remote, "stages") if remote else None)
     store = artifacts.StageStore(stage_root or os.path.join(out, "stages"), remote_stages)
+    graph = upstream(method, until, cfg)
     ctx = StageContext(cfg, out, store, progress, remote, tune_objectives, on_stage)
+    ctx.graph = {stage.name: stage for stage in graph}
     started = started or time.perf_counter()
     with artifacts.run_lock(out), console.run_log(out):
         try:
             artifacts.remove_abandoned_dirs(store.root)
             resolve_dataset(ctx)
-            for stage in upstream(method_of(cfg), until):
+            for stage in graph:
                 run_stage(ctx, stage)
         except BaseException:
             if not ctx.results:
                 _remove_own(out, made, store)
             raise
         artifacts.atomic_write_text(os.path.join(out, "config.yaml"), to_yaml(cfg))
-        return _finish(ctx, started), ctx
+        return _finish(ctx, method, started), ctx
 
 
 def _missing_dirs(path: str) -> list[str]:

@@ -12,11 +12,15 @@ from socialfeat import artifacts
 from socialfeat.data.images import item_image_bytes
 from socialfeat.evaluation import significance
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.evaluation.coldstart import ALPHAS, Factors, recall_samples
+from socialfeat.evaluation.coldstart import Factors, recall_samples
 from socialfeat.evaluation.external import aligned_features, check_feature_file, check_weights_file, file_fingerprint
 from socialfeat.evaluation.suite import evaluate
 from socialfeat.features.extract import read_sets, write_sets
+from socialfeat.features.stage import SET_FILES
 from socialfeat.stages import Stage, StageContext
+
+# --weights is read through the training architecture and crops
+WEIGHTS_READ = ("training.model", "training.tap", "training.image_size", "training.crop_size", "training.seed")
 
 
 def stored_images(ctx: StageContext, ids) -> list:
@@ -96,21 +100,16 @@ def _compute(ctx: StageContext, tmp: str, inputs: tuple[str, ...], references: C
     return metrics | significance.record(tmp, samples, ctx.cfg.split.seed)
 
 
-def _config(cfg) -> dict:
+def _files(cfg) -> dict:
+    """The feature files' and weights' fingerprints (they key the stage too); a missing or unusable file fails
+    here, before any stage runs."""
     files = dict(cfg.evaluation.feature_files) | ({"weights": cfg.evaluation.weights} if cfg.evaluation.weights else {})
-    config = {
-        "ranks": cfg.evaluation.ranks,
-        "seed": cfg.split.seed,
-        "resamples": significance.RESAMPLES,  # the bootstrap intervals
-        "files": {name: file_fingerprint(path) for name, path in files.items()},
-    }  # a missing file fails here
+    fingerprints = {name: file_fingerprint(path) for name, path in files.items()}
     for name, path in cfg.evaluation.feature_files.items():
-        check_feature_file(path, config["files"][name])  # and an unusable one, before any stage runs
-    if cfg.evaluation.weights:
-        check_weights_file(cfg.evaluation.weights, cfg.training, config["files"]["weights"])
+        check_feature_file(path, fingerprints[name])
     if cfg.evaluation.weights:  # a weights file is read through the training architecture and crops
-        config["training"] = cfg.training.model_dump(include={"model", "tap", "image_size", "crop_size", "seed"})
-    return config
+        check_weights_file(cfg.evaluation.weights, cfg.training, fingerprints["weights"])
+    return {"files": fingerprints}
 
 
 def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...], factors: Callable) -> dict:
@@ -136,31 +135,24 @@ def own_factors(ctx: StageContext) -> Factors:
     return Factors(users.to_numpy(), user_factors, items.to_numpy(), item_factors, cfg.reg)
 
 
-def own_factors_config(cfg) -> dict:
-    return {
-        "sampling": cfg.sampling.model_dump(exclude={"ray_min_positives"}),
-        "factorization": cfg.factorization.model_dump(),
-    }
+COLDSTART_READS = ("split.seed", "sampling", "factorization", "split.val_fraction")
 
 
 def coldstart_stage(
-    factors: Callable = own_factors, inputs: tuple[str, ...] = (), config: Callable | None = own_factors_config
+    factors: Callable = own_factors, inputs: tuple[str, ...] = (), reads: tuple[str, ...] = COLDSTART_READS
 ) -> Stage:
     """Cold start after `evaluate`: `factors(ctx)` -> Factors, a factorisation of the tr items (by default
-    one of its own, keyed by `config(cfg)`); every feature set of its inputs is scored."""
+    one of its own, from the `sampling` and `factorization` keys); every feature set of its inputs is scored."""
     from socialfeat.report_html import coldstart_figures
 
     inputs = ("split", "features", "evaluate", *inputs)
-
-    def keyed_by(cfg) -> dict:
-        own = {"seed": cfg.split.seed, "alphas": ALPHAS, "resamples": significance.RESAMPLES}
-        return own | (config(cfg) if config else {})
-
     return Stage(
         "coldstart",
         inputs,
-        keyed_by,
+        reads,
         lambda ctx, tmp: _coldstart(ctx, tmp, inputs, factors),
+        outputs=("curves.json", "samples.parquet?"),
+        unkeyed=("sampling.ray_min_positives",),
         metrics=("coldstart",),
         report=coldstart_figures,
         key_metrics=("coldstart/cnn/auc", "coldstart/random_cnn/auc", "coldstart/oracle/auc", "coldstart/*/auc"),
@@ -176,8 +168,11 @@ def evaluate_stage(
     return Stage(
         "evaluate",
         inputs,
-        _config,
+        ("evaluation", "split.seed", *WEIGHTS_READ),
         lambda ctx, tmp: _compute(ctx, tmp, inputs, references),
+        outputs=("curves.json", *SET_FILES),
+        unkeyed=("features.batch_size", "features.concurrency", "training.use_gpu"),
+        derived=_files,
         metrics=("retrieval", "probe"),
         report=evaluation_figures,
         key_metrics=("retrieval/*/jaccard@10", "retrieval/*/owner_viewed@*", "probe/*"),

@@ -6,6 +6,8 @@ from socialfeat.features.extract import write_sets
 from socialfeat.features.quality import label_precision
 from socialfeat.stages import Stage, StageContext
 
+SET_FILES = ("feature_sets.json", "*.parquet")  # write_sets: the index and one table per set (samples too)
+
 
 def item_images(ctx: StageContext, size: int):
     """(items with an image, a Ray Dataset of them decoded at `size`: item_id, item)."""
@@ -56,8 +58,10 @@ def features_stage(encoder_stage: str = "train") -> Stage:
     return Stage(
         "features",
         (encoder_stage, "data"),
-        lambda cfg: cfg.features.model_dump(),
+        ("features", "training.seed"),
         lambda ctx, tmp: _compute(ctx, tmp, encoder_stage),
+        outputs=SET_FILES,
+        unkeyed=("training.use_gpu",),
         metrics=("features",),
         key_metrics=("features/*/label_precision@*",),
     )

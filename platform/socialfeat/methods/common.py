@@ -36,9 +36,11 @@ def _split(ctx: StageContext, tmp: str) -> dict:
     return counts
 
 
-DATA = Stage("data", (), lambda cfg: {}, _data, metrics=("data",))
-FILTER = Stage("filter", ("data",), lambda cfg: cfg.filter.model_dump(), _filter, metrics=("filter",))
-SPLIT = Stage("split", ("filter",), lambda cfg: cfg.split.model_dump(), _split, metrics=("split",))
+DATA = Stage("data", (), (), _data, metrics=("data",))
+FILTER = Stage("filter", ("data",), ("filter",), _filter, outputs=("interactions.parquet",), metrics=("filter",))
+SPLIT = Stage(
+    "split", ("filter",), ("split",), _split, outputs=("interactions.parquet", "items.parquet"), metrics=("split",)
+)
 
 
 def single_labels(ctx: StageContext, item_ids: pd.Series) -> np.ndarray | None:

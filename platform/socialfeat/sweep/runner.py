@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 from socialfeat import storage
 from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
 from socialfeat.config import ConfigError, ExperimentConfig
+from socialfeat.methods import named
 from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def trial(
     remote_trial = storage.join(remote, "trials", context.get_trial_id()) if remote else None
     try:
         metrics, run = run_experiment(
+            named(cfg.method),
             cfg,
             run_dir,
             until=until,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from socialfeat import stages
 from socialfeat.config import ConfigError, ExperimentConfig, build_config, load_config, set_dotted
+from socialfeat.methods import named
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 
@@ -215,7 +216,7 @@ def _derive_from_method(space: SearchSpace) -> None:
     from socialfeat.training.task import epoch_metric_names
 
     base = build_config(space.base_config(None).model_dump(), space.path)  # the base experiment itself must load
-    method = stages.method_of(base)
+    method = named(base.method, space.path)
     if space.until not in stages.stage_map(method):
         raise ConfigError(
             f"{space.path}: until {space.until!r} is not a stage of {method.name} "

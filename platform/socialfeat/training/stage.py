@@ -15,6 +15,7 @@ from socialfeat.stages import StageContext
 from socialfeat.training.task import Task, stage_metric
 
 log = logging.getLogger(__name__)
+TRAIN_FILES = ("encoder.pt", "encoder.json", "model.pt", "history.json")  # what train_task writes
 
 
 class NoImagesError(ValueError):

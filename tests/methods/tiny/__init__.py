@@ -10,7 +10,7 @@ from socialfeat.features.stage import features_stage
 from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.methods.common import DATA
 from socialfeat.stages import Method, Stage
-from socialfeat.training.stage import holdout_mask, train_task
+from socialfeat.training.stage import TRAIN_FILES, holdout_mask, train_task
 
 
 def _classes(ctx, tmp: str) -> dict:
@@ -34,9 +34,9 @@ METHOD = Method(
     description="supervised on the items' first labels (a test-only method)",
     stages=(
         DATA,
-        Stage("classes", ("data",), lambda cfg: {}, _classes, metrics=("classes",)),
+        Stage("classes", ("data",), (), _classes, outputs=("classes.parquet",), metrics=("classes",)),
         Stage(
-            "train", ("classes", "data"), lambda cfg: cfg.training.model_dump(), _train, metrics=("train",), trains=True
+            "train", ("classes", "data"), ("training",), _train, outputs=TRAIN_FILES, metrics=("train",), trains=True
         ),
         features_stage("train"),
     ),

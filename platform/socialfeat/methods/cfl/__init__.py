@@ -1,12 +1,13 @@
 """Collaborative feature learning (Fang et al., CVPR 2015) as a graph of stages."""
 
 from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
-from socialfeat.features.stage import features_stage
+from socialfeat.features.stage import SET_FILES, features_stage
 from socialfeat.methods.cfl import rounds, stages
 from socialfeat.methods.cfl.tasks import LatentTask, PseudoClassTask, make_task
 from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.report_html import cluster_figures, factorization_figures, training_figures
-from socialfeat.stages import Method, Stage
+from socialfeat.stages import Method, Rounds, Stage
+from socialfeat.training.stage import TRAIN_FILES
 
 
 def tasks(cfg) -> dict:
@@ -18,6 +19,19 @@ def tasks(cfg) -> dict:
     }
 
 
+KMEANS_READS = tuple(f"clustering.{key}" for key in ("k", "iterations", "normalize", "whiten", "seed"))
+ROUND = Rounds(
+    "round",
+    count="clustering.rounds",
+    first=2,
+    inputs=("features", "train", "kmeans", "factorization", "data"),
+    reads=(*KMEANS_READS, "clustering.feature_weight", "clustering.factor_weight", "training", "features"),
+    compute=rounds.compute_round,
+    outputs=("pseudo_classes.parquet", *TRAIN_FILES, *SET_FILES),
+    key_metrics=lambda number: (f"rounds/r{number}/label_precision@*", f"rounds/r{number}/nmi_previous"),
+    trains=True,
+)
+
 METHOD = Method(
     name="cfl",
     description="collaborative feature learning: view log -> matrix factorisation -> k-means pseudo classes -> CNN",
@@ -25,12 +39,22 @@ METHOD = Method(
         DATA,
         FILTER,
         SPLIT,
-        Stage("sampling", ("split",), stages.sampling_config, stages.sampling, metrics=("sampling",)),
+        Stage(
+            "sampling",
+            ("split",),
+            ("sampling", "split.val_fraction", "split.seed"),
+            stages.sampling,
+            outputs=("entries.parquet", "users.parquet", "items.parquet"),
+            unkeyed=("sampling.ray_min_positives",),
+            metrics=("sampling",),
+        ),
         Stage(
             "factorization",
             ("sampling",),
-            lambda cfg: cfg.factorization.model_dump(),
+            ("factorization",),
             stages.factorization,
+            outputs=("user_factors.npy", "item_factors.npy", "users.parquet", "items.parquet", "history.json")
+            + ("samples.parquet?",),
             metrics=("mf",),
             key_metrics=("mf/pr", "mf/popularity/pr"),
             report=factorization_figures,
@@ -38,8 +62,9 @@ METHOD = Method(
         Stage(
             "kmeans",
             ("factorization",),
-            stages.kmeans_config,
+            KMEANS_READS,
             stages.clusters,
+            outputs=("pseudo_classes.parquet", "centroids.npy"),
             metrics=("kmeans",),
             key_metrics=("kmeans/nmi",),
             report=cluster_figures,
@@ -47,8 +72,9 @@ METHOD = Method(
         Stage(
             "train",
             ("kmeans", "factorization", "data"),
-            lambda cfg: cfg.training.model_dump(),
+            ("training",),
             stages.train,
+            outputs=TRAIN_FILES,
             metrics=("train",),
             trains=True,
             key_metrics=("train/holdout_top1",),
@@ -57,14 +83,17 @@ METHOD = Method(
         features_stage("train"),
         Stage(
             "rounds",
-            ("features", "train", "kmeans", "factorization", "data"),
-            rounds.rounds_config,
+            ("features",),
+            ("clustering.rounds", "features.neighbours", "training.objective"),
             rounds.rounds,
+            outputs=SET_FILES,
+            derived=rounds.check_rounds,
             metrics=("rounds",),
             key_metrics=("rounds/*/label_precision@*",),
+            rounds=ROUND,
         ),
         evaluate_stage(("filter", "split", "features", "rounds", "factorization"), references=stages.latent_reference),
-        coldstart_stage(stages.factors, ("factorization", "rounds"), config=None),
+        coldstart_stage(stages.factors, ("factorization", "rounds"), reads=("split.seed", "factorization.reg")),
     ),
     tasks=tasks,
     task=lambda cfg: make_task(cfg.training.objective, cfg.clustering.k, cfg.factorization.dim),

@@ -4,7 +4,6 @@ tower (a fresh head, as DeepCluster does); each round is a cached stage of its o
 
 import dataclasses
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -21,32 +20,32 @@ from socialfeat.stages import StageContext
 from socialfeat.training.stage import holdout_mask, train_task
 
 
-def rounds_config(cfg) -> dict:
-    """What keys the rounds stage (and each round): refused for the latent objectives, which have no classes."""
+def check_rounds(cfg) -> dict:
+    """Refuse R > 1 for the latent objectives, which have no classes to re-cluster (before any work)."""
     if cfg.clustering.rounds > 1 and cfg.training.objective != "pseudo_class":
         raise ConfigError(
             f"clustering.rounds = {cfg.clustering.rounds} needs training.objective: pseudo_class "
             f"(got {cfg.training.objective}): later rounds re-cluster into pseudo classes"
         )
-    return {"rounds": cfg.clustering.rounds} | _round_config(cfg)
-
-
-def _round_config(cfg) -> dict:
-    return {
-        "clustering": cfg.clustering.model_dump(exclude={"rounds"}),
-        "training": cfg.training.model_dump(),
-        "features": cfg.features.model_dump(),
-    }
+    return {}
 
 
 @dataclasses.dataclass(frozen=True)
 class Previous:
     """What a round starts from: the round before it (round 1: the kmeans, train and features stages)."""
 
-    key: str
     classes: str  # pseudo_classes.parquet
     model: str  # model.pt
     features: str  # the directory whose feature sets hold "cnn"
+
+
+def _previous(ctx: StageContext, number: int) -> Previous:
+    if number == 2:
+        return Previous(
+            ctx.path("kmeans", "pseudo_classes.parquet"), ctx.path("train", "model.pt"), ctx.path("features")
+        )
+    name = f"round{number - 1}"
+    return Previous(ctx.path(name, "pseudo_classes.parquet"), ctx.path(name, "model.pt"), ctx.path(name))
 
 
 def _cluster_input(ctx: StageContext, previous: Previous) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +86,9 @@ def _embed(ctx: StageContext, encoder_dir: str) -> tuple[np.ndarray, np.ndarray]
     )
 
 
-def _compute_round(ctx: StageContext, tmp: str, number: int, previous: Previous) -> dict:
-    prefix = f"rounds/r{number}"
+def compute_round(ctx: StageContext, tmp: str, number: int) -> dict:
+    """Round `number`: re-cluster on the previous round's features and factors, train again, embed."""
+    prefix, previous = f"rounds/r{number}", _previous(ctx, number)
     items, joined = _cluster_input(ctx, previous)
     classes, _, _ = kmeans(joined, ctx.cfg.clustering)
     before = pd.read_parquet(previous.classes).set_index("item_id")["pseudo_class"].reindex(items).to_numpy()
@@ -124,17 +124,14 @@ def _round_features(ctx: StageContext, tmp: str, prefix: str) -> dict:
 
 
 def rounds(ctx: StageContext, tmp: str) -> dict:
-    """Rounds 2..R, each a cached stage (`roundN`); their features become the sets cnn_r2 .. cnn_rR."""
-    classes, model = ctx.path("kmeans", "pseudo_classes.parquet"), ctx.path("train", "model.pt")
-    previous = Previous(ctx.keys["train"], classes, model, ctx.path("features"))
+    """Rounds 2..R, each a cached stage (`roundN`) the engine ran before this one; their features become the
+    sets cnn_r2 .. cnn_rR."""
     metrics, sets, samples = {}, {}, {}
     for number in range(2, ctx.cfg.clustering.rounds + 1):
-        result = _run_round(ctx, number, previous)
+        result = ctx.results[f"round{number}"]
         metrics |= result.metrics
         sets[f"cnn_r{number}"] = read_sets(result.path)["cnn"]
         samples |= significance.read_samples(result.path)
-        classes, model = (os.path.join(result.path, name) for name in ("pseudo_classes.parquet", "model.pt"))
-        previous = Previous(result.key, classes, model, result.path)
     write_sets(tmp, sets)
     # the rounds' per-query values kept here too: a run that reuses this stage lists it, not the rounds
     significance.write_samples(tmp, {name: (v.index.to_numpy(), v.to_numpy()) for name, v in samples.items()})
@@ -153,16 +150,3 @@ def _last_round(ctx: StageContext, metrics: dict) -> dict:
         for suffix in ("", "/ci_low", "/ci_high")
         if f"{prefix}/{name}{suffix}" in source
     }
-
-
-def _run_round(ctx: StageContext, number: int, previous: Previous):
-    name = f"round{number}"
-    config, inputs = _round_config(ctx.cfg), {"previous": previous.key, "factorization": ctx.keys["factorization"]}
-    ctx.keys[name] = ctx.store.key(name, config, inputs)
-    result = ctx.store.run(name, config, inputs, lambda tmp: _compute_round(ctx, tmp, number, previous))
-    ctx.results[name] = result
-    if not ctx.remote:  # the round holds what training made (as run_stage does for a training stage)
-        shutil.rmtree(ctx.checkpoints(name), ignore_errors=True)
-    if ctx.on_stage is not None:
-        ctx.on_stage(result, (f"rounds/r{number}/label_precision@*", f"rounds/r{number}/nmi_previous"))
-    return result

@@ -6,18 +6,20 @@ from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.comparative import stages
 from socialfeat.methods.comparative.recommend import recommend
 from socialfeat.methods.comparative.report import curve_figures
+from socialfeat.methods.comparative.stages import USERS_KEYS
 from socialfeat.methods.comparative.tasks import MODELS, make_task, sizes_of
-from socialfeat.methods.comparative.users import users, users_config
+from socialfeat.methods.comparative.users import users, words_run_key
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
+from socialfeat.training.stage import TRAIN_FILES
 
 
-def _keys(cfg, keys: set) -> dict:
-    return cfg.comparative.model_dump(include=keys | {"seed"})
+def _keys(keys: set) -> tuple[str, ...]:
+    return tuple(f"comparative.{key}" for key in sorted(keys | {"seed"}))
 
 
-def _train_config(cfg) -> dict:
-    return {"training": cfg.training.model_dump(), "comparative": cfg.comparative.model_dump(include=stages.MODEL_KEYS)}
+LIKES_FILES = ("likes.parquet", "users.parquet", "items.parquet", "tags.parquet", "item_tags.parquet")
+LIKES_FILES += ("user_tags.parquet", "candidates.parquet", "friends.npz", "members.npz")
 
 
 METHOD = Method(
@@ -31,25 +33,37 @@ METHOD = Method(
         Stage(
             "likes",
             ("filter", "data"),
-            lambda cfg: _keys(cfg, stages.LIKES_KEYS),
+            _keys(stages.LIKES_KEYS),
             stages.likes,
+            outputs=LIKES_FILES,
             metrics=("likes", "social"),
             key_metrics=("likes/test_users_ranked", "likes/users_with_circle", "likes/candidates_tier*"),
         ),
-        Stage("users", ("likes",), users_config, users, metrics=("users",), key_metrics=("users/empty_bags",)),
+        Stage(
+            "users",
+            ("likes",),
+            _keys(USERS_KEYS),
+            users,
+            outputs=("bags.npy", "tag_clusters.parquet", "bags.json"),
+            derived=words_run_key,
+            metrics=("users",),
+            key_metrics=("users/empty_bags",),
+        ),
         Stage(
             "triplets",
             ("likes",),
-            lambda cfg: _keys(cfg, stages.TRIPLETS_KEYS),
+            _keys(stages.TRIPLETS_KEYS),
             stages.triplets,
+            outputs=("triplets.parquet",),
             metrics=("triplets",),
             key_metrics=("triplets/*_negatives",),
         ),
         Stage(
             "train",
             ("users", "triplets", "likes", "data"),
-            _train_config,
+            ("training", *_keys(stages.MODEL_KEYS)),
             stages.train,
+            outputs=TRAIN_FILES,
             metrics=("train",),
             trains=True,
             key_metrics=("train/holdout_*",),
@@ -59,8 +73,9 @@ METHOD = Method(
         Stage(
             "recommend",
             ("likes", "users", "train", "features", "data"),
-            lambda cfg: {},
+            ("comparative", "training", "features"),
             recommend,
+            outputs=("by_user.parquet", "curves.parquet", "samples.parquet?"),
             metrics=("comparative",),
             report=curve_figures,
             key_metrics=("comparative/*/precision@*", "comparative/*/recall@20"),

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from socialfeat import artifacts
 from socialfeat.clustering.kmeans import kmeans
 from socialfeat.config import ClusteringConfig
-from socialfeat.methods.comparative.stages import USERS_KEYS, relations_of
+from socialfeat.methods.comparative.stages import relations_of
 from socialfeat.methods.hashtags.posts import ppmi_svd
 from socialfeat.methods.words.vocabulary import tokens
 from socialfeat.stages import StageContext
@@ -105,11 +105,8 @@ def users(ctx: StageContext, tmp: str) -> dict:
     }
 
 
-def users_config(cfg) -> dict:
-    """The users stage's cache key: its keys, and the words run's train stage when its embeddings are used."""
-
-    c = cfg.comparative
-    key = c.model_dump(include=USERS_KEYS | {"seed"})
-    if c.tag_embeddings == "words":
-        key["words_train"] = words_stages(c.words_run)["train"]["key"]
-    return key
+def words_run_key(cfg) -> dict:
+    """The words run's train stage key, when its embeddings are used: it keys the users stage too."""
+    if cfg.comparative.tag_embeddings != "words":
+        return {}
+    return {"words_train": words_stages(cfg.comparative.words_run)["train"]["key"]}

@@ -8,13 +8,10 @@ from socialfeat.methods.hashtags.report import by_user_figures
 from socialfeat.methods.hashtags.tasks import MODELS, make_task, sizes_of
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
+from socialfeat.training.stage import TRAIN_FILES
 
 # the contract's tasks: real runs size theirs from the posts stage (hashtags and users kept)
 EXAMPLE_TAGS, EXAMPLE_USERS = 40, 30
-
-
-def _train_config(cfg) -> dict:
-    return {"training": cfg.training.model_dump(), "hashtags": cfg.hashtags.model_dump(exclude=stages.POSTS_KEYS)}
 
 
 METHOD = Method(
@@ -27,16 +24,18 @@ METHOD = Method(
         Stage(
             "posts",
             ("data",),
-            lambda cfg: cfg.hashtags.model_dump(include=stages.POSTS_KEYS),
+            tuple(f"hashtags.{key}" for key in sorted(stages.POSTS_KEYS)),
             stages.posts,
+            outputs=("posts.parquet", "users.parquet", "vocabulary.parquet"),
             metrics=("posts",),
             key_metrics=("posts/hashtags", "posts/users", "posts/test"),
         ),
         Stage(
             "train",
             ("posts", "data"),
-            _train_config,
+            ("training", "hashtags"),
             stages.train,
+            outputs=TRAIN_FILES,
             metrics=("train",),
             trains=True,
             key_metrics=("train/holdout_*",),
@@ -45,8 +44,9 @@ METHOD = Method(
         Stage(
             "tagging",
             ("posts", "train", "data"),
-            lambda cfg: {"features": cfg.features.model_dump()},
+            ("features", "split.seed", "hashtags", "training"),
             stages.tagging,
+            outputs=("by_user.parquet", "samples.parquet?"),
             metrics=("hashtags",),
             report=by_user_figures,
             key_metrics=("hashtags/*/accuracy@*", "hashtags/*/precision@10"),

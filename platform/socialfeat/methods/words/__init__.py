@@ -8,11 +8,7 @@ from socialfeat.methods.words.report import frequency_figures, words_figures
 from socialfeat.methods.words.tasks import TASKS, make_task
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
-
-
-def _train_config(cfg) -> dict:
-    return {"training": cfg.training.model_dump(), "words": cfg.words.model_dump()}
-
+from socialfeat.training.stage import TRAIN_FILES
 
 METHOD = Method(
     name="words",
@@ -24,8 +20,9 @@ METHOD = Method(
         Stage(
             "vocabulary",
             ("split", "data"),
-            lambda cfg: cfg.vocabulary.model_dump(),
+            ("vocabulary",),
             stages.vocabulary,
+            outputs=("vocabulary.parquet", "counts.parquet", "item_words.parquet"),
             metrics=("vocabulary",),
             report=frequency_figures,
             key_metrics=("vocabulary/size", "vocabulary/words_per_item"),
@@ -33,8 +30,9 @@ METHOD = Method(
         Stage(
             "train",
             ("vocabulary", "data"),
-            _train_config,
+            ("training", "words"),
             stages.train,
+            outputs=TRAIN_FILES,
             metrics=("train",),
             trains=True,
             key_metrics=("train/holdout_precision_at_10",),
@@ -43,8 +41,9 @@ METHOD = Method(
         Stage(
             "words",
             ("vocabulary", "train", "data"),
-            lambda cfg: {"features": cfg.features.model_dump()},
+            ("features", "split.seed", "training.seed", "training.use_gpu"),
             stages.predictions,
+            outputs=("predicted.parquet", "nearest_words.json", "samples.parquet?"),
             metrics=("words",),
             report=words_figures,
             key_metrics=("words/*precision@10", "words/*recall@10"),

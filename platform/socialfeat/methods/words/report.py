@@ -15,7 +15,7 @@ LINE = 12  # pixels per text line under a thumbnail (PIL's default bitmap font)
 
 def frequency_figures(rc: ReportContext) -> list[tuple[str, str]]:
     counts = pd.read_parquet(os.path.join(rc.dirs["vocabulary"], "counts.parquet"))["count"].to_numpy()
-    config = artifacts.read_json(os.path.join(rc.dirs["vocabulary"], "manifest.json"))["config"]
+    config = artifacts.read_json(os.path.join(rc.dirs["vocabulary"], "manifest.json"))["config"]["reads"]["vocabulary"]
     kept = len(pd.read_parquet(os.path.join(rc.dirs["vocabulary"], "vocabulary.parquet")))
 
     def draw(figure):
