@@ -25,9 +25,9 @@ def test_a_view_gives_declared_keys_and_refuses_the_rest():
     view = ConfigView(cfg, frozenset({"split.seed", "training"}), "peek")
     assert view.split.seed == cfg.split.seed and view.training.epochs == cfg.training.epochs
     with pytest.raises(UndeclaredRead, match=r"stage 'peek' read config key 'split.test_fraction'"):
-        view.split.test_fraction
+        _ = view.split.test_fraction
     with pytest.raises(UndeclaredRead, match="'filter'"):
-        view.filter
+        _ = view.filter
     with pytest.raises(UndeclaredRead, match="dumped config section 'split'"):
         view.split.model_dump()
     with pytest.raises(AttributeError, match="read-only"):
@@ -52,7 +52,7 @@ def test_outputs_are_declared_and_read_through_the_engine(tmp_path):
     sloppy = Stage("sloppy", ("data",), (), write, outputs=("other.txt",))
     with pytest.raises(UndeclaredOutput, match=r"stage 'sloppy' wrote \['table.txt'\] and left out \['other.txt'\]"):
         run_experiment(_method(sloppy), load_config(None, SYNTH), str(tmp_path / "a"))
-    peeker = Stage("peeker", ("writer",), (), lambda ctx, tmp: {"n": len(open(ctx.path("writer", "secret.txt")).read())})
+    peeker = Stage("peeker", ("writer",), (), lambda ctx, tmp: {"n": len(ctx.path("writer", "secret.txt"))})
     with pytest.raises(UndeclaredOutput, match="opened 'secret.txt' of stage 'writer', which does not declare it"):
         run_experiment(_method(writer, peeker), load_config(None, SYNTH), str(tmp_path / "b"))
     stranger = Stage("stranger", ("data",), (), lambda ctx, tmp: {"n": len(ctx.path("writer", "table.txt"))})
@@ -142,7 +142,7 @@ def test_unkeyed_settings_and_other_methods_keys_move_nothing():
     assert plan_keys(method, load_config(None, ["clustering.rounds=2"]), "dataset")["round2"] == rounds["round2"]
 
 
-TOY = '''
+TOY = """
 def helper():
     return {"toy/value": 1}
 
@@ -157,7 +157,7 @@ def first(ctx, tmp):
 
 def second(ctx, tmp):
     return helper()
-'''
+"""
 
 
 def _load(path, source: str):
