@@ -3,7 +3,7 @@ seconds per training step and the step's peak memory beyond the parameters; one 
 
     python benchmarks/words.py [--classes 1000,10000,100000] [--batch 128] [--dim 4096] [--negatives 0]
 
-The model is each task's own (socialfeat.methods.words.tasks) on an identity tower, so the batch is a
+The model is each task's own (socialfeat.training.multilabel) on an identity tower, so the batch is a
 batch x dim feature matrix, as a CNN's last layer would hand over; the step is the task's loss, backward and
 make_optimizer's SGD step. Rows are class-uniform (a uniformly drawn word each), as the words stage draws them.
 Each case runs in a fresh process. Peak memory: on a GPU, torch.cuda.max_memory_allocated during the steps
@@ -21,8 +21,8 @@ import time
 import torch
 from torch import nn
 
-from socialfeat.methods.words.tasks import make_task
 from socialfeat.training.loop import make_optimizer
+from socialfeat.training.multilabel import make_task
 
 
 def _resident_kib(field: str) -> int:

@@ -10,7 +10,7 @@ import pytest
 from socialfeat.config import ConfigView, UndeclaredRead, load_config
 from socialfeat.fingerprint import code_fingerprint, code_parts
 from socialfeat.methods import METHODS
-from socialfeat.methods.common import DATA
+from socialfeat.pipeline.common import DATA
 from socialfeat.stages import Method, Stage, UndeclaredOutput, plan_keys, run_experiment
 
 SYNTH = ["data.synth.users=120", "data.synth.items=80", "data.synth.image_size=16"]

@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import fcntl
 import glob
 import hashlib
 import json
@@ -15,6 +16,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import numpy
+import pyarrow
+
+from socialfeat import __version__, storage
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -100,7 +106,6 @@ def remove_abandoned_dirs(parent: str, writers_done: bool = False) -> int:
 def run_lock(out: str) -> Iterator[None]:
     """Hold `out`/.run.lock for a run's lifetime: a second run on the same directory fails at once, naming
     the first one's pid, instead of writing into (or cleaning up) the other's files."""
-    import fcntl
 
     path = os.path.join(out, RUN_LOCK)
     with open(path, "a+") as handle:
@@ -174,10 +179,6 @@ def dataset_fingerprint(root: str) -> str:
 
 
 def versions() -> dict:
-    import numpy
-    import pyarrow
-
-    from socialfeat import __version__
 
     return {
         "socialfeat": __version__,
@@ -190,7 +191,6 @@ def versions() -> dict:
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
     """An exclusive advisory lock on `path` across processes (fcntl: one host, or NFS with lockd)."""
-    import fcntl
 
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -235,7 +235,7 @@ class UnsafeFile(ValueError):
 def load_tensors(path: str):
     """A torch file of tensors and plain values, loaded without running code (weights_only=True): stage
     outputs and checkpoints are data, never code, whoever wrote the store they were read from."""
-    import torch
+    import torch  # the base layer stays free of torch: data tools never load it
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -341,7 +341,6 @@ class StageStore:
 
     def _fetch(self, final: str) -> None:
         """Copy a stage that is complete in the remote store (its manifest exists) into the local root."""
-        from socialfeat import storage
 
         remote = storage.join(self.remote, os.path.basename(final))
         if not storage.exists(storage.join(remote, MANIFEST)):
@@ -352,7 +351,6 @@ class StageStore:
 
     def _publish(self, final: str) -> None:
         """Upload a complete stage unless the remote store has it already (an earlier upload may have died)."""
-        from socialfeat import storage
 
         if not self.remote:
             return

@@ -7,9 +7,16 @@ import sys
 import time
 
 from socialfeat import artifacts, console, storage
-from socialfeat.config import ConfigError, load_config, to_yaml
+from socialfeat.compare import feature_sets, key_metrics, key_patterns, load_runs, table
+from socialfeat.config import ConfigError, SynthConfig, load_config, to_yaml
+from socialfeat.data.check import dataset_counts, image_census
+from socialfeat.data.importers import import_movielens
+from socialfeat.data.reader import read_dataset_lenient
+from socialfeat.data.synthetic import generate
 from socialfeat.methods import METHODS, named
-from socialfeat.stages import Method
+from socialfeat.report import write_summary
+from socialfeat.report_html import write_html
+from socialfeat.stages import Method, check_inputs, describe, publish, run_experiment, trains
 from socialfeat.storage import StorageError
 
 USER_ERRORS = (
@@ -156,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from socialfeat.distributed.cluster import check_training_resources, connect
-    from socialfeat.report import write_summary
-    from socialfeat.report_html import write_html
-    from socialfeat.stages import check_inputs, publish, run_experiment, trains
+    from socialfeat.distributed.cluster import (  # Ray and Tune load only for the commands that start them
+        check_training_resources,
+        connect,
+    )
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
@@ -209,7 +216,6 @@ def _named_file(text: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from socialfeat.compare import feature_sets, key_metrics, key_patterns, load_runs, table
 
     runs = load_runs(args.run_dirs)
     if args.sets:
@@ -227,8 +233,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from socialfeat.data.check import dataset_counts, image_census
-    from socialfeat.data.reader import read_dataset_lenient
 
     dataset, problems = read_dataset_lenient(args.directory)
     for problem in problems:
@@ -259,8 +263,6 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from socialfeat.config import SynthConfig
-    from socialfeat.data.synthetic import generate
 
     given = {k: v for k, v in vars(args).items() if k in SynthConfig.model_fields and v is not None}
     try:
@@ -273,7 +275,6 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_import_movielens(args) -> int:
-    from socialfeat.data.importers import import_movielens
 
     counts = import_movielens(
         args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty()
@@ -288,6 +289,7 @@ def cmd_import_movielens(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    # Ray, Tune and Optuna load only for the commands that start them
     from socialfeat.distributed.cluster import check_training_resources, connect
     from socialfeat.sweep.results import write_results
     from socialfeat.sweep.runner import finished_trials, run_sweep
@@ -356,8 +358,6 @@ def _explain(summary: dict, out: str) -> None:
 
 
 def cmd_report(args) -> int:
-    from socialfeat.report import write_summary
-    from socialfeat.report_html import write_html
 
     print(write_summary(args.run_dir))
     print(write_html(args.run_dir, method_of_run(args.run_dir)))
@@ -377,7 +377,6 @@ def method_of_run(run_dir: str) -> Method:
 
 
 def cmd_methods(args) -> int:
-    from socialfeat.stages import describe
 
     for method in METHODS.values():
         print(describe(method))
@@ -407,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 def _stop_local_ray() -> None:
     """Stop the Ray this process started now, not at interpreter exit, so no worker of the run outlives it."""
     if "ray" in sys.modules:
-        import ray
+        import ray  # already loaded (checked above): this only names it
 
         if ray.is_initialized():
             ray.shutdown()

@@ -9,7 +9,7 @@ import pandas as pd
 
 from socialfeat import artifacts
 from socialfeat.console import INTERVALS
-from socialfeat.evaluation import significance
+from socialfeat.stats import significance
 
 ALPHA = 0.05
 SEED = 0  # the bootstrap's draws: one seed, so a comparison printed twice reads the same

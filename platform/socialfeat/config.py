@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from socialfeat.architectures import TAPS
+
 Fraction = Field(ge=0.0, le=1.0)
 
 
@@ -177,8 +179,6 @@ class TrainingConfig(Strict):
     def _crop_and_tap(self):
         if self.crop_size > self.image_size:
             raise ValueError(f"crop_size {self.crop_size} is larger than image_size {self.image_size}")
-        from socialfeat.vision.backbones import TAPS
-
         if self.tap not in TAPS[self.model]:
             raise ValueError(f"tap {self.tap!r} does not exist for {self.model}; choose from {TAPS[self.model]}")
         return self

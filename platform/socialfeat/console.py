@@ -113,7 +113,7 @@ def ray_logs_dir() -> str | None:
     """The log directory of the Ray session this process started, if any (a joined cluster's are remote)."""
     if "ray" not in sys.modules:
         return None
-    import ray
+    import ray  # only once a run has started Ray
 
     if not ray.is_initialized():
         return None

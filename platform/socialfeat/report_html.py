@@ -12,9 +12,9 @@ from PIL import Image
 
 from socialfeat import artifacts
 from socialfeat.data.images import decode_rgb, item_image_bytes
-from socialfeat.evaluation.retrieval import cosine_neighbours
 from socialfeat.features.extract import read_features, set_paths
 from socialfeat.report import with_intervals
+from socialfeat.stats.retrieval import cosine_neighbours
 
 THUMB = 64
 
@@ -32,7 +32,7 @@ class ReportContext:
 
 def save_figure(path: str, draw, size=(6, 4)) -> str:
     """Draw on a fresh matplotlib figure (`draw(figure)`), save it as a PNG and close it; returns `path`."""
-    import matplotlib
+    import matplotlib  # the headless backend is chosen before pyplot loads, and only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -45,19 +45,19 @@ def save_figure(path: str, draw, size=(6, 4)) -> str:
     return path
 
 
-def _plot(path: str, draw) -> str:
+def plot(path: str, draw) -> str:
     """One axis (`draw(axis)`); returns the PNG's file name."""
     return os.path.basename(save_figure(path, lambda figure: draw(figure.add_subplot())))
 
 
-def _history_plot(out: str, history: list, keys: tuple, title: str, name: str) -> str:
+def history_plot(out: str, history: list, keys: tuple, title: str, name: str) -> str:
     def draw(axis):
         for key in keys:
             axis.plot([h["epoch"] for h in history], [h[key] for h in history], marker="o", label=key)
         axis.set(xlabel="epoch", title=title)
         axis.legend()
 
-    return _plot(os.path.join(out, name), draw)
+    return plot(os.path.join(out, name), draw)
 
 
 def training_figures(rc: ReportContext) -> list[tuple[str, str]]:
@@ -66,24 +66,7 @@ def training_figures(rc: ReportContext) -> list[tuple[str, str]]:
     keys = ("train_loss", "holdout_loss") + tuple(
         k for k in history[0] if k.startswith("holdout_") and k != "holdout_loss" and k != "holdout_loss_vs_chance"
     )
-    return [("CNN training", _history_plot(rc.out, history, keys, "CNN training", "training.png"))]
-
-
-def factorization_figures(rc: ReportContext) -> list[tuple[str, str]]:
-    history = artifacts.read_json(os.path.join(rc.dirs["factorization"], "history.json"))
-    return [
-        ("Factorisation", _history_plot(rc.out, history, ("rmse", "pr"), "validation RMSE and PR", "factorization.png"))
-    ]
-
-
-def cluster_figures(rc: ReportContext) -> list[tuple[str, str]]:
-    classes = pd.read_parquet(os.path.join(rc.dirs["kmeans"], "pseudo_classes.parquet"))
-
-    def draw(axis):
-        axis.hist(classes["pseudo_class"].value_counts().to_numpy(), bins=20)
-        axis.set(xlabel="items per pseudo class", ylabel="pseudo classes", title="k-means cluster sizes")
-
-    return [("Pseudo-class sizes", _plot(os.path.join(rc.out, "cluster_sizes.png"), draw))]
+    return [("CNN training", history_plot(rc.out, history, keys, "CNN training", "training.png"))]
 
 
 def _curves_plot(out: str, curves: dict) -> str:
@@ -93,7 +76,7 @@ def _curves_plot(out: str, curves: dict) -> str:
         axis.set(xlabel="rank", ylabel="mean Jaccard of viewer sets", title="Retrieval: te queries tr (Fang Fig. 5)")
         axis.legend()
 
-    return _plot(os.path.join(out, "jaccard_by_rank.png"), draw)
+    return plot(os.path.join(out, "jaccard_by_rank.png"), draw)
 
 
 def coldstart_figures(rc: ReportContext) -> list[tuple[str, str]]:
@@ -107,7 +90,7 @@ def coldstart_figures(rc: ReportContext) -> list[tuple[str, str]]:
         axis.set(xlabel="K", ylabel="mean recall@K", title="Cold start: users ranked over unseen te items")
         axis.legend()
 
-    return [("Cold start: recall@K per feature set", _plot(os.path.join(rc.out, "coldstart_recall.png"), draw))]
+    return [("Cold start: recall@K per feature set", plot(os.path.join(rc.out, "coldstart_recall.png"), draw))]
 
 
 def thumbnails(root: str, item_ids) -> dict:

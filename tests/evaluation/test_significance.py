@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from socialfeat.evaluation import significance
 from socialfeat.evaluation.coldstart import Factors, folded_in, recall_samples, user_scores
+from socialfeat.stats import significance
 
 
 def test_the_interval_holds_the_true_mean_about_95_times_in_100_and_narrows_with_more_queries():

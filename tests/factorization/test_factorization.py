@@ -10,11 +10,11 @@ import pytest
 from socialfeat.cli import main
 from socialfeat.config import ConfigError, FactorizationConfig, SamplingConfig, SplitConfig, load_config
 from socialfeat.data.splits import split_interactions
-from socialfeat.evaluation.ranking import mis_ordered_fraction, ndcg_at_k
 from socialfeat.factorization import engines
 from socialfeat.factorization.metrics import pair_error
 from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
 from socialfeat.factorization.sampling import log_popularity_weights, sample_negatives
+from socialfeat.stats.ranking import mis_ordered_fraction, ndcg_at_k
 
 
 def _positives(n_users=3000, n_items=20, per_user=2, seed=0):

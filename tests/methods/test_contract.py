@@ -51,7 +51,7 @@ def test_the_graph_is_acyclic_and_every_stage_is_reachable_with_until(method):
 
 def test_a_graph_with_a_cycle_or_an_unknown_input_is_refused():
     def stage(name, *inputs):
-        return Stage(name, inputs, lambda cfg: {}, lambda ctx, tmp: {})
+        return Stage(name, inputs, (), lambda ctx, tmp: {})
 
     for stages in ((stage("a", "b"), stage("b", "a")), (stage("a"), stage("b", "ghost")), (stage("a"), stage("a"))):
         with pytest.raises(ValueError, match="method broken"):
@@ -81,7 +81,7 @@ def test_every_task_learns_two_tiny_batches_without_ray_and_its_encoder_has_the_
 @pytest.mark.slow
 def test_until_features_completes_on_small_synthetic_data(method, ray_session, tmp_path):
     cfg = load_config(None, [f"method={method.name}", *SMALL])
-    metrics, ctx = run_experiment(cfg, str(tmp_path / "run"), until="features")
+    metrics, ctx = run_experiment(method, cfg, str(tmp_path / "run"), until="features")
     assert [r for r in ctx.results if r != "synth"] == [s.name for s in upstream(method, "features")]
     ids, vectors = read_sets(ctx.path("features"))["cnn"]
     spec, _ = load_encoder(ctx.path("train"))

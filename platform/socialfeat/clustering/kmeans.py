@@ -2,8 +2,9 @@
 
 import logging
 
+import faiss
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import normalized_mutual_info_score, silhouette_score
 
 from socialfeat.config import ClusteringConfig
 
@@ -40,7 +41,6 @@ def _reseed_empty(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, k: i
 
 def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """(labels, centroids, metrics) of K pseudo classes; every class non-empty."""
-    import faiss
 
     n, k = len(vectors), cfg.k
     if k > n:
@@ -78,7 +78,6 @@ def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.n
 def silhouette(x: np.ndarray, labels: np.ndarray, seed: int, sample: int = 4000) -> float:
     """Mean silhouette on a seeded sample: unlike inertia it does not simply improve as K grows,
     so a K sweep can be scored without labels (NaN when every point is its own cluster)."""
-    from sklearn.metrics import silhouette_score
 
     if not 2 <= len(np.unique(labels)) < len(labels):
         return float("nan")

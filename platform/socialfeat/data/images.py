@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+import yaml
+from socialfeat import storage
 
 log = logging.getLogger(__name__)
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is undecodable, not silently grey
@@ -45,7 +47,6 @@ class ImagePolicy:
 
 
 def external_allowed(root: str) -> bool:
-    import yaml
 
     try:
         with open(os.path.join(root, "dataset.yaml")) as handle:
@@ -95,7 +96,6 @@ def _read_regular_file(path: str, max_bytes: int) -> bytes:
 
 
 def _read_uri(uri: str, policy: ImagePolicy) -> bytes | None:
-    from socialfeat import storage
 
     filesystem, path = storage.resolve(uri)
     with filesystem.open_input_stream(path) as stream:

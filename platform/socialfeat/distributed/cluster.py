@@ -6,13 +6,18 @@ import os
 import socket
 import time
 
+import ray
+import ray.data
+from ray.data import DataContext
+
+from socialfeat import console
+
 log = logging.getLogger(__name__)
 
 
 def quiet_data_progress() -> None:
     """Ray Data draws a progress bar per dataset and epoch (dozens per run); the CLI prints its own
     stage summary, so keep the terminal readable (the Ray dashboard still shows progress)."""
-    from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
 
@@ -44,10 +49,6 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     `dashboard` starts a local Ray with its dashboard on 127.0.0.1: it serves the State API, which Ray
     Train needs to release the workers of a trainer whose trial Tune stopped (ASHA); without it each
     stopped CNN trial kept its workers' CPUs and the next trial's image loading waited for ever."""
-    import ray
-    import ray.data
-
-    from socialfeat import console
 
     quiet_data_progress()
     console.quiet_ray()  # before ray.init, whose token-authentication notice is for operators (Ray 2.60)
@@ -95,7 +96,6 @@ def worker_slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> in
 def check_training_resources(training, wait_s: float = 0.0) -> None:
     """Fail with one message naming the keys when the cluster cannot hold training's workers; a cluster that
     may scale up (a joined one) is given `wait_s` seconds to grow first."""
-    import ray
 
     deadline = time.monotonic() + wait_s
     announced = False

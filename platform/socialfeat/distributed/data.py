@@ -7,8 +7,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import ray
 
+from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
+from socialfeat.vision.transforms import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
 # 0.2-0.3 s with the operator reservation, measured on 2 CPUs), so a decode task should be seconds of work:
@@ -33,7 +36,6 @@ def sample_negatives_sharded(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task
     reading the positives from the object store; blocks come back in order."""
-    import ray
 
     shared = ray.put((users, items, weights))
     blocks = np.unique(users // users_per_block)
@@ -85,8 +87,6 @@ def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str,
 
 
 def _decoded(root, column: str, stored, size: int):
-    from socialfeat.data.images import item_image_bytes
-    from socialfeat.vision.transforms import load_image
 
     if stored is None:
         return None
@@ -97,7 +97,6 @@ def _decoded(root, column: str, stored, size: int):
 def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str, lookup_ref) -> dict:
     """Decode each item of a batch of items.parquet once and emit every row that names it; rows whose
     image is missing or undecodable are dropped."""
-    import ray
 
     lookup = ray.get(lookup_ref)
     positions, images = [], []
@@ -127,7 +126,6 @@ def _named_item_blocks(file: pq.ParquetFile, column: str, named: list, rows_per_
     blocks of `rows_per_block` rows. A block is one decode task's work, and a file is read as one block
     per row group (often one in all), so the rows are re-cut here; the file is read batch by batch, so
     the driver holds one block at a time, never the whole image column."""
-    import ray
 
     wanted = pa.array(named)
     refs, carry = [], None
@@ -144,9 +142,6 @@ def _named_item_blocks(file: pq.ParquetFile, column: str, named: list, rows_per_
 
 
 def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):
-    import ray
-
-    from socialfeat.data.images import ImagePolicy
 
     policy = ImagePolicy.of(root)  # workers read images by the policy of the dataset, never by a bare path
 
@@ -181,7 +176,6 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
 
 def _gather_rows(batch: dict, image_columns: tuple[str, ...], lookup_ref) -> dict:
     """Rows by position, each image column filled from the decoded items; rows missing an image dropped."""
-    import ray
 
     lookup = ray.get(lookup_ref)
     positions = batch["id"]
@@ -194,7 +188,6 @@ def _gather_rows(batch: dict, image_columns: tuple[str, ...], lookup_ref) -> dic
 def _multi_image_rows(root, column: str, rows: pd.DataFrame, image_columns: tuple[str, ...], size: int):
     """Decode each named item once, hold the decoded images in the object store (N x S x S x 3 uint8: 12 KB
     an image at 64 px), then build the rows from them."""
-    import ray
 
     items = pd.Index(pd.unique(np.concatenate([rows[c].to_numpy() for c in image_columns])))
     table = pd.DataFrame({"item": items, "slot": np.arange(len(items))})

@@ -3,6 +3,14 @@
 import logging
 
 import numpy as np
+import pandas as pd
+import ray
+import torch
+
+from socialfeat import console
+from socialfeat.distributed.data import image_rows
+from socialfeat.features.encoder import build_encoder
+from socialfeat.features.extract import embed_images
 
 log = logging.getLogger(__name__)
 
@@ -11,10 +19,6 @@ class Embedder:
     """One extraction actor: builds the encoder once, then embeds batches (on its GPU when it has one)."""
 
     def __init__(self, spec: dict, state_ref: tuple, seed: int):
-        import ray
-        import torch
-
-        from socialfeat.features.encoder import build_encoder
 
         state = ray.get(state_ref[0]) if state_ref else None
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,7 +26,6 @@ class Embedder:
         self.crop = spec["crop"]
 
     def __call__(self, batch: dict) -> dict:
-        from socialfeat.features.extract import embed_images
 
         return {
             "item_id": batch["item_id"],
@@ -45,7 +48,6 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(item_ids, vectors) of the encoder `spec` (weights `state`, or random from `seed`) for every row of
     `images_ds` (columns item_id and item, the decoded image); a bar over the images with `progress`."""
-    import ray
 
     # Decode first, then embed: fused, the read tasks and the actor pool each need a CPU at once, which a sweep
     # trial on 2 CPUs (one held by the trial and its trainer's share) never has, and the run waited for ever.
@@ -60,7 +62,6 @@ def again_if_an_actor_dies(work, attempts: int = ACTOR_ATTEMPTS):
     (max_restarts=-1), but a restart needs the constructor arguments, which Ray Data keeps in the object
     store where they may be gone by then (ray-project/ray#53727; Ray 2.60 logs an error line for every
     such pool): our pools do not restart, and a crash costs this one extraction instead."""
-    import ray
 
     for attempt in range(1, attempts + 1):
         try:
@@ -82,9 +83,6 @@ def _embed(
     use_gpu: bool,
     progress: bool,
 ):
-    import ray
-
-    from socialfeat import console
 
     features = images_ds.map_batches(
         Embedder,
@@ -108,9 +106,6 @@ def _embed(
 
 def item_images(root, column: str, item_ids, size: int):
     """A Ray Dataset of (item_id, item: the decoded image) for `item_ids`; undecodable images left out."""
-    import pandas as pd
-
-    from socialfeat.distributed.data import image_rows
 
     ids = list(item_ids)
     return image_rows(root, column, pd.DataFrame({"item": ids, "item_id": ids}), ("item",), size)

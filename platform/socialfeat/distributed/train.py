@@ -8,10 +8,20 @@ import resource
 import tempfile
 import threading
 
+import pyarrow.fs as pafs
+import ray
+import ray.train
+import ray.train.torch
 import torch
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util.queue import Queue
 
-from socialfeat import artifacts
+from socialfeat import artifacts, console
 from socialfeat.config import TrainingConfig
+from socialfeat.training.loop import epoch_report, evaluate, make_optimizer, train_one_epoch, warmup_cosine
+from socialfeat.vision.backbones import backbone
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
@@ -55,8 +65,6 @@ def _latest_on_disk(checkpoint_root: str) -> dict | None:
     """The newest complete checkpoint under `checkpoint_root` (a local path or a storage URI), when Ray's
     controller hands none over: a worker killed right after persisting a checkpoint can die before the
     controller registers it, and a retried run starts a new controller."""
-    import pyarrow.fs as pafs
-    import ray.train
 
     filesystem, root = pafs.FileSystem.from_uri(checkpoint_root)
     entries = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
@@ -78,7 +86,6 @@ def _restore(model, optimizer, scheduler, checkpoint_root: str) -> tuple[int, li
     """Load the newest checkpoint of this run, if it has one: (first epoch to run, history so far). The
     controller's checkpoint and the newest on disk can differ: a controller restored after its trial's
     process was killed hands over the last one it had recorded (Ray 2.60), which may be epochs old."""
-    import ray.train
 
     candidates = [_latest_on_disk(checkpoint_root)]
     checkpoint = ray.train.get_checkpoint()
@@ -96,7 +103,6 @@ def _restore(model, optimizer, scheduler, checkpoint_root: str) -> tuple[int, li
 
 
 def _save_and_report(metrics: dict, state: dict) -> None:
-    import ray.train
 
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
@@ -114,11 +120,6 @@ def _write_pid(pid_dir: str, rank: int) -> None:
 
 def worker_loop(config: dict) -> None:
     """The per-worker training function: plain torch steps of the task over this worker's shard."""
-    import ray.train
-    import ray.train.torch
-
-    from socialfeat.training.loop import epoch_report, evaluate, make_optimizer, train_one_epoch, warmup_cosine
-    from socialfeat.vision.backbones import backbone
 
     cfg, task = TrainingConfig(**config["training"]), config["task"]
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
@@ -162,7 +163,6 @@ def _tune_callbacks(tune_objectives: tuple[str, ...] | None) -> list:
     """Inside a sweep trial, forward every epoch's report to Tune (ASHA stops trailing trials on them)."""
     if tune_objectives is None:
         return []
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     class EpochReports(TuneReportCallback):
         """Per-epoch reports carry the trial's objectives as NaN: Tune requires every metric the searcher
@@ -180,15 +180,11 @@ class _EpochProgress:
     into a Ray queue (workers' reports reach the driver only when fit returns, Ray Train 2.60)."""
 
     def __init__(self, epochs: int):
-        from ray.util.queue import Queue
-
-        from socialfeat import console
 
         self.queue = Queue(actor_options={"num_cpus": 0})
         self.bar = console.bar(epochs, "training", True, unit="epoch")
 
     def callback(self):
-        from ray.train import UserCallback
 
         queue = self.queue
 
@@ -205,7 +201,6 @@ class _EpochProgress:
             self.bar.set_postfix(loss=f"{report['train_loss']:.3f}", holdout=f"{report['holdout_loss']:.3f}")
 
     def close(self) -> None:
-        import ray
 
         self.bar.close()
         ray.kill(self.queue.actor)
@@ -215,7 +210,6 @@ def _ordered_ingest():
     """Ray Data's ingest options with blocks delivered in dataset order: the streaming executor otherwise
     hands a worker whichever block finishes first, so the same seed trained different models run to run
     (Ray 2.60). The seeded local shuffle then gives every epoch its own, reproducible order."""
-    from ray.train import DataConfig
 
     options = DataConfig.default_ingest_options()
     options.preserve_order = True
@@ -241,8 +235,6 @@ def fit(
     the metrics its searcher optimises (every epoch is then reported to Tune). `progress`: a bar over the
     epochs (from the main thread only: a Tune trial has its own reporting). `initial`: weights to start
     from (a subset of the model's state dict; a checkpoint to resume from takes precedence)."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     bar = _EpochProgress(cfg.epochs) if progress and threading.current_thread() is threading.main_thread() else None
     pid_dir = checkpoints if "://" not in checkpoints else tempfile.mkdtemp(prefix="socialfeat-pids-")

@@ -12,8 +12,8 @@ from scipy.stats import rankdata
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from socialfeat.evaluation.ranking import hits_at_k, top_k
-from socialfeat.evaluation.significance import Samples
+from socialfeat.stats.ranking import hits_at_k, top_k
+from socialfeat.stats.significance import Samples
 
 RANKS = (10, 50)
 ALPHAS = tuple(10.0**p for p in range(-2, 5))  # ridge strengths tried by leave-one-out (GCV)

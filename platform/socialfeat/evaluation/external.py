@@ -7,7 +7,9 @@ import numpy as np
 import torch
 
 from socialfeat.artifacts import content_hash
+from socialfeat.features.encoder import WEIGHTS, encoder_spec, is_encoder, load_encoder
 from socialfeat.features.extract import read_features
+from socialfeat.vision.backbones import at_tap, build, tower_of
 
 # The last linear layer of each architecture: its weight's rows are the model's outputs.
 HEAD = {"small": "fc.weight", "resnet18": "fc.weight", "resnet50": "fc.weight", "alexnet": "classifier.6.weight"}
@@ -20,7 +22,6 @@ class ExternalFeaturesError(ValueError):
 def file_fingerprint(path: str) -> dict:
     """What makes a stage that reads `path` stale: its size and modification time (an encoder directory:
     its weights file's)."""
-    from socialfeat.features.encoder import WEIGHTS, is_encoder
 
     if os.path.isdir(path) and is_encoder(path):
         path = os.path.join(path, WEIGHTS)
@@ -63,7 +64,6 @@ def aligned_features(path: str, name: str, item_ids: np.ndarray) -> np.ndarray:
 
 def load_weights(path: str, model_name: str) -> tuple[dict, int]:
     """(state dict, number of outputs) of a weights file for `model_name`, loaded without running code."""
-    from socialfeat.vision.backbones import build
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -95,8 +95,6 @@ def load_weights(path: str, model_name: str) -> tuple[dict, int]:
 def weights_encoder(path: str, training) -> tuple[dict, dict]:
     """(encoder spec, state) of `path`: an encoder artefact (a train stage's directory or its encoder.pt)
     as it is, or a torchvision state dict of `training.model` cut at `training.tap`."""
-    from socialfeat.features.encoder import encoder_spec, is_encoder, load_encoder
-    from socialfeat.vision.backbones import at_tap, build, tower_of
 
     if is_encoder(path):
         return load_encoder(path)

@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
-from socialfeat.evaluation import significance
+from socialfeat.stats import significance
 
 REGULARISATION = (0.01, 0.1, 1.0, 10.0)
 

@@ -8,8 +8,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from socialfeat.evaluation.probes import linear_probe
-from socialfeat.evaluation.retrieval import cosine_neighbours, jaccard_by_query
-from socialfeat.evaluation.significance import Samples, means
+from socialfeat.stats.retrieval import cosine_neighbours, jaccard_by_query
+from socialfeat.stats.significance import Samples, means
 
 log = logging.getLogger(__name__)
 RANKS = (1, 10, 100)

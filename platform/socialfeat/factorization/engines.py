@@ -13,8 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from threadpoolctl import threadpool_limits
 
 from socialfeat.config import FactorizationConfig
+from socialfeat.factorization.cg import cg_rows, rows_csr
+from socialfeat.factorization.hogwild import sgd_epoch
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, np.ndarray, np.ndarray], None]
@@ -46,7 +50,6 @@ def _initial(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 def _row_blocks(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int, dim: int):
     """Rows grouped into blocks of similar entry counts, each padded to a (B, L) matrix of columns
     (padding points at column n_cols, a zero row) so one batched solve handles a whole block."""
-    import torch
 
     order = np.argsort(rows, kind="stable")
     sorted_cols, sorted_values = cols[order], values[order]
@@ -80,7 +83,6 @@ def _solve_rows(blocks, other, n_rows: int, reg: float):
     A row with fewer entries L than dimensions d is solved in its L x L dual form,
     x = Y_O^T (Y_O Y_O^T + lambda I)^-1 v (the push-through identity), which is exact and far
     cheaper for the long tail of light users and rare items (needs lambda > 0)."""
-    import torch
 
     dim = other.shape[1]
     padded = torch.cat([other, other.new_zeros(1, dim)])
@@ -104,11 +106,9 @@ def _solve_rows(blocks, other, n_rows: int, reg: float):
 def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     """ALS: on a CPU, `cg_steps` warm-started conjugate-gradient steps per row and half-epoch (numba);
     on a GPU, or with cg_steps 0, the exact batched closed-form solve in torch."""
-    import torch
 
     if torch.cuda.is_available() or cfg.cg_steps == 0:
         return _fit_als_exact(entries, cfg, on_epoch, device="cuda" if torch.cuda.is_available() else "cpu")
-    from socialfeat.factorization.cg import cg_rows, rows_csr
 
     rng = np.random.default_rng(cfg.seed)
     users, items = _initial(entries.n_users, cfg.dim, rng), _initial(entries.n_items, cfg.dim, rng)
@@ -124,7 +124,6 @@ def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback 
 
 
 def _fit_als_exact(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None, device: str):
-    import torch
 
     rng = np.random.default_rng(cfg.seed)
     user_blocks = _row_blocks(entries.users, entries.items, entries.values, entries.n_users, entries.n_items, cfg.dim)
@@ -141,7 +140,6 @@ def _fit_als_exact(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCa
 
 def fit_sgd(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     """The paper's parallel asynchronous SGD: threads update shared factors without locks (Hogwild)."""
-    from socialfeat.factorization.hogwild import sgd_epoch
 
     rng = np.random.default_rng(cfg.seed)
     users = _initial(entries.n_users, cfg.dim, rng)
@@ -168,7 +166,6 @@ def _positives(entries: Entries) -> sp.csr_matrix:
 
 
 def _implicit(model, entries: Entries, on_epoch: EpochCallback | None):
-    from threadpoolctl import threadpool_limits
 
     def callback(iteration, *_progress):  # ALS passes (elapsed, loss); BPR (elapsed, correct, skipped)
         if on_epoch:
@@ -180,8 +177,7 @@ def _implicit(model, entries: Entries, on_epoch: EpochCallback | None):
 
 
 def fit_implicit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
+    from implicit.cpu.als import AlternatingLeastSquares  # implicit loads only for its own engines
 
     with threadpool_limits(1, "blas"):  # checked when the model is made
         model = AlternatingLeastSquares(
@@ -191,7 +187,7 @@ def fit_implicit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: Epoch
 
 
 def fit_implicit_bpr(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
-    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from implicit.cpu.bpr import BayesianPersonalizedRanking  # implicit loads only for its own engines
 
     model = BayesianPersonalizedRanking(
         factors=cfg.dim,

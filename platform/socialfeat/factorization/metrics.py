@@ -5,7 +5,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from socialfeat.evaluation.ranking import hits_at_k, mis_ordered_fraction, ndcg_at_k, precision_at_k, top_k
+from socialfeat.stats.ranking import hits_at_k, mis_ordered_fraction, ndcg_at_k, precision_at_k, top_k
 
 ScoreBlock = Callable[[np.ndarray], np.ndarray]  # user indices -> users x items scores
 

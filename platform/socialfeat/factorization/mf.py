@@ -9,9 +9,9 @@ import scipy.sparse as sp
 
 from socialfeat.config import FactorizationConfig, SamplingConfig, SplitConfig
 from socialfeat.data.splits import validation_mask
-from socialfeat.evaluation.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 from socialfeat.factorization import engines, metrics
 from socialfeat.factorization.sampling import log_popularity_weights, negatives_wanted, sample_negatives
+from socialfeat.stats.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,12 @@ import torch
 from torch import nn
 
 from socialfeat import artifacts
-from socialfeat.vision.backbones import at_tap, backbone
+from socialfeat.vision.backbones import DIMS, at_tap, backbone
 
 WEIGHTS, SPEC = "encoder.pt", "encoder.json"
 
 
 def encoder_spec(model: str, tap: str, image_size: int, crop: int) -> dict:
-    from socialfeat.vision.backbones import DIMS
 
     return {"architecture": model, "tap": tap, "image_size": image_size, "crop": crop, "dim": DIMS[model]}
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from socialfeat.evaluation.retrieval import cosine_neighbours
+from socialfeat.stats.retrieval import cosine_neighbours
 
 
 def label_precision(vectors: np.ndarray, labels: list, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -13,13 +13,25 @@ import shutil
 import sys
 import time
 
+import numba
+import optuna
+import optuna.distributions as d
+import ray
+import ray.tune
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
+from ray.util.state import list_actors
+from threadpoolctl import threadpool_limits
 
 from socialfeat import storage
 from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
 from socialfeat.config import ConfigError, ExperimentConfig
 from socialfeat.methods import named
+from socialfeat.stages import publish, run_experiment
 from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
+from socialfeat.training.task import stage_metric
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
@@ -47,9 +59,6 @@ def trial(
 
     With `remote` (the sweep's storage URI) stages are shared through remote/stages and the trial's
     record is uploaded to remote/trials/<id>, so trials on any node see each other's work."""
-    import ray.tune
-
-    from socialfeat.stages import publish, run_experiment
 
     context = ray.tune.get_context()
     cap_threads(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
@@ -80,9 +89,6 @@ def trial(
 def cap_threads(cpus: float) -> int:
     """Hold BLAS, torch and numba to the trial's CPU share (at least one thread): each library otherwise
     starts a thread per core in every concurrent trial, and two trials on 2 cores ran 4+ busy threads."""
-    import numba
-    import torch
-    from threadpoolctl import threadpool_limits
 
     threads = max(1, int(cpus))
     threadpool_limits(limits=threads)  # process-wide from here (a trial owns its worker process)
@@ -111,7 +117,6 @@ def _start_record(trials_root: str, context, params: dict, base_params: dict) ->
 def _trial_metrics(metrics: dict, results, scheduler_metric: str | None) -> dict:
     """What each stage took (computed or reused from other trials) and, for trials that trained, ASHA's time
     attribute and metric as the workers reported them in the last epoch."""
-    from socialfeat.training.task import stage_metric
 
     extra = {"reused_stages": ",".join(r.name for r in results if r.reused)}
     for result in results:
@@ -176,7 +181,6 @@ def within(spec: dict, value) -> bool:
 
 def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
     """How many trials the cluster holds at once: CPUs (and GPUs) over what one trial needs."""
-    import ray
 
     resources = ray.cluster_resources()
     needs_cpu = space.trial_cpus + space.data_cpus
@@ -195,8 +199,6 @@ def max_concurrency(space: SearchSpace, base: ExperimentConfig) -> int:
 
 def state_api_reachable() -> bool:
     """Whether this cluster serves the State API (Ray Train's clean-up of stopped trainers needs it)."""
-    import ray
-    from ray.util.state import list_actors
 
     try:
         list_actors(address=ray.get_runtime_context().gcs_address, limit=1, timeout=5)
@@ -220,13 +222,11 @@ STUDY_DB, STUDY_NAME = "optuna.db", "sweep"
 
 def study_storage(out: str):
     """The sweep's Optuna study storage: SQLite in OUT/optuna.db (`optuna-dashboard sqlite:///OUT/optuna.db`)."""
-    import optuna
 
     return optuna.storages.RDBStorage(f"sqlite:///{os.path.join(os.path.abspath(out), STUDY_DB)}")
 
 
 def _searcher(space: SearchSpace, point: dict, done: list[dict], out: str):
-    import optuna
 
     metrics = [o.metric for o in space.objectives]
     modes = [o.mode for o in space.objectives]
@@ -248,7 +248,6 @@ def _resumed_storage(out: str, done: list[dict], space: SearchSpace):
     """OUT/optuna.db as the earlier driver left it, its trials that were running when it died marked failed.
     Without it (a sweep begun by an earlier socialfeat, or a driver on another machine) the finished trial
     records are replayed into a new one, so TPE goes on from where it was either way."""
-    import optuna
 
     storage = study_storage(out)
     if STUDY_NAME in optuna.get_all_study_names(storage):
@@ -275,7 +274,6 @@ class ObjectiveOptunaSearch(OptunaSearch):
 
 
 def _distribution(spec: dict):
-    import optuna.distributions as d
 
     if "choice" in spec:
         return d.CategoricalDistribution(list(spec["choice"]))
@@ -287,7 +285,6 @@ def _distribution(spec: dict):
 
 def _study_with(done: list[dict], space: SearchSpace, storage) -> None:
     """The study `storage` filled with an earlier driver's finished trials, from their records."""
-    import optuna
 
     directions = ["minimize" if o.mode == "min" else "maximize" for o in space.objectives]
     study = optuna.create_study(storage=storage, study_name=STUDY_NAME, directions=directions)
@@ -314,7 +311,6 @@ def _study_with(done: list[dict], space: SearchSpace, storage) -> None:
 def _scheduler(space: SearchSpace):
     if space.scheduler is None:
         return None
-    from ray.tune.schedulers import ASHAScheduler
 
     s = space.scheduler
     # stop_last_trials=False: a trial that trains all max_epochs goes on to evaluate and report its objectives
@@ -330,7 +326,6 @@ def _scheduler(space: SearchSpace):
 
 
 def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str, remote: str | None):
-    from ray import tune
 
     fn = tune.with_parameters(
         trial,
@@ -382,7 +377,6 @@ def run_sweep(
 
     With `remote` (a storage URI) `out` is the driver's working copy: trial records, stages and Tune's
     own files live in `remote`, and out/trials is refreshed from it before and after the trials run."""
-    from ray import tune
 
     out = os.path.abspath(out)
     base = space.base_config(data)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from socialfeat import stages
 from socialfeat.config import ConfigError, ExperimentConfig, build_config, load_config, set_dotted
 from socialfeat.methods import named
+from socialfeat.training.task import epoch_metric_names
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 
@@ -213,7 +214,6 @@ def load_space(path: str) -> SearchSpace:
 def _derive_from_method(space: SearchSpace) -> None:
     """Check `until` and the objectives against the base experiment's method, and note whether (and what)
     its trials report every epoch."""
-    from socialfeat.training.task import epoch_metric_names
 
     base = build_config(space.base_config(None).model_dump(), space.path)  # the base experiment itself must load
     method = named(base.method, space.path)

@@ -4,13 +4,8 @@ an image tower (the network without its classifier) that a training task puts it
 import torch
 from torch import nn
 
-TAPS = {
-    "small": ("penultimate",),
-    "alexnet": ("fc6", "fc7"),
-    "resnet18": ("penultimate",),
-    "resnet50": ("penultimate",),
-}
-DIMS = {"small": 128, "alexnet": 4096, "resnet18": 512, "resnet50": 2048}  # the tower's output at every tap
+from socialfeat.architectures import DIMS, TAPS
+
 # Modules of the AlexNet tower kept up to each tap: features, avgpool, flatten, then Dropout, Linear, ReLU (fc6),
 # Dropout, Linear, ReLU (fc7).
 ALEXNET_TAP_DEPTH = {"fc6": 6, "fc7": 9}

@@ -3,6 +3,8 @@
 import warnings
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from socialfeat.data.images import decode_rgb
@@ -34,8 +36,7 @@ def decode_jpeg_batch(encoded: list[bytes], size: int, device: str = "cpu"):
     """JPEG bytes -> N x size x size x 3 uint8 tensor on `device`, framed as load_image frames them (short
     side to `size`, antialiased bilinear; the centre square). torchvision's decode_jpeg takes the batch in
     one call; on a CUDA device nvJPEG decodes it there, so only the encoded bytes cross PCIe."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg  # torchvision costs seconds: only this path needs it
 
     data = [torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in encoded]
     with warnings.catch_warnings():
@@ -48,7 +49,6 @@ def decode_jpeg_batch(encoded: list[bytes], size: int, device: str = "cpu"):
 
 def _framed(image, size: int):
     """A 3 x H x W uint8 tensor resized (short side `size`) and centre-cropped to 3 x size x size."""
-    import torch.nn.functional as F
 
     height, width = image.shape[-2:]
     new_width, new_height, left, top = _frame(width, height, size)
@@ -63,7 +63,6 @@ def _framed(image, size: int):
 def to_input(images, crop: int, train: bool, generator=None):
     """uint8 N x S x S x 3 -> float N x 3 x crop x crop: random crop and flip when training,
     centre crop otherwise; normalised."""
-    import torch
 
     size = images.shape[1]
     if not train or size == crop:

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from socialfeat.config import load_config
 from socialfeat.data.synthetic import generate, write_contract
+from socialfeat.methods import METHODS
 from socialfeat.methods.comparative.likes import NoTestUsers, conceal, fill, likes_of
 from socialfeat.stages import run_experiment
 
@@ -26,7 +27,7 @@ SMALL = [
 
 def _run(out, *overrides, until="triplets"):
     cfg = load_config(None, [*SMALL, *overrides])
-    metrics, ctx = run_experiment(cfg, str(out), until=until)
+    metrics, ctx = run_experiment(METHODS["comparative"], cfg, str(out), until=until)
     return metrics, ctx
 
 

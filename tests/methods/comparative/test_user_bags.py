@@ -10,9 +10,11 @@ import scipy.sparse as sp
 import torch
 
 from socialfeat.config import load_config
+from socialfeat.methods import METHODS
 from socialfeat.methods.comparative.users import NotAWordsRun, bags_of, words_embeddings
 from socialfeat.stages import run_experiment
 
+COMPARATIVE = METHODS["comparative"]
 SMALL = [
     "method=comparative",
     "data.synth.users=200",
@@ -56,7 +58,9 @@ def test_words_embeddings_average_the_tags_words_and_a_missing_run_is_named(tmp_
 
 
 def test_the_users_stage_clusters_ppmi_or_words_embeddings(tmp_path):
-    metrics, ctx = run_experiment(load_config(None, SMALL), str(tmp_path / "run"), until="users")
+    metrics, ctx = run_experiment(
+        METHODS["comparative"], load_config(None, SMALL), str(tmp_path / "run"), until="users"
+    )
     bags = np.load(ctx.path("users", "bags.npy"))
     users = pd.read_parquet(ctx.path("likes", "users.parquet"))
     assert bags.shape == (len(users), 8) and metrics["users/empty_bags"] == 0
@@ -66,10 +70,13 @@ def test_the_users_stage_clusters_ppmi_or_words_embeddings(tmp_path):
     rows = np.random.default_rng(0).normal(size=(len(tags) - 1, 16)).astype(np.float32)
     run = _words_run(tmp_path / "words", tags[:-1], rows)
     with_words = [*SMALL, "comparative.tag_embeddings=words", f"comparative.words_run={run}"]
-    metrics, ctx = run_experiment(load_config(None, with_words), str(tmp_path / "run"), until="users")
+    metrics, ctx = run_experiment(
+        METHODS["comparative"], load_config(None, with_words), str(tmp_path / "run"), until="users"
+    )
     assert metrics["users/tags_without_embedding"] >= 1 and metrics["users/tags_embedded"] <= len(tags) - 1
     with pytest.raises(NotAWordsRun):  # found when the run starts, before any stage
         run_experiment(
+            METHODS["comparative"],
             load_config(None, [*SMALL, "comparative.tag_embeddings=words", "comparative.words_run=/nowhere"]),
             str(tmp_path / "x"),
         )

@@ -13,12 +13,11 @@ from socialfeat.cli import main
 from socialfeat.methods.hashtags.posts import (
     NoHashtags,
     hashtag_vocabulary,
-    normalise,
     posts_of,
-    ppmi_svd,
     spam_users,
     time_split,
 )
+from socialfeat.text import normalise, ppmi_svd
 
 
 def _tags(rows) -> pd.DataFrame:

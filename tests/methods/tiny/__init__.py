@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from socialfeat.features.stage import features_stage
 from socialfeat.methods.cfl.tasks import PseudoClassTask
-from socialfeat.methods.common import DATA
+from socialfeat.pipeline.common import DATA
+from socialfeat.pipeline.features import features_stage
+from socialfeat.pipeline.train import TRAIN_FILES, holdout_mask, train_task
 from socialfeat.stages import Method, Stage
-from socialfeat.training.stage import TRAIN_FILES, holdout_mask, train_task
 
 
 def _classes(ctx, tmp: str) -> dict:

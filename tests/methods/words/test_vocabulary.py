@@ -9,11 +9,10 @@ import pytest
 from socialfeat.methods.words.vocabulary import (
     EmptyVocabulary,
     build_vocabulary,
-    class_uniform_rows,
     item_tokens,
-    tokens,
     word_ids,
 )
+from socialfeat.text import class_uniform_rows, tokens
 
 
 def test_tokens_are_lower_case_without_accents_numbers_or_punctuation():

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from socialfeat.config import ConfigError, load_config
 from socialfeat.methods import METHODS
 from socialfeat.methods.words.stages import top_words
-from socialfeat.methods.words.tasks import SampledSoftmaxTask, full_softmax, precision_at_10
 from socialfeat.training.loop import make_optimizer
+from socialfeat.training.multilabel import SampledSoftmaxTask, full_softmax, precision_at_10
 from socialfeat.vision.backbones import backbone
 
 CLASSES = 50

@@ -1,13 +1,18 @@
 """Collaborative feature learning (Fang et al., CVPR 2015) as a graph of stages."""
 
-from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
-from socialfeat.features.stage import SET_FILES, features_stage
+import dataclasses
+
 from socialfeat.methods.cfl import rounds, stages
+from socialfeat.methods.cfl.report import cluster_figures, factorization_figures
 from socialfeat.methods.cfl.tasks import LatentTask, PseudoClassTask, make_task
-from socialfeat.methods.common import DATA, FILTER, SPLIT
-from socialfeat.report_html import cluster_figures, factorization_figures, training_figures
+from socialfeat.pipeline.coldstart import coldstart_stage
+from socialfeat.pipeline.common import DATA, FILTER, SPLIT
+from socialfeat.pipeline.evaluate import evaluate_stage
+from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
+from socialfeat.pipeline.features import SET_FILES, features_stage
+from socialfeat.pipeline.train import TRAIN_FILES
+from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Rounds, Stage
-from socialfeat.training.stage import TRAIN_FILES
 
 
 def tasks(cfg) -> dict:
@@ -39,26 +44,8 @@ METHOD = Method(
         DATA,
         FILTER,
         SPLIT,
-        Stage(
-            "sampling",
-            ("split",),
-            ("sampling", "split.val_fraction", "split.seed"),
-            stages.sampling,
-            outputs=("entries.parquet", "users.parquet", "items.parquet"),
-            unkeyed=("sampling.ray_min_positives",),
-            metrics=("sampling",),
-        ),
-        Stage(
-            "factorization",
-            ("sampling",),
-            ("factorization",),
-            stages.factorization,
-            outputs=("user_factors.npy", "item_factors.npy", "users.parquet", "items.parquet", "history.json")
-            + ("samples.parquet?",),
-            metrics=("mf",),
-            key_metrics=("mf/pr", "mf/popularity/pr"),
-            report=factorization_figures,
-        ),
+        SAMPLING,
+        dataclasses.replace(FACTORIZATION, report=factorization_figures),
         Stage(
             "kmeans",
             ("factorization",),
@@ -93,7 +80,7 @@ METHOD = Method(
             rounds=ROUND,
         ),
         evaluate_stage(("filter", "split", "features", "rounds", "factorization"), references=stages.latent_reference),
-        coldstart_stage(stages.factors, ("factorization", "rounds"), reads=("split.seed", "factorization.reg")),
+        coldstart_stage(("rounds",)),
     ),
     tasks=tasks,
     task=lambda cfg: make_task(cfg.training.objective, cfg.clustering.k, cfg.factorization.dim),

@@ -11,13 +11,15 @@ import pandas as pd
 from socialfeat import artifacts
 from socialfeat.clustering.kmeans import kmeans, nmi
 from socialfeat.config import ConfigError
-from socialfeat.evaluation import significance
+from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets, write_sets
 from socialfeat.features.quality import label_precision
 from socialfeat.methods.cfl.tasks import make_task
-from socialfeat.methods.common import single_labels
+from socialfeat.pipeline.common import single_labels
+from socialfeat.pipeline.features import item_images
+from socialfeat.pipeline.train import holdout_mask, train_task
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, train_task
+from socialfeat.stats import significance
 
 
 def check_rounds(cfg) -> dict:
@@ -67,9 +69,8 @@ def _cluster_input(ctx: StageContext, previous: Previous) -> tuple[np.ndarray, n
 
 def _embed(ctx: StageContext, encoder_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """Every item with an image through the encoder a round saved."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.inference import extract
-    from socialfeat.features.encoder import load_encoder
-    from socialfeat.features.stage import item_images
 
     spec, state = load_encoder(encoder_dir)
     _, images = item_images(ctx, spec["image_size"])

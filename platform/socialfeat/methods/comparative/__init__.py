@@ -1,17 +1,19 @@
 """Comparative deep learning for image recommendation (Lei et al., CVPR 2016) as a graph of stages."""
 
-from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
-from socialfeat.features.stage import features_stage
-from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.comparative import stages
 from socialfeat.methods.comparative.recommend import recommend
 from socialfeat.methods.comparative.report import curve_figures
 from socialfeat.methods.comparative.stages import USERS_KEYS
 from socialfeat.methods.comparative.tasks import MODELS, make_task, sizes_of
 from socialfeat.methods.comparative.users import users, words_run_key
+from socialfeat.pipeline.coldstart import coldstart_stage
+from socialfeat.pipeline.common import DATA, FILTER, SPLIT
+from socialfeat.pipeline.evaluate import evaluate_stage
+from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
+from socialfeat.pipeline.features import features_stage
+from socialfeat.pipeline.train import TRAIN_FILES
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
-from socialfeat.training.stage import TRAIN_FILES
 
 
 def _keys(keys: set) -> tuple[str, ...]:
@@ -81,6 +83,8 @@ METHOD = Method(
             key_metrics=("comparative/*/precision@*", "comparative/*/recall@20"),
         ),
         evaluate_stage(("filter", "split", "features")),
+        SAMPLING,
+        FACTORIZATION,
         coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, sizes_of(cfg.comparative)) for name in MODELS},

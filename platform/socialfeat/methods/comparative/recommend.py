@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from socialfeat.evaluation import significance
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.evaluation.stage import stored_images
 from socialfeat.features.extract import read_sets
 from socialfeat.methods.comparative.stages import stage_task
 from socialfeat.methods.comparative.tasks import distances
+from socialfeat.pipeline.evaluate import stored_images
+from socialfeat.pipeline.train import tower_outputs, trained_model
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import tower_outputs, trained_model
+from socialfeat.stats import significance
 
 KS = (5, 10, 20)  # the reported cut-offs
 CURVE = 20  # P@K and R@K curves for K = 1..CURVE

@@ -18,10 +18,9 @@ from socialfeat.methods.comparative.likes import (
     test_candidates,
 )
 from socialfeat.methods.comparative.tasks import make_task, sizes_of
-from socialfeat.methods.hashtags.posts import normalise
-from socialfeat.methods.words.vocabulary import tokens
+from socialfeat.pipeline.train import holdout_mask, train_task
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, train_task
+from socialfeat.text import normalise, tokens
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from socialfeat import artifacts
 from socialfeat.clustering.kmeans import kmeans
 from socialfeat.config import ClusteringConfig
 from socialfeat.methods.comparative.stages import relations_of
-from socialfeat.methods.hashtags.posts import ppmi_svd
-from socialfeat.methods.words.vocabulary import tokens
 from socialfeat.stages import StageContext
+from socialfeat.text import ppmi_svd, tokens
 
 
 class NotAWordsRun(ValueError):

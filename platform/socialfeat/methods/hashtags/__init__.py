@@ -1,14 +1,16 @@
 """User-specific hashtag prediction (Veit et al., CVPR 2018) as a graph of stages."""
 
-from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
-from socialfeat.features.stage import features_stage
-from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.hashtags import stages
 from socialfeat.methods.hashtags.report import by_user_figures
 from socialfeat.methods.hashtags.tasks import MODELS, make_task, sizes_of
+from socialfeat.pipeline.coldstart import coldstart_stage
+from socialfeat.pipeline.common import DATA, FILTER, SPLIT
+from socialfeat.pipeline.evaluate import evaluate_stage
+from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
+from socialfeat.pipeline.features import features_stage
+from socialfeat.pipeline.train import TRAIN_FILES
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
-from socialfeat.training.stage import TRAIN_FILES
 
 # the contract's tasks: real runs size theirs from the posts stage (hashtags and users kept)
 EXAMPLE_TAGS, EXAMPLE_USERS = 40, 30
@@ -53,6 +55,8 @@ METHOD = Method(
         ),
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
+        SAMPLING,
+        FACTORIZATION,
         coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)) for name in MODELS},

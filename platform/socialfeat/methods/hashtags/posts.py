@@ -1,22 +1,14 @@
 """Posts from a tag log (Veit et al. 2018, section 5): hashtag normalisation, the spam filter, each user's time
 split, the hashtag vocabulary and the PPMI-SVD hashtag embeddings of the NCSL baseline."""
 
-import unicodedata
-
 import numpy as np
 import pandas as pd
+
+from socialfeat.text import normalise
 
 
 class NoHashtags(ValueError):
     """No hashtag is left to predict."""
-
-
-def normalise(tag) -> str:
-    """Lower-case, without '#', accents or surrounding blanks: #NYC, nyc and Nýc are one hashtag."""
-    if not isinstance(tag, str):
-        return ""
-    folded = unicodedata.normalize("NFKD", tag.strip().lower().replace("#", ""))
-    return "".join(c for c in folded if not unicodedata.combining(c)).strip()
 
 
 def posts_of(tags: pd.DataFrame) -> pd.DataFrame:
@@ -68,23 +60,3 @@ def hashtag_vocabulary(train_posts: pd.DataFrame, min_users: int) -> list[str]:
             f"users (the most any has is {most}): lower hashtags.min_users"
         )
     return sorted(kept.index, key=lambda tag: (-kept[tag], tag))
-
-
-def ppmi_svd(tag_lists: list, tags: int, dim: int) -> np.ndarray:
-    """tags x `dim` embeddings: the truncated SVD (U sqrt(S)) of the positive pointwise mutual information of
-    hashtag co-occurrence within posts, rows L2-normalised (a hashtag seen alone gets a one-hot-like row
-    through the diagonal, which counts a post's own hashtags)."""
-    counts = np.zeros((tags, tags))
-    for ids in tag_lists:
-        ids = np.asarray(ids, np.int64)
-        counts[np.ix_(ids, ids)] += 1
-    total, marginal = counts.sum(), counts.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pmi = np.log(counts * total / np.outer(marginal, marginal))
-    ppmi = np.where(np.isfinite(pmi) & (pmi > 0), pmi, 0.0)
-    u, s, _ = np.linalg.svd(ppmi, hermitian=True)
-    embeddings = np.zeros((tags, dim))
-    kept = min(dim, tags)
-    embeddings[:, :kept] = u[:, :kept] * np.sqrt(s[:kept])
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return (embeddings / np.where(norms > 0, norms, 1.0)).astype(np.float32)

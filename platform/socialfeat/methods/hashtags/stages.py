@@ -8,13 +8,13 @@ import pandas as pd
 import torch
 
 from socialfeat.data import schema
-from socialfeat.evaluation import significance
 from socialfeat.evaluation.tagging import global_ranking, hits_at, retrieval_precision, user_rankings
-from socialfeat.methods.hashtags.posts import hashtag_vocabulary, posts_of, ppmi_svd, spam_users, time_split
+from socialfeat.methods.hashtags.posts import hashtag_vocabulary, posts_of, spam_users, time_split
 from socialfeat.methods.hashtags.tasks import make_task, sizes_of
-from socialfeat.methods.words.vocabulary import class_uniform_rows
+from socialfeat.pipeline.train import holdout_mask, tower_outputs, train_task, trained_model
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, tower_outputs, train_task, trained_model
+from socialfeat.stats import significance
+from socialfeat.text import class_uniform_rows, ppmi_svd
 
 POSTS_KEYS = {"min_users", "max_tags_per_post", "train_fraction"}
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from socialfeat.methods.words.tasks import WordSoftmaxTask
+from socialfeat.training.multilabel import WordSoftmaxTask
 from socialfeat.training.task import random_images
 
 AXES = ("image", "tag", "user")  # what a negative replaces

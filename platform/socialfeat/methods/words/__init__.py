@@ -1,14 +1,16 @@
 """Weakly supervised word prediction (Joulin et al., ECCV 2016) as a graph of stages."""
 
-from socialfeat.evaluation.stage import coldstart_stage, evaluate_stage
-from socialfeat.features.stage import features_stage
-from socialfeat.methods.common import DATA, FILTER, SPLIT
 from socialfeat.methods.words import stages
 from socialfeat.methods.words.report import frequency_figures, words_figures
-from socialfeat.methods.words.tasks import TASKS, make_task
+from socialfeat.pipeline.coldstart import coldstart_stage
+from socialfeat.pipeline.common import DATA, FILTER, SPLIT
+from socialfeat.pipeline.evaluate import evaluate_stage
+from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
+from socialfeat.pipeline.features import features_stage
+from socialfeat.pipeline.train import TRAIN_FILES
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
-from socialfeat.training.stage import TRAIN_FILES
+from socialfeat.training.multilabel import TASKS, make_task
 
 METHOD = Method(
     name="words",
@@ -50,6 +52,8 @@ METHOD = Method(
         ),
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
+        SAMPLING,
+        FACTORIZATION,
         coldstart_stage(),
     ),
     tasks=lambda cfg: {name: make_task(name, cfg.vocabulary.size, cfg.words.negatives) for name in TASKS},

@@ -3,8 +3,8 @@ word's nearest neighbours are its translations (Joulin et al. 2016, Table 5)."""
 
 import numpy as np
 
-from socialfeat.evaluation.retrieval import cosine_neighbours
-from socialfeat.methods.words.vocabulary import tokens
+from socialfeat.stats.retrieval import cosine_neighbours
+from socialfeat.text import tokens
 
 
 def translation_precision(embeddings: np.ndarray, vocabulary: list[str], pairs: list, ks=(1, 10)) -> dict:

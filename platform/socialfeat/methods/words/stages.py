@@ -10,13 +10,14 @@ import pandas as pd
 import torch
 
 from socialfeat import artifacts
-from socialfeat.evaluation import significance
-from socialfeat.methods.words import tasks
 from socialfeat.methods.words.embeddings import nearest_words, translation_precision
-from socialfeat.methods.words.tasks import make_task
-from socialfeat.methods.words.vocabulary import build_vocabulary, class_uniform_rows, item_tokens, word_ids
+from socialfeat.methods.words.vocabulary import build_vocabulary, item_tokens, word_ids
+from socialfeat.pipeline.train import holdout_mask, tower_outputs, train_task
 from socialfeat.stages import StageContext
-from socialfeat.training.stage import holdout_mask, tower_outputs, train_task
+from socialfeat.stats import significance
+from socialfeat.text import class_uniform_rows
+from socialfeat.training import multilabel
+from socialfeat.training.multilabel import make_task
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ def _precision_recall(top: np.ndarray, truth: list) -> tuple[np.ndarray, np.ndar
 def top_words(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray, k: int = 10, chunk: int = 8192):
     """Each row's `k` highest-scoring word ids, best first, in chunks of words (at K = 100k an items x K
     score matrix would not fit): the training tasks' own ranking."""
-    ids, _ = tasks.top_words(*(torch.from_numpy(np.asarray(a)) for a in (vectors, weights, bias)), k=k, chunk=chunk)
+    ids, _ = multilabel.top_words(
+        *(torch.from_numpy(np.asarray(a)) for a in (vectors, weights, bias)), k=k, chunk=chunk
+    )
     return ids.numpy()
 
 

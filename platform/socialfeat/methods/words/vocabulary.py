@@ -1,22 +1,11 @@
 """Words from item text, tags and comments (Joulin et al. 2016, section 3.1): normalise, tokenise, count on
 tr items only, drop the most frequent words, keep the next K as the dictionary."""
 
-import re
-import unicodedata
 from collections import Counter
 
-import numpy as np
 import pandas as pd
 
-WORD = re.compile(r"[a-z]+")
-
-
-def tokens(text) -> list[str]:
-    """Lower-cased words with accents, numbers, punctuation (the # of hashtags) and other symbols removed."""
-    if not isinstance(text, str):  # a null cell (None or NaN)
-        return []
-    folded = unicodedata.normalize("NFKD", text.lower())
-    return WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
+from socialfeat.text import tokens
 
 
 def item_tokens(
@@ -58,17 +47,3 @@ def word_ids(token_lists: pd.Series, vocabulary: list[str]) -> pd.Series:
     """Each item's distinct dictionary words as sorted ids (items without one get an empty list)."""
     index = {word: n for n, word in enumerate(vocabulary)}
     return token_lists.map(lambda words: sorted({index[w] for w in words if w in index}))
-
-
-def class_uniform_rows(item_words: pd.Series, rows: int, seed: int) -> pd.DataFrame:
-    """`rows` draws of (item, label): a dictionary word uniformly among those some item has, then an item
-    that has it uniformly: the paper's class-uniform sampling, each row with one target word."""
-    rng = np.random.default_rng(seed)
-    by_word: dict[int, list] = {}
-    for item, words in item_words.items():
-        for word in words:
-            by_word.setdefault(word, []).append(item)
-    words = np.array(sorted(by_word))
-    chosen = words[rng.integers(0, len(words), rows)]
-    items = [by_word[w][rng.integers(0, len(by_word[w]))] for w in chosen]
-    return pd.DataFrame({"item": items, "label": chosen.astype(np.int64)})

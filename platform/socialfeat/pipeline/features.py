@@ -1,16 +1,18 @@
 """The features stage of every method that trains an encoder: its features (and a random encoder's of the
 same architecture) for every item with an image, as named feature sets with their index."""
 
-from socialfeat.evaluation import significance
+from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import write_sets
 from socialfeat.features.quality import label_precision
 from socialfeat.stages import Stage, StageContext
+from socialfeat.stats import significance
 
 SET_FILES = ("feature_sets.json", "*.parquet")  # write_sets: the index and one table per set (samples too)
 
 
 def item_images(ctx: StageContext, size: int):
     """(items with an image, a Ray Dataset of them decoded at `size`: item_id, item)."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.inference import item_images as decoded
 
     dataset = ctx.dataset()
@@ -21,8 +23,8 @@ def item_images(ctx: StageContext, size: int):
 def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
     """Features of every item with an image: tr, te and the items the popularity filters dropped
     (a user wants every image embedded; only factorisation needs the filters)."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.inference import extract
-    from socialfeat.features.encoder import load_encoder
 
     cfg, training = ctx.cfg.features, ctx.cfg.training
     spec, state = load_encoder(ctx.path(encoder_stage))

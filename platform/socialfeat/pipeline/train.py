@@ -11,8 +11,10 @@ import pandas as pd
 import torch
 
 from socialfeat import artifacts
+from socialfeat.features.encoder import encoder_spec, load_encoder, save_encoder
 from socialfeat.stages import StageContext
 from socialfeat.training.task import Task, stage_metric
+from socialfeat.vision.backbones import TAPS, at_tap, backbone
 
 log = logging.getLogger(__name__)
 TRAIN_FILES = ("encoder.pt", "encoder.json", "model.pt", "history.json")  # what train_task writes
@@ -28,6 +30,7 @@ def holdout_mask(item_ids: pd.Series, fraction: float) -> np.ndarray:
 
 
 def _image_datasets(ctx: StageContext, task: Task, rows: pd.DataFrame, holdout: np.ndarray):
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.data import image_rows
 
     dataset, size = ctx.dataset(), ctx.cfg.training.image_size
@@ -57,9 +60,8 @@ def train_task(
     per-epoch holdout metrics) as the stage `stage`, from `initial` weights if given: encoder.pt /
     encoder.json, model.pt and history.json go to `tmp`, the trainer's checkpoints to where a retry of this
     stage finds them."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.train import fit
-    from socialfeat.features.encoder import encoder_spec, save_encoder
-    from socialfeat.vision.backbones import at_tap, backbone
 
     cfg = ctx.cfg.training
     train_ds, holdout_ds = _image_datasets(ctx, task, rows, holdout)
@@ -100,9 +102,11 @@ def train_task(
 def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np.ndarray, np.ndarray, dict]:
     """(the items embedded, the trained tower's outputs for them: what the task's head reads, the trained
     model's state dict) of the model that the stage `stage` trained."""
-    from socialfeat.distributed.inference import extract, item_images
-    from socialfeat.features.encoder import load_encoder
-    from socialfeat.vision.backbones import TAPS
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
+    from socialfeat.distributed.inference import (
+        extract,
+        item_images,
+    )
 
     spec, _ = load_encoder(ctx.path(stage))
     model = artifacts.load_tensors(ctx.path(stage, "model.pt"))
@@ -118,7 +122,6 @@ def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np
 
 def trained_model(ctx: StageContext, task: Task, state: dict) -> torch.nn.Module:
     """The model `task` builds on the run's backbone, with the trained weights `state`, in eval mode."""
-    from socialfeat.vision.backbones import backbone
 
     model = task.build(*backbone(ctx.cfg.training.model))
     model.load_state_dict(state)

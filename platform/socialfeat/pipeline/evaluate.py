@@ -10,14 +10,20 @@ import pyarrow.parquet as pq
 
 from socialfeat import artifacts
 from socialfeat.data.images import item_image_bytes
-from socialfeat.evaluation import significance
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.evaluation.coldstart import Factors, recall_samples
-from socialfeat.evaluation.external import aligned_features, check_feature_file, check_weights_file, file_fingerprint
+from socialfeat.evaluation.external import (
+    aligned_features,
+    check_feature_file,
+    check_weights_file,
+    file_fingerprint,
+    weights_encoder,
+)
 from socialfeat.evaluation.suite import evaluate
 from socialfeat.features.extract import read_sets, write_sets
-from socialfeat.features.stage import SET_FILES
+from socialfeat.pipeline.features import SET_FILES, item_images
+from socialfeat.report_html import evaluation_figures
 from socialfeat.stages import Stage, StageContext
+from socialfeat.stats import significance
 
 # --weights is read through the training architecture and crops
 WEIGHTS_READ = ("training.model", "training.tap", "training.image_size", "training.crop_size", "training.seed")
@@ -37,9 +43,8 @@ def stored_images(ctx: StageContext, ids) -> list:
 
 def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """--weights embedded on exactly the items the run's encoder embedded."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.inference import extract
-    from socialfeat.evaluation.external import weights_encoder
-    from socialfeat.features.stage import item_images
 
     spec, state = weights_encoder(ctx.cfg.evaluation.weights, ctx.cfg.training)
     _, images = item_images(ctx, spec["image_size"])
@@ -112,58 +117,10 @@ def _files(cfg) -> dict:
     return {"files": fingerprints}
 
 
-def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...], factors: Callable) -> dict:
-    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
-    parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
-    sets = input_sets(ctx, inputs)
-    ids = sets["cnn"][0]  # every set holds the items the encoder embedded
-    te_ids = ids[parts.reindex(ids).to_numpy() == "te"]
-    samples, curves = recall_samples(sets, interactions, factors(ctx), te_ids, ctx.cfg.split.seed)
-    artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
-    return significance.means(samples) | significance.record(tmp, samples, ctx.cfg.split.seed)
-
-
-def own_factors(ctx: StageContext) -> Factors:
-    """For a method without a factorisation of its own: the tr view log factorised with the `sampling` and
-    `factorization` settings (cfl's defaults: ALS, d = 32, a few seconds on the samples)."""
-    from socialfeat.factorization.mf import factorize, sampled_entries
-
-    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
-    entries, users, items, _ = sampled_entries(interactions, ctx.cfg.sampling, ctx.cfg.split)
-    cfg = ctx.cfg.factorization
-    user_factors, item_factors, _, _ = factorize(entries, len(users), len(items), cfg)
-    return Factors(users.to_numpy(), user_factors, items.to_numpy(), item_factors, cfg.reg)
-
-
-COLDSTART_READS = ("split.seed", "sampling", "factorization", "split.val_fraction")
-
-
-def coldstart_stage(
-    factors: Callable = own_factors, inputs: tuple[str, ...] = (), reads: tuple[str, ...] = COLDSTART_READS
-) -> Stage:
-    """Cold start after `evaluate`: `factors(ctx)` -> Factors, a factorisation of the tr items (by default
-    one of its own, from the `sampling` and `factorization` keys); every feature set of its inputs is scored."""
-    from socialfeat.report_html import coldstart_figures
-
-    inputs = ("split", "features", "evaluate", *inputs)
-    return Stage(
-        "coldstart",
-        inputs,
-        reads,
-        lambda ctx, tmp: _coldstart(ctx, tmp, inputs, factors),
-        outputs=("curves.json", "samples.parquet?"),
-        unkeyed=("sampling.ray_min_positives",),
-        metrics=("coldstart",),
-        report=coldstart_figures,
-        key_metrics=("coldstart/cnn/auc", "coldstart/random_cnn/auc", "coldstart/oracle/auc", "coldstart/*/auc"),
-    )
-
-
 def evaluate_stage(
     inputs: tuple[str, ...] = ("filter", "split", "features"), references: Callable | None = None
 ) -> Stage:
     """Evaluation after `features`; `references(ctx)` -> {name: (item_ids, vectors)} adds a method's own sets."""
-    from socialfeat.report_html import evaluation_figures
 
     return Stage(
         "evaluate",

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from socialfeat.evaluation.ranking import top_k
+from socialfeat.stats.ranking import top_k
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

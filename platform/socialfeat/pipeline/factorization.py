@@ -1,0 +1,85 @@
+"""The shared factorisation stages: tr's observed entries with log-popularity negatives (Fang et al. 2015,
+per user 2x positives), regularised matrix factorisation into d latent dimensions, and the factors they hold
+(what cfl clusters and what every method's cold start regresses onto)."""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from socialfeat import artifacts, console
+from socialfeat.evaluation.coldstart import Factors
+from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, pr_samples, sampled_entries
+from socialfeat.factorization.sampling import sample_negatives
+from socialfeat.pipeline.common import single_labels
+from socialfeat.stages import Stage, StageContext
+from socialfeat.stats import significance
+
+
+def sampling(ctx: StageContext, tmp: str) -> dict:
+    cfg = ctx.cfg
+    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
+    sampler = sample_negatives
+    if len(interactions) >= cfg.sampling.ray_min_positives:
+        # the Ray layer loads when the stage runs: a method's graph loads without Ray
+        from socialfeat.distributed.data import sample_negatives_sharded as sampler
+    entries, users, items, counts = sampled_entries(interactions, cfg.sampling, cfg.split, sampler)
+    entries.to_parquet(os.path.join(tmp, "entries.parquet"), index=False)
+    pd.DataFrame({"user_id": users}).to_parquet(os.path.join(tmp, "users.parquet"), index=False)
+    pd.DataFrame({"item_id": items}).to_parquet(os.path.join(tmp, "items.parquet"), index=False)
+    return counts
+
+
+def factorization(ctx: StageContext, tmp: str) -> dict:
+    cfg = ctx.cfg.factorization
+    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
+    users = pd.read_parquet(ctx.path("sampling", "users.parquet"))
+    items = pd.read_parquet(ctx.path("sampling", "items.parquet"))
+    with console.bar(cfg.epochs, "factorization", ctx.progress, unit="epoch") as bar:
+
+        def show(scores: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(rmse=f"{scores['rmse']:.3f}", pr=f"{scores['pr']:.3f}")
+
+        user_factors, item_factors, history, seconds = factorize(entries, len(users), len(items), cfg, show)
+    np.save(os.path.join(tmp, "user_factors.npy"), user_factors)
+    np.save(os.path.join(tmp, "item_factors.npy"), item_factors)
+    users.to_parquet(os.path.join(tmp, "users.parquet"), index=False)
+    items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
+    artifacts.write_json(os.path.join(tmp, "history.json"), history)
+    result = evaluate(user_factors, item_factors, entries, cfg)
+    labels = single_labels(ctx, items["item_id"])
+    result |= neighbour_metrics(item_factors, entries, labels, cfg.neighbours, cfg.seed)
+    samples = pr_samples(user_factors, item_factors, entries, users["user_id"].to_numpy())
+    result |= significance.record(tmp, samples, cfg.seed)
+    return result | {"mf/fit_seconds": seconds, "mf/epochs": len(history)}
+
+
+def factors(ctx: StageContext) -> Factors:
+    """The factorisation of the tr view log (cold start regresses item features onto its item factors)."""
+    users = pd.read_parquet(ctx.path("factorization", "users.parquet"))["user_id"].to_numpy()
+    items = pd.read_parquet(ctx.path("factorization", "items.parquet"))["item_id"].to_numpy()
+    user_factors = np.load(ctx.path("factorization", "user_factors.npy"))
+    item_factors = np.load(ctx.path("factorization", "item_factors.npy"))
+    return Factors(users, user_factors, items, item_factors, ctx.cfg.factorization.reg)
+
+
+SAMPLING = Stage(
+    "sampling",
+    ("split",),
+    ("sampling", "split.val_fraction", "split.seed"),
+    sampling,
+    outputs=("entries.parquet", "users.parquet", "items.parquet"),
+    unkeyed=("sampling.ray_min_positives",),
+    metrics=("sampling",),
+)
+FACTORIZATION = Stage(
+    "factorization",
+    ("sampling",),
+    ("factorization",),
+    factorization,
+    outputs=("user_factors.npy", "item_factors.npy", "users.parquet", "items.parquet", "history.json")
+    + ("samples.parquet?",),
+    metrics=("mf",),
+    key_metrics=("mf/pr", "mf/popularity/pr"),
+)

@@ -1,0 +1,1 @@
+"""Pure statistics: neighbours and Jaccard, ranking metrics, bootstrap intervals and paired tests."""
