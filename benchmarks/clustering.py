@@ -13,8 +13,7 @@ import time
 
 import numpy as np
 
-from socialfeat.clustering.kmeans import kmeans, prepare
-from socialfeat.config import ClusteringConfig
+from socialfeat.clustering.kmeans import KMeans, kmeans, prepare
 
 
 def _clustered_points(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -26,7 +25,7 @@ def _clustered_points(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def _time_ours(points, k, iterations) -> dict:
     started = time.perf_counter()
-    _, _, metrics = kmeans(points, ClusteringConfig(k=k, iterations=iterations))
+    _, _, metrics = kmeans(points, KMeans(k=k, iterations=iterations))
     return {
         "seconds": time.perf_counter() - started,
         "inertia": metrics["kmeans/inertia"],
@@ -37,7 +36,7 @@ def _time_ours(points, k, iterations) -> dict:
 def _time_faiss(points, k, iterations) -> dict:
     import faiss
 
-    x = prepare(points, ClusteringConfig(k=k))  # the same normalised input
+    x = prepare(points, KMeans(k=k))  # the same normalised input
     started = time.perf_counter()
     model = faiss.Kmeans(
         x.shape[1],

@@ -2,7 +2,8 @@
 
 import pytest
 
-from socialfeat.config import ConfigError, load_config, parse_override
+from socialfeat.config import ConfigError, parse_override
+from socialfeat.methods import load_config
 
 
 def test_defaults_are_the_local_experiment():

@@ -21,6 +21,7 @@ import numpy
 import pyarrow
 
 from socialfeat import __version__, storage
+from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -228,7 +229,7 @@ def damage(directory: str, manifest: dict) -> str | None:
     return f"{extra[0]} was added after the stage completed" if extra else None
 
 
-class UnsafeFile(ValueError):
+class UnsafeFile(UserError):
     """A stage file that is not plain tensors (a pickle with code in it, or not a torch file at all)."""
 
 

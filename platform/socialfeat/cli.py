@@ -8,20 +8,20 @@ import time
 
 from socialfeat import artifacts, console, storage
 from socialfeat.compare import feature_sets, key_metrics, key_patterns, load_runs, table
-from socialfeat.config import ConfigError, SynthConfig, load_config, to_yaml
+from socialfeat.config import ConfigError, SynthConfig, to_yaml
 from socialfeat.data.check import dataset_counts, image_census
 from socialfeat.data.importers import import_movielens
 from socialfeat.data.reader import read_dataset_lenient
 from socialfeat.data.synthetic import generate
-from socialfeat.methods import METHODS, named
+from socialfeat.errors import UserError
+from socialfeat.methods import METHODS, load_config, named
 from socialfeat.report import write_summary
 from socialfeat.report_html import write_html
 from socialfeat.stages import Method, check_inputs, describe, publish, run_experiment, trains
 from socialfeat.storage import StorageError
 
-USER_ERRORS = (
-    ConfigError,
-    ValueError,
+USER_ERRORS = (  # what a user can fix: its message alone, exit 2 (any other exception is a bug: its traceback)
+    UserError,
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,
@@ -370,9 +370,9 @@ def method_of_run(run_dir: str) -> Method:
     try:
         run = artifacts.read_json(path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable run record ({error}); is {run_dir} a run directory?") from None
+        raise UserError(f"{path}: not a readable run record ({error}); is {run_dir} a run directory?") from None
     if not isinstance(run, dict) or not isinstance(run.get("method", "cfl"), str):
-        raise ValueError(f"{path}: not a run record (no method name)")
+        raise UserError(f"{path}: not a run record (no method name)")
     return named(run.get("method", "cfl"), path)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from socialfeat import artifacts
 from socialfeat.console import INTERVALS
+from socialfeat.errors import UserError
 from socialfeat.stats import significance
 
 ALPHA = 0.05
@@ -57,7 +58,7 @@ def feature_sets(run: Column, sets: list[str]) -> dict[str, Column]:
     """One column per feature set of a run: metric names with the set's name replaced by <set>."""
     missing = [name for name in sets if not any(f"/{name}/" in metric for metric in run.metrics)]
     if missing:
-        raise ValueError(f"--sets: no metric of this run names the feature set(s) {', '.join(missing)}")
+        raise UserError(f"--sets: no metric of this run names the feature set(s) {', '.join(missing)}")
 
     def renamed(values: dict, name: str) -> dict:
         return {k.replace(f"/{name}/", f"/{SET_FIELD}/", 1): v for k, v in values.items() if f"/{name}/" in k}

@@ -3,6 +3,7 @@
 import copy
 import re
 import types
+from collections.abc import Mapping
 from typing import Annotated, Literal, Union, get_args, get_origin
 
 import numpy as np
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from socialfeat.architectures import TAPS
+from socialfeat.errors import UserError
 
 Fraction = Field(ge=0.0, le=1.0)
 
@@ -139,19 +141,6 @@ class FactorizationConfig(Strict):
         return self
 
 
-class ClusteringConfig(Strict):
-    k: int = Field(16, ge=2)  # pseudo classes (paper: 200..5000, best 2000 on 1.9M items)
-    iterations: PositiveInt = 25
-    normalize: bool = True  # L2-normalise factors first: cosine geometry, as retrieval uses
-    whiten: bool = False  # PCA-whiten factors first
-    seed: int = 0
-    # rounds 2..R (the rounds stage) re-cluster tr items on [CNN features, item factors], each L2-normalised and
-    # weighted, into K pseudo classes and train the CNN again from the previous round's weights
-    rounds: PositiveInt = 1
-    feature_weight: NonNegativeFloat = 1.0
-    factor_weight: NonNegativeFloat = 1.0
-
-
 class TrainingConfig(Strict):
     """The CNN on pseudo classes (Fang et al. 2015, section 2.2), trained with Ray Train."""
 
@@ -207,74 +196,6 @@ class EvaluationConfig(Strict):
         return self
 
 
-class VocabularyConfig(Strict):
-    """The dictionary of the words method (Joulin et al.: drop the 500 most frequent, keep K = 1k..100k)."""
-
-    size: PositiveInt = 1000  # K: words kept after the dropped ones (capped, with a warning, by the words found)
-    drop_top: NonNegativeInt = 10  # the most frequent words left out (paper: 500, for 100M captions)
-    sources: list[Literal["text", "tags", "comments"]] = ["text", "tags", "comments"]
-
-
-class WordsConfig(Strict):
-    # softmax: class-uniform sampling (the paper's best); sampled_softmax: the same over the batch's words only
-    loss: Literal["softmax", "one_vs_all", "sampled_softmax"] = "softmax"
-    negatives: int = Field(0, ge=0)  # sampled_softmax: words drawn uniformly per batch as extra negatives
-    seed: int = 0  # the class-uniform draws
-
-
-class HashtagsConfig(Strict):
-    """The hashtags method (Veit et al. 2018): posts, the hashtag vocabulary and the tagging models."""
-
-    # tensor: user-specific three-way tensor; mlp: user-specific MLP on the three embeddings concatenated;
-    # mcll: user-agnostic softmax (class-uniform); ncsl: user-agnostic regression onto PPMI-SVD tag embeddings
-    model: Literal["tensor", "mlp", "mcll", "ncsl"] = "tensor"
-    min_users: PositiveInt = 3  # a hashtag is kept when this many distinct users used it (train posts)
-    max_tags_per_post: PositiveFloat = 15  # the spam filter: users averaging more tags per post are dropped
-    train_fraction: float = Field(0.9, gt=0.0, lt=1.0)  # each user's earliest posts in train
-    image_dim: PositiveInt = 300  # D: the image embedding (paper 300)
-    tag_dim: PositiveInt = 300  # F: the hashtag embedding (paper 300; ncsl: the PPMI-SVD dimension)
-    user_dim: PositiveInt = 50  # E: the user embedding (paper 50)
-    hidden: PositiveInt = 256  # mlp: its hidden layer
-    sparse: bool = False  # user and hashtag tables with sparse gradients (needs training.optimizer sgd)
-    seed: int = 0  # class-uniform draws (mcll), in-batch random negatives
-
-
-class ComparativeConfig(Strict):
-    """The comparative method (Lei et al. 2016): likes, user bags of tag clusters, triplets and the dual net."""
-
-    # cdl: triplets, cross-entropy on the distance difference; cdl_hinge: the same with a hinge; twonets: doublets
-    model: Literal["cdl", "cdl_hinge", "twonets"] = "cdl"
-    like_min: float | None = None  # interactions.value at least this is a like (MovieLens: 4); None: every one
-    concealed: PositiveInt = 20  # liked items hidden per test user and ranked among the candidates (paper 20)
-    candidates: PositiveInt = 100  # the candidates a test user ranks: the concealed likes and other items
-    test_users: float = Field(0.2, gt=0.0, le=1.0)  # share of the users with enough likes that are test users
-    min_train_likes: PositiveInt = 5  # a test user keeps at least this many likes to learn from
-    min_tag_items: PositiveInt = 2  # a tag is kept when it is on this many items (co-occurrence needs two)
-    item_text: bool = False  # an item's tags include the words of its text
-    tag_embeddings: Literal["ppmi", "words"] = "ppmi"  # words: the output layer of the words run `words_run`
-    words_run: str | None = None  # a finished words run directory (tag_embeddings: words)
-    tag_dim: PositiveInt = 64  # the PPMI-SVD tag embedding
-    tag_clusters: int = Field(64, ge=2)  # k-means clusters of the tag embeddings: a bag's length (paper 1024)
-    triplets_per_user: PositiveInt = 20  # (paper 20)
-    negatives: Literal["social", "popularity", "uniform"] = "social"  # how a triplet's other image is drawn
-    dim: PositiveInt = 64  # d: the joint space (paper 1024)
-    hidden: PositiveInt = 256  # the user MLP's hidden layer
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # on the distance layer's terms (the paper gives no rate)
-    margin: PositiveFloat = 1.0  # cdl_hinge
-    seed: int = 0  # test users, concealed likes, candidates, triplets, k-means
-
-    @model_validator(mode="after")
-    def _candidates_hold_the_concealed(self):
-        if self.candidates <= self.concealed:
-            raise ValueError(
-                f"comparative.candidates ({self.candidates}) must exceed comparative.concealed ({self.concealed}): "
-                "a test user ranks the concealed likes among other items"
-            )
-        if self.tag_embeddings == "words" and not self.words_run:
-            raise ValueError("comparative.tag_embeddings: words reads a words run: set comparative.words_run")
-        return self
-
-
 class ImagesConfig(Strict):
     """Limits on what one image reference may cost (see ImagePolicy in data/images.py)."""
 
@@ -289,6 +210,8 @@ class RayConfig(Strict):
 
 
 class ExperimentConfig(Strict):
+    """The sections every method shares; a method's config (its folder's config.py) adds its own."""
+
     name: str = "cfl_local"
     method: str = "cfl"  # a key of the methods registry (the CLI and the sweep look it up)
     data: DataConfig = DataConfig()
@@ -296,14 +219,9 @@ class ExperimentConfig(Strict):
     split: SplitConfig = SplitConfig()
     sampling: SamplingConfig = SamplingConfig()
     factorization: FactorizationConfig = FactorizationConfig()
-    clustering: ClusteringConfig = ClusteringConfig()
     training: TrainingConfig = TrainingConfig()
     features: FeaturesConfig = FeaturesConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    vocabulary: VocabularyConfig = VocabularyConfig()
-    words: WordsConfig = WordsConfig()
-    hashtags: HashtagsConfig = HashtagsConfig()
-    comparative: ComparativeConfig = ComparativeConfig()
     images: ImagesConfig = ImagesConfig()
     ray: RayConfig = RayConfig()
 
@@ -315,41 +233,8 @@ class ExperimentConfig(Strict):
             raise ValueError("a name is letters, digits, '.', '_' and '-', starting with a letter or digit")
         return value
 
-    @model_validator(mode="after")
-    def _sparse_output_layer_trains(self):
-        if self.method != "words" or self.words.loss != "sampled_softmax":
-            return self
-        if self.training.optimizer != "sgd":
-            raise ValueError(
-                f"words.loss sampled_softmax updates its output layer sparsely, which training.optimizer "
-                f"{self.training.optimizer!r} cannot do: set training.optimizer: sgd"
-            )
-        if self.training.use_gpu and self.training.num_workers > 1:
-            raise ValueError(  # torch 2.x: sparse all-reduce exists on gloo only
-                "words.loss sampled_softmax has a sparse output-layer gradient, which NCCL cannot all-reduce "
-                f"across training.num_workers = {self.training.num_workers} GPU workers: use one GPU worker, "
-                "or words.loss softmax"
-            )
-        return self
 
-    @model_validator(mode="after")
-    def _sparse_tables_train(self):
-        if self.method != "hashtags" or not self.hashtags.sparse:
-            return self
-        if self.training.optimizer != "sgd":
-            raise ValueError(
-                "hashtags.sparse gives the user and hashtag tables sparse gradients, which training.optimizer "
-                f"{self.training.optimizer!r} cannot update: set training.optimizer: sgd"
-            )
-        if self.training.use_gpu and self.training.num_workers > 1:
-            raise ValueError(  # torch 2.x: sparse all-reduce exists on gloo only
-                "hashtags.sparse gives the tables sparse gradients, which NCCL cannot all-reduce across "
-                f"training.num_workers = {self.training.num_workers} GPU workers: set hashtags.sparse: false"
-            )
-        return self
-
-
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; the message names every offending key."""
 
 
@@ -431,8 +316,7 @@ def _dump_without(section: BaseModel, path: str, unkeyed: tuple[str, ...]) -> di
     return dumped
 
 
-def _section_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = ExperimentConfig
+def _section_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         annotation = model.model_fields.get(part).annotation if part in model.model_fields else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -441,10 +325,10 @@ def _section_keys(loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
-def _describe(error: dict, source: str) -> str:
+def _describe(error: dict, source: str, model: type[BaseModel]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        valid = ", ".join(_section_keys(error["loc"][:-1]))
+        valid = ", ".join(_section_keys(model, error["loc"][:-1]))
         return f"{source}: config key '{key}' is unknown (valid keys here: {valid})"
     if not key:  # a check across sections: its message names the keys
         return f"{source}: {error['msg'].removeprefix('Value error, ')}"
@@ -475,15 +359,32 @@ def parse_override(text: str) -> tuple[str, object]:
         raise ConfigError(f"--set {key.strip()}: value {value!r} is not valid YAML ({reason}); quote it") from None
 
 
-def build_config(raw: dict, source: str = "config") -> ExperimentConfig:
+def config_class(raw: dict, source: str, configs: Mapping[str, type[ExperimentConfig]] | None) -> type:
+    """The config class of the method `raw` names (the shared sections alone without a registry)."""
+    name = raw.get("method", ExperimentConfig.model_fields["method"].default)
+    if configs is None:
+        return ExperimentConfig
+    if not isinstance(name, str) or name not in configs:
+        raise ConfigError(f"{source}: config key 'method': unknown method {name!r}; methods: {', '.join(configs)}")
+    return configs[name]
+
+
+def build_config(
+    raw: dict, source: str = "config", configs: Mapping[str, type[ExperimentConfig]] | None = None
+) -> ExperimentConfig:
+    """`raw` validated by the config class of the method it names (`configs`: the registry's classes)."""
+    model = config_class(raw, source, configs)
     try:
-        return ExperimentConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError("\n".join(_describe(e, source) for e in error.errors())) from None
+        raise ConfigError("\n".join(_describe(e, source, model) for e in error.errors())) from None
 
 
-def load_config(path: str | None = None, overrides: list[str] = ()) -> ExperimentConfig:
-    """The experiment at `path` (defaults when None) with `key=value` overrides applied."""
+def load_config(
+    path: str | None = None, overrides: list[str] = (), configs: Mapping[str, type[ExperimentConfig]] | None = None
+) -> ExperimentConfig:
+    """The experiment at `path` (defaults when None) with `key=value` overrides applied, validated by the
+    config class of the method it names."""
     raw: dict = {}
     if path is not None:
         try:
@@ -501,7 +402,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Experimen
             raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     for text in overrides:
         set_dotted(raw, *parse_override(text))
-    return build_config(raw, path or "defaults")
+    return build_config(raw, path or "defaults", configs)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

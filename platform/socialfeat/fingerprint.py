@@ -4,6 +4,7 @@ reaches through the names it uses, so editing a stage's code changes its cache k
 import hashlib
 import inspect
 import types
+import weakref
 from collections.abc import Callable
 
 PACKAGE = "socialfeat"
@@ -149,12 +150,27 @@ def code_parts(*functions: Callable) -> dict[str, str]:
     return walk.parts
 
 
+_CACHE: "weakref.WeakKeyDictionary[Callable, str]" = weakref.WeakKeyDictionary()
+
+
 def code_fingerprint(*functions: Callable) -> str:
-    """A short hash of the source of everything `functions` reach in the package."""
+    """A short hash of the source of everything `functions` reach in the package (remembered per function
+    object: the code a live function runs does not change until its module is loaded again)."""
+    if len(functions) == 1:
+        try:
+            return _CACHE[functions[0]]
+        except (KeyError, TypeError):
+            pass
     digest = hashlib.sha256()
     for key, text in sorted(code_parts(*functions).items()):
         digest.update(key.encode())
         digest.update(b"\0")
         digest.update(text.encode())
         digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    fingerprint = digest.hexdigest()[:16]
+    if len(functions) == 1:
+        try:
+            _CACHE[functions[0]] = fingerprint
+        except TypeError:  # not weakly referable
+            pass
+    return fingerprint

@@ -16,6 +16,7 @@ from socialfeat import artifacts, console, storage
 from socialfeat.config import ConfigView, ExperimentConfig, declared_values, to_yaml
 from socialfeat.data.reader import Dataset, read_dataset
 from socialfeat.data.synthetic import generate
+from socialfeat.errors import UserError
 from socialfeat.fingerprint import code_fingerprint
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,14 @@ def expand(method: Method, cfg: ExperimentConfig | None = None) -> list[Stage]:
     stages = []
     for stage in method.stages:
         if stage.rounds is not None and cfg is not None:
-            names = _round_stages(stage.rounds, cfg)
+            names = _round_stages(stage.rounds, cfg, stage.metrics)
             stages += names
             stage = dataclasses.replace(stage, inputs=(*stage.inputs, *(s.name for s in names)))
         stages.append(stage)
     return stages
 
 
-def _round_stages(rounds: Rounds, cfg: ExperimentConfig) -> list[Stage]:
+def _round_stages(rounds: Rounds, cfg: ExperimentConfig, families: tuple[str, ...]) -> list[Stage]:
     count = declared_values(cfg, (rounds.count,))[rounds.count]
     stages, previous = [], ()
     for number in range(rounds.first, count + 1):
@@ -111,6 +112,7 @@ def _round_stages(rounds: Rounds, cfg: ExperimentConfig) -> list[Stage]:
                 rounds.reads,
                 functools.partial(rounds.compute, number=number),
                 outputs=rounds.outputs,
+                metrics=families,
                 trains=rounds.trains,
                 key_metrics=rounds.key_metrics(number),
             )
@@ -126,7 +128,7 @@ def upstream(method: Method, until: str | None = None, cfg: ExperimentConfig | N
     if until is None:
         return graph
     if until not in stages:
-        raise ValueError(f"--until {until!r}: not a stage of {method.name}; stages are {', '.join(stages)}")
+        raise UserError(f"--until {until!r}: not a stage of {method.name}; stages are {', '.join(stages)}")
     needed, pending = set(), [until]
     while pending:
         name = pending.pop()

@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 
 from socialfeat.cli import main
-from socialfeat.config import ConfigError, FactorizationConfig, SamplingConfig, SplitConfig, load_config
+from socialfeat.config import ConfigError, FactorizationConfig, SamplingConfig, SplitConfig
 from socialfeat.data.splits import split_interactions
 from socialfeat.factorization import engines
+from socialfeat.factorization.engines import ENGINES
 from socialfeat.factorization.metrics import pair_error
 from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
 from socialfeat.factorization.sampling import log_popularity_weights, sample_negatives
+from socialfeat.methods import load_config
 from socialfeat.stats.ranking import mis_ordered_fraction, ndcg_at_k
 
 
@@ -141,7 +143,7 @@ def synth_entries(synth_dir):
     return entries, users, items, item_labels
 
 
-@pytest.mark.parametrize("engine", ["als", "sgd", "implicit_als", "implicit_bpr"])
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_every_engine_recovers_planted_styles_and_beats_popularity(synth_entries, engine):
     entries, users, items, labels = synth_entries
     cfg = FactorizationConfig(

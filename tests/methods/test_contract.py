@@ -1,41 +1,64 @@
-"""The method contract, over every registered method (after implicit's RecommenderBaseTestMixin): a sound
-graph, tasks that learn without Ray, encoders of their declared size, and `--until features` on small data."""
+"""The method contract, over every registered method and a test-only fifth one (after implicit's
+RecommenderBaseTestMixin): a sound graph, tasks that learn without Ray, encoders of their declared size, cache
+keys that move exactly with the config keys each stage declares, and the whole graph run on small data: every
+stage's metrics in its declared families, every key-metric pattern matched, the trained task the declared one."""
+
+import fnmatch
 
 import pytest
 import tiny
 import torch
 
-from socialfeat.config import ExperimentConfig, load_config
+from socialfeat import artifacts
+from socialfeat.config import build_config, set_dotted
 from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets
 from socialfeat.methods import METHODS
-from socialfeat.stages import Method, Stage, check_graph, describe, metric_stages, run_experiment, upstream
+from socialfeat.pipeline.train import task_record
+from socialfeat.stages import (
+    Method,
+    Stage,
+    check_graph,
+    describe,
+    expand,
+    metric_stages,
+    plan_keys,
+    run_experiment,
+    upstream,
+)
 from socialfeat.training.loop import evaluate, make_optimizer, model_inputs, train_one_epoch
 from socialfeat.training.task import epoch_metric_names
 from socialfeat.vision.backbones import DIMS, backbone
 
 CPU = torch.device("cpu")
+ALL = {**METHODS, "tiny": tiny.METHOD}
 SMALL = [
     "data.synth.users=200",
     "data.synth.items=160",
     "data.synth.image_size=24",
     "data.synth.styles=4",
+    "data.synth.owner_post_probability=0.5",  # posts for hashtags
     "factorization.epochs=3",
-    "clustering.k=6",
     "training.epochs=1",
     "training.batch_size=32",
     "training.image_size=32",
     "training.crop_size=28",
     "training.cpus_per_worker=1",
-    "features.random_cnn=false",
 ]
+OWN = {"cfl": ["clustering.k=6", "clustering.rounds=2"], "comparative": ["comparative.tag_clusters=8"]}
 
 
-@pytest.fixture(params=[*METHODS, "tiny"])
-def method(request, monkeypatch) -> Method:
-    if request.param == "tiny":  # the one registry line, made here for the test only
-        monkeypatch.setitem(METHODS, "tiny", tiny.METHOD)
-    return METHODS[request.param]
+def small_config(method: Method, *extra: str):
+    raw: dict = {"method": method.name}
+    for text in [*SMALL, *OWN.get(method.name, []), *extra]:
+        key, _, value = text.partition("=")
+        set_dotted(raw, key, value if not value.lstrip("-").replace(".", "").isdigit() else float(value))
+    return build_config(raw, "contract", {method.name: method.config})
+
+
+@pytest.fixture(params=list(ALL))
+def method(request) -> Method:
+    return ALL[request.param]
 
 
 def test_the_graph_is_acyclic_and_every_stage_is_reachable_with_until(method):
@@ -58,8 +81,18 @@ def test_a_graph_with_a_cycle_or_an_unknown_input_is_refused():
             check_graph(Method("broken", "", stages, tasks=lambda cfg: {}))
 
 
+def test_a_method_owns_its_config_section():
+    shared = set(METHODS["cfl"].config.model_fields) - {"clustering"}
+    for method in ALL.values():
+        own = set(method.config.model_fields) - shared
+        assert own, f"{method.name} declares no config section of its own"
+        for other in ALL.values():
+            if other is not method:
+                assert not own & set(other.config.model_fields), f"{method.name} shares {own} with {other.name}"
+
+
 def test_every_task_learns_two_tiny_batches_without_ray_and_its_encoder_has_the_declared_size(method):
-    cfg = ExperimentConfig(method=method.name)
+    cfg = method.config(method=method.name)
     assert method.tasks(cfg) and set(epoch_metric_names(method.task(cfg))) >= {"epoch", "train_loss"}
     for name, task in method.tasks(cfg).items():
         torch.manual_seed(0)
@@ -78,12 +111,100 @@ def test_every_task_learns_two_tiny_batches_without_ray_and_its_encoder_has_the_
         assert task.encoder(model).eval()(inputs[task.image_columns[0]]).shape == (8, DIMS["small"])
 
 
+def _leaf_keys(cfg, path: str) -> list[str]:
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    if not hasattr(type(value), "model_fields"):
+        return [path]
+    return [key for name in type(value).model_fields for key in _leaf_keys(cfg, f"{path}.{name}")]
+
+
+def _changed(method: Method, cfg, key: str):
+    """`cfg` with the value at `key` changed to another valid one (None when no simple change validates)."""
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    candidates = [not value] if isinstance(value, bool) else []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        candidates = [value + 1, value * 2, value / 2, value - 1]
+    elif isinstance(value, str):
+        candidates = ["sgd", "adamw", "implicit_als", "alexnet", "one_vs_all", "mlp", "twonets", "popularity", "last"]
+    for candidate in candidates:
+        raw = cfg.model_dump(mode="json")
+        set_dotted(raw, key, candidate)
+        try:
+            changed = build_config(raw, "contract", {method.name: method.config})
+        except ValueError:
+            continue
+        if changed != cfg:
+            return changed
+    return None
+
+
+def _downstream(stages: list[Stage], names: set[str]) -> set[str]:
+    found = set(names)
+    for stage in stages:
+        if set(stage.inputs) & found:
+            found.add(stage.name)
+    return found
+
+
+def test_each_declared_key_moves_exactly_the_keys_of_the_stages_that_read_it_and_what_follows(method):
+    cfg = small_config(method)
+    stages = expand(method, cfg)
+    before = plan_keys(method, cfg, "dataset")
+    checked = 0
+    for stage in stages:
+        for declared in stage.reads:
+            for key in _leaf_keys(cfg, declared)[:6]:
+                changed = _changed(method, cfg, key)
+                if changed is None or key in stage.unkeyed or key == "clustering.rounds":  # R adds stages
+                    continue
+                after = plan_keys(method, changed, "dataset")
+                readers = {s.name for s in stages if any(key == r or key.startswith(r + ".") for r in s.reads)}
+                moved = {name for name in before if before[name] != after.get(name)}
+                assert moved == _downstream(stages, readers), f"{method.name}: changing {key}"
+                checked += 1
+    assert checked >= 3
+
+
+_RUNS: dict = {}
+
+
+@pytest.fixture
+def whole_run(method, ray_session, tmp_path_factory):
+    """The method's whole graph on small synthetic data, run once per session and shared by the tests."""
+    if method.name not in _RUNS:
+        cfg = small_config(method)
+        out = str(tmp_path_factory.mktemp(f"contract-{method.name}") / "run")
+        _RUNS[method.name] = (cfg, *run_experiment(method, cfg, out))
+    return _RUNS[method.name]
+
+
 @pytest.mark.slow
-def test_until_features_completes_on_small_synthetic_data(method, ray_session, tmp_path):
-    cfg = load_config(None, [f"method={method.name}", *SMALL])
-    metrics, ctx = run_experiment(method, cfg, str(tmp_path / "run"), until="features")
-    assert [r for r in ctx.results if r != "synth"] == [s.name for s in upstream(method, "features")]
+def test_the_whole_graph_runs_on_small_synthetic_data(method, whole_run):
+    cfg, metrics, ctx = whole_run
+    assert [name for name in ctx.results if name != "synth"] == [s.name for s in expand(method, cfg)]
     ids, vectors = read_sets(ctx.path("features"))["cnn"]
     spec, _ = load_encoder(ctx.path("train"))
     assert vectors.shape == (metrics["features/items"], spec["dim"]) and spec["dim"] == DIMS["small"]
     assert len(set(ids)) == len(ids) == metrics["data/items"]  # every synthetic item has an image
+
+
+@pytest.mark.slow
+def test_every_stage_reports_in_its_families_and_matches_its_key_metrics(method, whole_run):
+    cfg, metrics, ctx = whole_run
+    for stage in expand(method, cfg):
+        emitted = ctx.results[stage.name].metrics
+        strays = sorted(name for name in emitted if name.split("/")[0] not in stage.metrics)
+        assert not strays, f"{method.name}/{stage.name} reports outside {stage.metrics}: {strays[:5]}"
+        for pattern in stage.key_metrics:
+            assert any(fnmatch.fnmatchcase(name, pattern) for name in emitted), f"{stage.name}: {pattern}"
+
+
+@pytest.mark.slow
+def test_the_task_a_train_stage_trains_is_the_method_task(method, whole_run):
+    cfg, _, ctx = whole_run
+    trained = artifacts.read_json(ctx.path("train", "task.json"))
+    assert trained == task_record(method.task(cfg))

@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from socialfeat.cli import main
-from socialfeat.config import ConfigError, load_config
+from socialfeat.config import ConfigError
 from socialfeat.distributed.cluster import UnsatisfiableResources, check_training_resources, worker_slots
+from socialfeat.methods import load_config
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ import yaml
 
 from conftest import SHRINK, _free_port, space_file
 from socialfeat.cli import main
-from socialfeat.config import ConfigError, load_config
+from socialfeat.config import ConfigError
+from socialfeat.methods import load_config
 from socialfeat.sweep.space import load_space, spec_of, trial_config
 
 

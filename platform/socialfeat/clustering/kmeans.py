@@ -1,21 +1,33 @@
 """k-means of item factors into K pseudo classes with faiss, seeded, no cluster left empty."""
 
 import logging
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score, silhouette_score
 
-from socialfeat.config import ClusteringConfig
+from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class ClusteringError(ValueError):
+@dataclass(frozen=True)
+class KMeans:
+    """What k-means is told: K, Lloyd iterations, L2-normalise first, PCA-whiten first, the seed."""
+
+    k: int
+    iterations: int = 25
+    normalize: bool = True
+    whiten: bool = False
+    seed: int = 0
+
+
+class ClusteringError(UserError):
     """K does not fit the data."""
 
 
-def prepare(vectors: np.ndarray, cfg: ClusteringConfig) -> np.ndarray:
+def prepare(vectors: np.ndarray, cfg: KMeans) -> np.ndarray:
     """Optionally PCA-whiten, then optionally L2-normalise (cosine geometry, as retrieval uses)."""
     x = np.asarray(vectors, np.float32)
     if cfg.whiten:
@@ -39,7 +51,7 @@ def _reseed_empty(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, k: i
     return labels, reseeded
 
 
-def kmeans(vectors: np.ndarray, cfg: ClusteringConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+def kmeans(vectors: np.ndarray, cfg: KMeans) -> tuple[np.ndarray, np.ndarray, dict]:
     """(labels, centroids, metrics) of K pseudo classes; every class non-empty."""
 
     n, k = len(vectors), cfg.k

@@ -12,11 +12,12 @@ import yaml
 
 from socialfeat.data import schema
 from socialfeat.data.images import EXTERNAL_KEY, MAX_BYTES, ImagePolicy, reference_problem
+from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset breaks the contract; `violations` holds one message per problem."""
 
     def __init__(self, violations: list[str]):

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 
 from socialfeat.config import FilterConfig, SplitConfig
+from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class EmptyAfterFilter(ValueError):
+class EmptyAfterFilter(UserError):
     """The popularity filters removed every user or item."""
 
 

@@ -11,6 +11,7 @@ import ray.data
 from ray.data import DataContext
 
 from socialfeat import console
+from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     return "local"
 
 
-class UnsatisfiableResources(ValueError):
+class UnsatisfiableResources(UserError):
     """Training asks for more than the Ray cluster has: without this check Ray Train waits for ever."""
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import ray
 
 from socialfeat.data.images import ImagePolicy, item_image_bytes
+from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
 from socialfeat.vision.transforms import load_image
 
@@ -76,7 +77,7 @@ def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str,
         lists = [np.asarray(v if v is not None else []) for v in values]
         if all(lst.dtype.kind == "f" for lst in lists if len(lst)):
             if len({len(lst) for lst in lists}) != 1:
-                raise ValueError(f"image rows: column {name!r} holds float vectors of different lengths")
+                raise UserError(f"image rows: column {name!r} holds float vectors of different lengths")
             columns[name] = np.stack(lists).astype(np.float32)
             continue
         padded = np.full((len(lists), max(map(len, lists), default=0)), -1, np.int64)

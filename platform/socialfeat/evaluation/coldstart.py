@@ -12,6 +12,7 @@ from scipy.stats import rankdata
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
+from socialfeat.errors import UserError
 from socialfeat.stats.ranking import hits_at_k, top_k
 from socialfeat.stats.significance import Samples
 
@@ -37,7 +38,7 @@ def predicted_factors(features: tuple[np.ndarray, np.ndarray], factors: Factors,
     rows = pd.Index(ids)
     train = rows.get_indexer(factors.item_ids)
     if (train < 0).any():
-        raise ValueError(f"{int((train < 0).sum())} tr items of the factorisation have no feature vector")
+        raise UserError(f"{int((train < 0).sum())} tr items of the factorisation have no feature vector")
     scaler = StandardScaler().fit(vectors[train])
     model = RidgeCV(alphas=ALPHAS).fit(scaler.transform(vectors[train]), factors.item_factors)
     return model.predict(scaler.transform(vectors[rows.get_indexer(te_ids)]))
@@ -108,7 +109,7 @@ def recall_samples(
     oracle, and each one's mean recall@1..50 curve."""
     users, views = te_views(interactions, factors, te_ids)
     if not len(users):
-        raise ValueError("no user of the factorisation viewed a te item: cold start has nothing to score")
+        raise UserError("no user of the factorisation viewed a te item: cold start has nothing to score")
     candidates = {name: predicted_factors(features, factors, te_ids) for name, features in sets.items()}
     candidates["oracle"] = folded_in(factors, views)
     user_factors = factors.user_factors[users]

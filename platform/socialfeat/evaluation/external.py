@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from socialfeat.artifacts import content_hash
+from socialfeat.errors import UserError
 from socialfeat.features.encoder import WEIGHTS, encoder_spec, is_encoder, load_encoder
 from socialfeat.features.extract import read_features
 from socialfeat.vision.backbones import at_tap, build, tower_of
@@ -15,7 +16,7 @@ from socialfeat.vision.backbones import at_tap, build, tower_of
 HEAD = {"small": "fc.weight", "resnet18": "fc.weight", "resnet50": "fc.weight", "alexnet": "classifier.6.weight"}
 
 
-class ExternalFeaturesError(ValueError):
+class ExternalFeaturesError(UserError):
     """A user-supplied feature or weights file that cannot be evaluated."""
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat.errors import UserError
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.stats.retrieval import cosine_neighbours, jaccard_by_query
 from socialfeat.stats.significance import Samples, means
@@ -16,7 +17,7 @@ RANKS = (1, 10, 100)
 BASELINES = ("color_hist", "pixels")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """The evaluation cannot be run on these inputs."""
 
 

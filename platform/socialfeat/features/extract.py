@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import torch
 
 from socialfeat import artifacts
+from socialfeat.errors import UserError
 from socialfeat.vision.transforms import to_input
 
 INDEX = "feature_sets.json"  # name -> features file, in every stage that writes feature sets
@@ -34,22 +35,22 @@ def read_features(path: str) -> tuple[np.ndarray, np.ndarray]:
     column = table.column("vector").combine_chunks()
     nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
     if len(nulls):
-        raise ValueError(f"{path}: column 'vector' is null at row {nulls[0]}")
+        raise UserError(f"{path}: column 'vector' is null at row {nulls[0]}")
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     ragged = np.flatnonzero(lengths != lengths[0]) if len(lengths) else []
     if len(ragged):
         row = ragged[0]
-        raise ValueError(
+        raise UserError(
             f"{path}: column 'vector' has {lengths[row]} values at row {row} but {lengths[0]} at row 0 "
             "(every vector must have one length)"
         )
     try:
         vectors = np.asarray(column.flatten(), np.float32).reshape(table.num_rows, -1)
     except (ValueError, TypeError, pa.ArrowInvalid) as error:
-        raise ValueError(f"{path}: column 'vector' is not a list of numbers ({column.type}: {error})") from None
+        raise UserError(f"{path}: column 'vector' is not a list of numbers ({column.type}: {error})") from None
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if len(bad):
-        raise ValueError(f"{path}: {len(bad)} feature vector(s) hold NaN or infinite values, first at row {bad[0]}")
+        raise UserError(f"{path}: {len(bad)} feature vector(s) hold NaN or infinite values, first at row {bad[0]}")
     return np.asarray(table.column("item_id").to_pylist(), dtype=object), vectors
 
 
@@ -57,13 +58,13 @@ def _feature_table(path: str) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as error:
-        raise ValueError(f"{path}: not a readable Parquet file of (item_id, vector) ({error})") from None
+        raise UserError(f"{path}: not a readable Parquet file of (item_id, vector) ({error})") from None
     missing = [name for name in ("item_id", "vector") if name not in table.column_names]
     if missing:
-        raise ValueError(f"{path}: column(s) {missing} missing (found: {table.column_names}); expected item_id, vector")
+        raise UserError(f"{path}: column(s) {missing} missing (found: {table.column_names}); expected item_id, vector")
     kind = table.schema.field("vector").type
     if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
-        raise ValueError(f"{path}: column 'vector' has type {kind}, expected a list of numbers")
+        raise UserError(f"{path}: column 'vector' has type {kind}, expected a list of numbers")
     return table
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from socialfeat import artifacts
 from socialfeat.data.images import item_image_bytes
+from socialfeat.errors import UserError
 from socialfeat.evaluation.baselines import baseline_features
 from socialfeat.evaluation.external import (
     aligned_features,
@@ -59,7 +60,7 @@ def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.nda
     )
     order = pd.Index(found).get_indexer(ids)
     if (order < 0).any():
-        raise ValueError(
+        raise UserError(
             f"{ctx.cfg.evaluation.weights}: {int((order < 0).sum())} images embedded by the run's "
             "encoder were not embedded with these weights"
         )

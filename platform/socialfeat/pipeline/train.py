@@ -11,16 +11,26 @@ import pandas as pd
 import torch
 
 from socialfeat import artifacts
+from socialfeat.errors import UserError
 from socialfeat.features.encoder import encoder_spec, load_encoder, save_encoder
 from socialfeat.stages import StageContext
 from socialfeat.training.task import Task, stage_metric
 from socialfeat.vision.backbones import TAPS, at_tap, backbone
 
 log = logging.getLogger(__name__)
-TRAIN_FILES = ("encoder.pt", "encoder.json", "model.pt", "history.json")  # what train_task writes
+TRAIN_FILES = ("encoder.pt", "encoder.json", "model.pt", "history.json", "task.json")  # what train_task writes
 
 
-class NoImagesError(ValueError):
+def task_record(task: Task) -> dict:
+    """What a trained task was (task.json): its class, image columns and per-epoch metrics."""
+    return {
+        "task": type(task).__name__,
+        "image_columns": list(task.image_columns),
+        "epoch_metrics": list(task.epoch_metrics),
+    }
+
+
+class NoImagesError(UserError):
     """No item that the stage needs has a decodable image."""
 
 
@@ -88,6 +98,7 @@ def train_task(
     )
     torch.save(state["model"], os.path.join(tmp, "model.pt"))  # the head too: a plain state dict
     artifacts.write_json(os.path.join(tmp, "history.json"), history)
+    artifacts.write_json(os.path.join(tmp, "task.json"), task_record(task))
     last = {stage_metric(k): v for k, v in history[-1].items() if k not in ("epoch", "resumed", "started_at_epoch")}
     return last | {
         "train/images": train_rows + holdout_rows,

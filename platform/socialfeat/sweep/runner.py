@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from socialfeat import storage
 from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
 from socialfeat.config import ConfigError, ExperimentConfig
-from socialfeat.methods import named
+from socialfeat.methods import build_config, named
 from socialfeat.stages import publish, run_experiment
 from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
 from socialfeat.training.task import stage_metric
@@ -63,7 +63,7 @@ def trial(
     context = ray.tune.get_context()
     cap_threads(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
     run_dir = _start_record(trials_root, context, params, base_params)
-    cfg = trial_config(ExperimentConfig.model_validate(base), params, context.get_trial_id())
+    cfg = trial_config(build_config(base, "the sweep's base experiment"), params, context.get_trial_id())
     remote_trial = storage.join(remote, "trials", context.get_trial_id()) if remote else None
     try:
         metrics, run = run_experiment(

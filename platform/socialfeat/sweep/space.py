@@ -8,8 +8,8 @@ import yaml
 from pydantic import BaseModel
 
 from socialfeat import stages
-from socialfeat.config import ConfigError, ExperimentConfig, build_config, load_config, set_dotted
-from socialfeat.methods import named
+from socialfeat.config import ConfigError, ExperimentConfig, set_dotted
+from socialfeat.methods import build_config, load_config, named
 from socialfeat.training.task import epoch_metric_names
 
 KINDS = ("uniform", "loguniform", "int", "choice")
@@ -56,9 +56,9 @@ class SearchSpace:
         return load_config(self.experiment, overrides)
 
 
-def _config_field(source: str, key: str):
-    """The pydantic field behind a dotted key, or a ConfigError naming the key."""
-    model: type[BaseModel] = ExperimentConfig
+def _config_field(source: str, key: str, model: type[BaseModel]):
+    """The pydantic field behind a dotted key of `model` (the base experiment's config class), or a
+    ConfigError naming the key."""
     parts = key.split(".")
     for depth, part in enumerate(parts):
         if part not in model.model_fields:
@@ -75,12 +75,12 @@ def _config_field(source: str, key: str):
     return model.model_fields[parts[-1]]
 
 
-def _check_distribution(source: str, key: str, spec) -> None:
+def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> None:
     where = f"{source}: space.{key}"
     if not isinstance(spec, dict) or len(set(spec) & set(KINDS)) != 1:
         raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} (got {spec!r})")
     kind = next(k for k in KINDS if k in spec)
-    _config_field(source, key)
+    _config_field(source, key, model)
     if kind == "choice":
         values = spec["choice"]
         if not values:
@@ -88,7 +88,7 @@ def _check_distribution(source: str, key: str, spec) -> None:
         if isinstance(values, dict):  # value -> conditional sub-space
             for _value, sub in values.items():
                 for sub_key, sub_spec in (sub or {}).items():
-                    _check_distribution(source, sub_key, sub_spec)
+                    _check_distribution(source, sub_key, sub_spec, model)
         return
     bounds = spec[kind]
     if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
@@ -185,8 +185,6 @@ def load_space(path: str) -> SearchSpace:
         raise ConfigError(f"{path}: unknown search-space key(s) {unknown} (valid: {', '.join(sorted(known))})")
     if not raw.get("space"):
         raise ConfigError(f"{path}: 'space' is empty: nothing to sweep")
-    for key, spec in raw["space"].items():
-        _check_distribution(path, key, spec)
     experiment = raw.get("experiment")
     if experiment is not None:
         experiment = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), experiment))
@@ -206,6 +204,9 @@ def load_space(path: str) -> SearchSpace:
         startup_trials=int(raw.get("startup_trials", 10)),
         fixed=list(raw.get("fixed") or []),
     )
+    model = type(space.base_config(None))
+    for key, spec in raw["space"].items():
+        _check_distribution(path, key, spec, model)
     _derive_from_method(space)
     space.scheduler = _scheduler(path, raw.get("scheduler"), space)
     return space

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
+from socialfeat.errors import UserError
 from socialfeat.training.task import Task
 from socialfeat.vision.transforms import to_input
 
@@ -81,7 +82,7 @@ def make_optimizer(model, name: str, learning_rate: float, weight_decay: float, 
     sparse = {id(p): p for m in model.modules() if getattr(m, "sparse_gradients", False) for p in m.parameters()}
     dense = [p for p in model.parameters() if id(p) not in sparse]
     if sparse and name != "sgd":
-        raise ValueError(f"training.optimizer {name!r} cannot update a sparse output layer; use sgd")
+        raise UserError(f"training.optimizer {name!r} cannot update a sparse output layer; use sgd")
     groups = [{"params": dense}] + (
         [{"params": list(sparse.values()), "momentum": 0.0, "weight_decay": 0.0}] if sparse else []
     )

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from socialfeat.config import load_config
 from socialfeat.data.synthetic import generate, write_contract
-from socialfeat.methods import METHODS
+from socialfeat.methods import METHODS, load_config
 from socialfeat.methods.comparative.likes import NoTestUsers, conceal, fill, likes_of
 from socialfeat.stages import run_experiment
 

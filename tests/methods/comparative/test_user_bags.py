@@ -9,8 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from socialfeat.config import load_config
-from socialfeat.methods import METHODS
+from socialfeat.methods import METHODS, load_config
 from socialfeat.methods.comparative.users import NotAWordsRun, bags_of, words_embeddings
 from socialfeat.stages import run_experiment
 

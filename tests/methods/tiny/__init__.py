@@ -12,12 +12,15 @@ from socialfeat.pipeline.features import features_stage
 from socialfeat.pipeline.train import TRAIN_FILES, holdout_mask, train_task
 from socialfeat.stages import Method, Stage
 
+from .config import Config
+
 
 def _classes(ctx, tmp: str) -> dict:
     items = ctx.dataset().items
     labelled = items[items["labels"].map(lambda v: v is not None and len(v) > 0)]
-    names = sorted({labels[0] for labels in labelled["labels"]})
-    classes = labelled["labels"].map(lambda v: names.index(v[0])).to_numpy(np.int64)
+    pick = 0 if ctx.cfg.tiny.label == "first" else -1
+    names = sorted({labels[pick] for labels in labelled["labels"]})
+    classes = labelled["labels"].map(lambda v: names.index(v[pick])).to_numpy(np.int64)
     pd.DataFrame({"item_id": labelled["item_id"], "label": classes}).to_parquet(os.path.join(tmp, "classes.parquet"))
     return {"classes/count": len(names)}
 
@@ -34,12 +37,13 @@ METHOD = Method(
     description="supervised on the items' first labels (a test-only method)",
     stages=(
         DATA,
-        Stage("classes", ("data",), (), _classes, outputs=("classes.parquet",), metrics=("classes",)),
+        Stage("classes", ("data",), ("tiny.label",), _classes, outputs=("classes.parquet",), metrics=("classes",)),
         Stage(
             "train", ("classes", "data"), ("training",), _train, outputs=TRAIN_FILES, metrics=("train",), trains=True
         ),
         features_stage("train"),
     ),
+    config=Config,
     tasks=lambda cfg: {"label_class": PseudoClassTask(cfg.data.synth.styles)},
     task=lambda cfg: PseudoClassTask(cfg.data.synth.styles),
 )

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from socialfeat.config import ConfigError, load_config
-from socialfeat.methods import METHODS
+from socialfeat.config import ConfigError
+from socialfeat.methods import METHODS, load_config
 from socialfeat.methods.words.stages import top_words
 from socialfeat.training.loop import make_optimizer
 from socialfeat.training.multilabel import SampledSoftmaxTask, full_softmax, precision_at_10

@@ -3,6 +3,7 @@
 import dataclasses
 
 from socialfeat.methods.cfl import rounds, stages
+from socialfeat.methods.cfl.config import Config
 from socialfeat.methods.cfl.report import cluster_figures, factorization_figures
 from socialfeat.methods.cfl.tasks import LatentTask, PseudoClassTask, make_task
 from socialfeat.pipeline.coldstart import coldstart_stage
@@ -82,6 +83,7 @@ METHOD = Method(
         evaluate_stage(("filter", "split", "features", "rounds", "factorization"), references=stages.latent_reference),
         coldstart_stage(("rounds",)),
     ),
+    config=Config,
     tasks=tasks,
     task=lambda cfg: make_task(cfg.training.objective, cfg.clustering.k, cfg.factorization.dim),
 )

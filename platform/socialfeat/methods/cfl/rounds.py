@@ -11,9 +11,11 @@ import pandas as pd
 from socialfeat import artifacts
 from socialfeat.clustering.kmeans import kmeans, nmi
 from socialfeat.config import ConfigError
+from socialfeat.errors import UserError
 from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets, write_sets
 from socialfeat.features.quality import label_precision
+from socialfeat.methods.cfl.stages import kmeans_settings
 from socialfeat.methods.cfl.tasks import make_task
 from socialfeat.pipeline.common import single_labels
 from socialfeat.pipeline.features import item_images
@@ -56,7 +58,7 @@ def _cluster_input(ctx: StageContext, previous: Previous) -> tuple[np.ndarray, n
     ids, vectors = read_sets(previous.features)["cnn"]
     rows = pd.Index(ids).get_indexer(items)
     if (rows < 0).any():
-        raise ValueError(f"{int((rows < 0).sum())} tr items have no CNN features: they have no decodable image")
+        raise UserError(f"{int((rows < 0).sum())} tr items have no CNN features: they have no decodable image")
 
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -91,7 +93,7 @@ def compute_round(ctx: StageContext, tmp: str, number: int) -> dict:
     """Round `number`: re-cluster on the previous round's features and factors, train again, embed."""
     prefix, previous = f"rounds/r{number}", _previous(ctx, number)
     items, joined = _cluster_input(ctx, previous)
-    classes, _, _ = kmeans(joined, ctx.cfg.clustering)
+    classes, _, _ = kmeans(joined, kmeans_settings(ctx.cfg.clustering))
     before = pd.read_parquet(previous.classes).set_index("item_id")["pseudo_class"].reindex(items).to_numpy()
     pd.DataFrame({"item_id": items, "pseudo_class": classes}).to_parquet(
         os.path.join(tmp, "pseudo_classes.parquet"), index=False

@@ -6,16 +6,22 @@ import os
 import numpy as np
 import pandas as pd
 
-from socialfeat.clustering.kmeans import kmeans, nmi
+from socialfeat.clustering.kmeans import KMeans, kmeans, nmi
 from socialfeat.methods.cfl.tasks import make_task
 from socialfeat.pipeline.common import single_labels
 from socialfeat.pipeline.train import holdout_mask, train_task
 from socialfeat.stages import StageContext
 
 
+def kmeans_settings(clustering) -> KMeans:
+    """The k-means core's settings from the keys the stage declares (a view of the clustering section)."""
+    return KMeans(clustering.k, clustering.iterations, clustering.normalize, clustering.whiten, clustering.seed)
+
+
 def clusters(ctx: StageContext, tmp: str) -> dict:
     items = pd.read_parquet(ctx.path("factorization", "items.parquet"))
-    labels, centroids, result = kmeans(np.load(ctx.path("factorization", "item_factors.npy")), ctx.cfg.clustering)
+    factors = np.load(ctx.path("factorization", "item_factors.npy"))
+    labels, centroids, result = kmeans(factors, kmeans_settings(ctx.cfg.clustering))
     pd.DataFrame({"item_id": items["item_id"], "pseudo_class": labels}).to_parquet(
         os.path.join(tmp, "pseudo_classes.parquet"), index=False
     )

@@ -1,6 +1,7 @@
 """Comparative deep learning for image recommendation (Lei et al., CVPR 2016) as a graph of stages."""
 
 from socialfeat.methods.comparative import stages
+from socialfeat.methods.comparative.config import Config
 from socialfeat.methods.comparative.recommend import recommend
 from socialfeat.methods.comparative.report import curve_figures
 from socialfeat.methods.comparative.stages import USERS_KEYS
@@ -87,6 +88,7 @@ METHOD = Method(
         FACTORIZATION,
         coldstart_stage(),
     ),
+    config=Config,
     tasks=lambda cfg: {name: make_task(name, sizes_of(cfg.comparative)) for name in MODELS},
     task=lambda cfg: make_task(cfg.comparative.model, sizes_of(cfg.comparative)),
 )

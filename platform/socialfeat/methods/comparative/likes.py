@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import log_popularity_weights
 
 BLOCK = 1024  # users whose dense rows (users x items) are held at once
 
 
-class NoTestUsers(ValueError):
+class NoTestUsers(UserError):
     """No user has enough likes to conceal some and still learn from the rest."""
 
 

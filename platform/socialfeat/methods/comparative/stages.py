@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat.errors import UserError
 from socialfeat.methods.comparative.likes import (
     Relations,
     circles,
@@ -30,11 +31,11 @@ TRIPLETS_KEYS = {"triplets_per_user", "negatives"}
 MODEL_KEYS = {"model", "dim", "hidden", "dropout", "margin"}
 
 
-class NoLikes(ValueError):
+class NoLikes(UserError):
     """Nothing in the log counts as a like, or no like leaves a triplet."""
 
 
-class NoTags(ValueError):
+class NoTags(UserError):
     """No item carries a tag, so no user has interests to describe them."""
 
 

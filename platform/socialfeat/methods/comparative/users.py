@@ -9,14 +9,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from socialfeat import artifacts
-from socialfeat.clustering.kmeans import kmeans
-from socialfeat.config import ClusteringConfig
+from socialfeat.clustering.kmeans import KMeans, kmeans
+from socialfeat.errors import UserError
 from socialfeat.methods.comparative.stages import relations_of
 from socialfeat.stages import StageContext
 from socialfeat.text import ppmi_svd, tokens
 
 
-class NotAWordsRun(ValueError):
+class NotAWordsRun(UserError):
     """comparative.words_run does not name a finished words run."""
 
 
@@ -54,11 +54,11 @@ def tag_clusters(embeddings: np.ndarray, k: int, seed: int) -> tuple[np.ndarray,
     """(each tag's cluster, -1 for a tag without an embedding; k-means metrics) of the cosine geometry."""
     embedded = np.flatnonzero(np.linalg.norm(embeddings, axis=1) > 0)
     if k > len(embedded):
-        raise ValueError(
+        raise UserError(
             f"comparative.tag_clusters = {k} is more than the {len(embedded)} embedded tags: choose at most "
             f"{len(embedded)}"
         )
-    labels, _, metrics = kmeans(embeddings[embedded], ClusteringConfig(k=k, seed=seed))
+    labels, _, metrics = kmeans(embeddings[embedded], KMeans(k=k, seed=seed))
     clusters = np.full(len(embeddings), -1, np.int64)
     clusters[embedded] = labels
     return clusters, metrics

@@ -1,6 +1,7 @@
 """User-specific hashtag prediction (Veit et al., CVPR 2018) as a graph of stages."""
 
 from socialfeat.methods.hashtags import stages
+from socialfeat.methods.hashtags.config import Config
 from socialfeat.methods.hashtags.report import by_user_figures
 from socialfeat.methods.hashtags.tasks import MODELS, make_task, sizes_of
 from socialfeat.pipeline.coldstart import coldstart_stage
@@ -59,6 +60,7 @@ METHOD = Method(
         FACTORIZATION,
         coldstart_stage(),
     ),
+    config=Config,
     tasks=lambda cfg: {name: make_task(name, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)) for name in MODELS},
     task=lambda cfg: make_task(cfg.hashtags.model, EXAMPLE_TAGS, EXAMPLE_USERS, sizes_of(cfg.hashtags)),
 )

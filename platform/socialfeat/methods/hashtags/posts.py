@@ -4,10 +4,11 @@ split, the hashtag vocabulary and the PPMI-SVD hashtag embeddings of the NCSL ba
 import numpy as np
 import pandas as pd
 
+from socialfeat.errors import UserError
 from socialfeat.text import normalise
 
 
-class NoHashtags(ValueError):
+class NoHashtags(UserError):
     """No hashtag is left to predict."""
 
 

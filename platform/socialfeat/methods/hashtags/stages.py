@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from socialfeat.data import schema
+from socialfeat.errors import UserError
 from socialfeat.evaluation.tagging import global_ranking, hits_at, retrieval_precision, user_rankings
 from socialfeat.methods.hashtags.posts import hashtag_vocabulary, posts_of, spam_users, time_split
 from socialfeat.methods.hashtags.tasks import make_task, sizes_of
@@ -19,7 +20,7 @@ from socialfeat.text import class_uniform_rows, ppmi_svd
 POSTS_KEYS = {"min_users", "max_tags_per_post", "train_fraction"}
 
 
-class NoTags(ValueError):
+class NoTags(UserError):
     """The dataset has no tag log."""
 
 

@@ -1,6 +1,7 @@
 """Weakly supervised word prediction (Joulin et al., ECCV 2016) as a graph of stages."""
 
 from socialfeat.methods.words import stages
+from socialfeat.methods.words.config import Config
 from socialfeat.methods.words.report import frequency_figures, words_figures
 from socialfeat.pipeline.coldstart import coldstart_stage
 from socialfeat.pipeline.common import DATA, FILTER, SPLIT
@@ -56,6 +57,7 @@ METHOD = Method(
         FACTORIZATION,
         coldstart_stage(),
     ),
+    config=Config,
     tasks=lambda cfg: {name: make_task(name, cfg.vocabulary.size, cfg.words.negatives) for name in TASKS},
     task=lambda cfg: make_task(cfg.words.loss, cfg.vocabulary.size, cfg.words.negatives),
 )

@@ -5,6 +5,7 @@ from collections import Counter
 
 import pandas as pd
 
+from socialfeat.errors import UserError
 from socialfeat.text import tokens
 
 
@@ -26,7 +27,7 @@ def item_tokens(
     return pd.Series(found, dtype=object)
 
 
-class EmptyVocabulary(ValueError):
+class EmptyVocabulary(UserError):
     """No word is left to predict."""
 
 
