@@ -52,7 +52,7 @@ METHOD = Method(
             outputs=("by_user.parquet", "samples.parquet?"),
             metrics=("hashtags",),
             report=by_user_figures,
-            key_metrics=("hashtags/*/accuracy@*", "hashtags/*/precision@10"),
+            key_metrics=("hashtags/*/accuracy@*",),
         ),
         features_stage("train"),
         evaluate_stage(("filter", "split", "features")),
