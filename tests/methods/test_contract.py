@@ -172,14 +172,18 @@ def test_each_declared_key_moves_exactly_the_keys_of_the_stages_that_read_it_and
 _RUNS: dict = {}
 
 
-@pytest.fixture
-def whole_run(method, ray_session, tmp_path_factory):
+def _whole_run(method: Method, tmp_path_factory):
     """The method's whole graph on small synthetic data, run once per session and shared by the tests."""
     if method.name not in _RUNS:
         cfg = small_config(method)
         out = str(tmp_path_factory.mktemp(f"contract-{method.name}") / "run")
         _RUNS[method.name] = (cfg, *run_experiment(method, cfg, out))
     return _RUNS[method.name]
+
+
+@pytest.fixture
+def whole_run(method, ray_session, tmp_path_factory):
+    return _whole_run(method, tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -201,6 +205,16 @@ def test_every_stage_reports_in_its_families_and_matches_its_key_metrics(method,
         assert not strays, f"{method.name}/{stage.name} reports outside {stage.metrics}: {strays[:5]}"
         for pattern in stage.key_metrics:
             assert any(fnmatch.fnmatchcase(name, pattern) for name in emitted), f"{stage.name}: {pattern}"
+
+
+@pytest.mark.slow
+def test_raising_the_rounds_reuses_the_earlier_rounds(ray_session, tmp_path_factory):
+    method = METHODS["cfl"]
+    _, _, ctx = _whole_run(method, tmp_path_factory)  # clustering.rounds = 2
+    more = small_config(method, "clustering.rounds=3")
+    metrics, again = run_experiment(method, more, ctx.out)
+    assert again.results["round2"].reused and not again.results["round3"].reused
+    assert again.results["train"].reused and "retrieval/cnn_r3/jaccard@10" in metrics
 
 
 @pytest.mark.slow

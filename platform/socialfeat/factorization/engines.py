@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -150,7 +151,8 @@ def fit_sgd(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback 
     for epoch in range(cfg.epochs):
         order = rng.permutation(len(entries.users)).astype(np.int64)
         rate = np.float32(cfg.learning_rate / (1.0 + 0.1 * epoch))
-        sgd_epoch(entries.users, entries.items, entries.values, order, users, items, user_reg, item_reg, rate)
+        threads = numba.get_num_threads()
+        sgd_epoch(entries.users, entries.items, entries.values, order, users, items, user_reg, item_reg, rate, threads)
         if on_epoch:
             on_epoch(epoch, users, items)
     return users, items

@@ -4,13 +4,12 @@ import numba
 import numpy as np
 
 
-# not cache=True: numba.get_num_threads() inside is a dynamic global, which numba (0.6x) cannot cache and
-# warns about at every compile
+# the thread count comes in as an argument: numba.get_num_threads() inside the kernel types numba's own
+# overload of it, which calls print, and fails to compile once Ray has replaced builtins.print in the process
 @numba.njit(parallel=True, fastmath=True)
-def sgd_epoch(users, items, values, order, user_factors, item_factors, user_reg, item_reg, rate):
-    """One pass over the entries in `order`; each thread takes a slice and writes shared factors
-    without locks: collisions are rare on sparse data, and that is what makes it fast."""
-    n_threads = numba.get_num_threads()
+def sgd_epoch(users, items, values, order, user_factors, item_factors, user_reg, item_reg, rate, n_threads):
+    """One pass over the entries in `order` by `n_threads` threads; each takes a slice and writes shared
+    factors without locks: collisions are rare on sparse data, and that is what makes it fast."""
     chunk = (len(order) + n_threads - 1) // n_threads
     dim = user_factors.shape[1]
     for thread in numba.prange(n_threads):
