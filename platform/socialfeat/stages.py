@@ -265,12 +265,16 @@ def resolve_dataset(ctx: StageContext) -> None:
     )
 
 
+def view_of(cfg: ExperimentConfig, stage: Stage) -> ConfigView:
+    """The config as `stage` may read it: the keys it declares (keyed or not), nothing else."""
+    return ConfigView(cfg, frozenset(stage.reads + stage.unkeyed), stage.name)
+
+
 def stage_key(cfg: ExperimentConfig, stage: Stage, inputs: dict[str, str]) -> dict:
     """What a stage's cache key is made of: its declared config values, its inputs' keys and its code."""
-    view = ConfigView(cfg, frozenset(stage.reads + stage.unkeyed), stage.name)
     return {
         "reads": declared_values(cfg, stage.reads, stage.unkeyed),
-        "derived": stage.derived(view) if stage.derived else {},
+        "derived": stage.derived(view_of(cfg, stage)) if stage.derived else {},
         "inputs": inputs,
         "code": code_fingerprint(stage.compute),
     }
@@ -278,11 +282,10 @@ def stage_key(cfg: ExperimentConfig, stage: Stage, inputs: dict[str, str]) -> di
 
 def stage_context(ctx: StageContext, stage: Stage) -> StageContext:
     """The context a stage's compute gets: a view of its declared config keys and only its inputs' results."""
-    view = ConfigView(ctx.cfg, frozenset(stage.reads + stage.unkeyed), stage.name)
     own = (*stage.inputs, stage.name)
     return dataclasses.replace(
         ctx,
-        cfg=view,
+        cfg=view_of(ctx.cfg, stage),
         stage=stage,
         results={name: ctx.results[name] for name in stage.inputs},
         keys={name: ctx.keys[name] for name in own if name in ctx.keys},
@@ -358,7 +361,7 @@ def check_inputs(method: Method, cfg: ExperimentConfig, until: str | None) -> No
         raise FileNotFoundError(f"{cfg.data.path}: dataset directory does not exist (data.path / --data)")
     for stage in stages:
         if stage.derived is not None:  # reads files (feature files, weights): fails here, before any work
-            stage.derived(ConfigView(cfg, frozenset(stage.reads + stage.unkeyed), stage.name))
+            stage.derived(view_of(cfg, stage))
 
 
 def run_experiment(
