@@ -10,7 +10,7 @@ import tiny
 import torch
 
 from socialfeat import artifacts
-from socialfeat.config import build_config, set_dotted
+from socialfeat.config import build_config, parse_override, set_dotted
 from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets
 from socialfeat.methods import METHODS
@@ -51,8 +51,7 @@ OWN = {"cfl": ["clustering.k=6", "clustering.rounds=2"], "comparative": ["compar
 def small_config(method: Method, *extra: str):
     raw: dict = {"method": method.name}
     for text in [*SMALL, *OWN.get(method.name, []), *extra]:
-        key, _, value = text.partition("=")
-        set_dotted(raw, key, value if not value.lstrip("-").replace(".", "").isdigit() else float(value))
+        set_dotted(raw, *parse_override(text))
     return build_config(raw, "contract", {method.name: method.config})
 
 
