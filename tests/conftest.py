@@ -87,8 +87,10 @@ def bucket(s3_server, request) -> str:
 def ray_session():
     import ray
 
+    from socialfeat.distributed.cluster import start_local
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_local(num_cpus=2)  # as the CLI starts it: loopback only, a private token
     yield ray
     ray.shutdown()
 

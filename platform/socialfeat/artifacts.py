@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy
 import pyarrow
+import pyarrow.parquet as pq
 
 from socialfeat import __version__, storage
 from socialfeat.errors import UserError
@@ -27,8 +28,16 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RUN_LOCK = ".run.lock"  # held by the one run writing a run directory
+SWEEP_LOCK = ".sweep.lock"  # held by the one sweep driver writing a sweep directory
 # Files whose bytes define a dataset; images referenced by path are covered by items.parquet's paths.
-FINGERPRINT_FILES = ("interactions.parquet", "items.parquet", "tags.parquet", "social.parquet", "comments.parquet")
+FINGERPRINT_FILES = (
+    "interactions.parquet",
+    "items.parquet",
+    "tags.parquet",
+    "social.parquet",
+    "comments.parquet",
+    "dataset.yaml",  # its image policy (allow_external_images) decides what a stage may read
+)
 
 
 class RunDirBusy(FileExistsError):
@@ -103,12 +112,51 @@ def remove_abandoned_dirs(parent: str, writers_done: bool = False) -> int:
     return removed
 
 
-@contextlib.contextmanager
-def run_lock(out: str) -> Iterator[None]:
-    """Hold `out`/.run.lock for a run's lifetime: a second run on the same directory fails at once, naming
-    the first one's pid, instead of writing into (or cleaning up) the other's files."""
+def remove_abandoned_files(out: str) -> int:
+    """Delete the temporary files atomic_write_text left in a run directory (and its report/) when its run
+    was killed mid-write; the caller holds the run lock, so no live writer owns one. Returns how many."""
+    paths = glob.glob(os.path.join(out, "*.tmp-*")) + glob.glob(os.path.join(out, "report", "*.tmp-*"))
+    paths += glob.glob(os.path.join(out, ".report.tmp-*")) + glob.glob(os.path.join(out, ".report.old-*"))
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    return len(paths)
 
-    path = os.path.join(out, RUN_LOCK)
+
+class TornRun(UserError):
+    """A run directory whose run.json and metrics.json are not from the same run (killed while finishing)."""
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+def check_run_pair(run_dir: str) -> None:
+    """run.json names the hash of the metrics.json it was written with (older runs name none: not checked)."""
+    run_path, metrics_path = os.path.join(run_dir, "run.json"), os.path.join(run_dir, METRICS)
+    if not (os.path.isfile(run_path) and os.path.isfile(metrics_path)):
+        return
+    try:
+        recorded = read_json(run_path).get("metrics")
+    except (ValueError, AttributeError):
+        return  # the reader of run.json names what is wrong with it
+    if recorded is not None and recorded != file_digest(metrics_path):
+        raise TornRun(
+            f"{run_dir}: run.json and metrics.json are not from the same run (it was stopped while writing "
+            "them); run it again (its finished stages are reused)"
+        )
+
+
+@contextlib.contextmanager
+def run_lock(out: str, kind: str = "run") -> Iterator[None]:
+    """Hold `out`/.run.lock (a sweep: .sweep.lock) for a run's lifetime: a second run on the same directory
+    fails at once, naming the first one's pid, instead of writing into (or cleaning up) the other's files."""
+
+    path = os.path.join(out, RUN_LOCK if kind == "run" else SWEEP_LOCK)
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -116,7 +164,7 @@ def run_lock(out: str) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise RunDirBusy(
-                f"{out}: another socialfeat run ({holder}) is using this directory; wait for it "
+                f"{out}: another socialfeat {kind} ({holder}) is using this directory; wait for it "
                 "to finish or choose another --out"
             ) from None
         handle.seek(0)
@@ -176,6 +224,27 @@ def dataset_fingerprint(root: str) -> str:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def images_fingerprint(root: str) -> str:
+    """A hash of the image files items.parquet's image_path names, by path, size and modification time
+    (not their bytes: hashing every image would read the whole image set at every run's start, and
+    rewriting a file changes its mtime, as make and rsync rely on). Embedded images are in items.parquet's
+    bytes already; URIs are keyed by the reference alone (a listing per run would cost a request each)."""
+    items = os.path.join(root, "items.parquet")
+    if not os.path.exists(items) or "image_path" not in pq.read_schema(items).names:
+        return ""
+    digest = hashlib.sha256()
+    for reference in pq.read_table(items, columns=["image_path"]).column(0).to_pylist():
+        if reference is None or "://" in reference.removeprefix("file://"):
+            continue
+        path = reference.removeprefix("file://")
+        try:
+            info = os.stat(path if os.path.isabs(path) else os.path.join(root, path))
+            digest.update(f"{reference}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{reference}\0missing\n".encode())
     return digest.hexdigest()[:16]
 
 

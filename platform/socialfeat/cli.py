@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--concurrency", type=int, help="trials at once (default and cap: what the cluster holds)")
     sweep.add_argument("--resume", action="store_true", help="continue a sweep whose driver died")
+    sweep.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="resume even though the search space changed since the sweep started (its trials are mixed)",
+    )
     sweep.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     sweep.set_defaults(handler=cmd_sweep)
     report = commands.add_parser("report", help="write a run's report.html (plots, image grids) and report.md")
@@ -290,9 +295,6 @@ def cmd_import_movielens(args) -> int:
 
 def cmd_sweep(args) -> int:
     # Ray, Tune and Optuna load only for the commands that start them
-    from socialfeat.distributed.cluster import check_training_resources, connect
-    from socialfeat.sweep.results import write_results
-    from socialfeat.sweep.runner import finished_trials, run_sweep
     from socialfeat.sweep.space import load_space
 
     space = load_space(args.space)
@@ -308,6 +310,18 @@ def cmd_sweep(args) -> int:
         storage.check_writable(remote)
     out = storage.cache_dir(remote, "sweeps") if remote else os.path.abspath(target)
     artifacts.check_writable_dir(out)
+    os.makedirs(out, exist_ok=True)
+    with artifacts.run_lock(out, "sweep"):  # one driver per sweep directory, as one run per run directory
+        return _sweep_locked(args, space, out, remote)
+
+
+def _sweep_locked(args, space, out: str, remote: str | None) -> int:
+    # Ray, Tune and Optuna load only for the commands that start them
+    from socialfeat.distributed.cluster import check_training_resources, connect
+    from socialfeat.sweep.results import write_results
+    from socialfeat.sweep.runner import check_resumed_space, finished_trials, run_sweep
+
+    check_resumed_space(space, out, remote, args.resume, args.resume_anyway)
     where = connect(args.address, dashboard=space.trains)
     if space.trains:  # the base experiment's training shape; a trial that changes it is Tune's to place
         joined = where not in ("local", "existing")
@@ -326,13 +340,13 @@ def cmd_sweep(args) -> int:
         out,
         args.samples,
         args.concurrency,
-        args.resume,
+        args.resume or args.resume_anyway,
         verbose=1 if sys.stderr.isatty() else 0,
         remote=remote,
     )
     summary = write_results(finished_trials(out), space, out)
     if remote:
-        storage.upload(out, remote, skip=("stages", "trials", "tune"))
+        storage.upload(out, remote, skip=("stages", "trials", "tune", artifacts.SWEEP_LOCK))
     print(json.dumps(summary, indent=2, default=str))
     if "best_trial" not in summary:
         names = ", ".join(o.metric for o in space.objectives)
@@ -358,6 +372,7 @@ def _explain(summary: dict, out: str) -> None:
 
 
 def cmd_report(args) -> int:
+    artifacts.check_run_pair(args.run_dir)
 
     print(write_summary(args.run_dir))
     print(write_html(args.run_dir, method_of_run(args.run_dir)))
@@ -398,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         # finished stages are whole and kept; the unfinished one's temporary directory is gone (atomic_dir)
-        print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        if args.handler is cmd_sweep:
+            print("interrupted: finished trials are kept; run the same command with --resume", file=sys.stderr)
+        else:
+            print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
         _stop_local_ray()
         return 130
 

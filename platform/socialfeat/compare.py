@@ -31,13 +31,40 @@ def key_patterns(methods) -> tuple[str, ...]:
     return tuple(dict.fromkeys(patterns)) + ("run/seconds",)
 
 
+class UnreadableRun(UserError):
+    """A run directory whose metrics.json or run.json is not what a socialfeat run writes."""
+
+
+def _json_object(path: str) -> dict:
+    """A run file that must hold one JSON object; anything else is one message naming the file."""
+    try:
+        value = artifacts.read_json(path)
+    except ValueError as error:  # json.JSONDecodeError, UnicodeDecodeError
+        raise UnreadableRun(f"{path}: not valid JSON ({error}); a socialfeat run writes it whole") from None
+    if not isinstance(value, dict):
+        raise UnreadableRun(f"{path}: holds a JSON {type(value).__name__}, not the object a socialfeat run writes")
+    return value
+
+
+def _metrics(path: str) -> dict:
+    """metrics.json: an object of numbers (a value of another type is named with its metric)."""
+    metrics = _json_object(path)
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and value is not None:
+            raise UnreadableRun(f"{path}: metric {name!r} is {value!r}, not a number")
+    return metrics
+
+
 def _run_samples(run_dir: str) -> dict[str, pd.Series]:
     """Every stage's per-query values, found through run.json (none for a run without it)."""
     path = os.path.join(run_dir, "run.json")
     if not os.path.isfile(path):
         return {}
+    stages = _json_object(path).get("stages")
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in stages):
+        raise UnreadableRun(f"{path}: 'stages' is not the list of stages a socialfeat run writes")
     samples = {}
-    for stage in artifacts.read_json(path)["stages"]:
+    for stage in stages:
         samples |= significance.read_samples(stage["path"]) if os.path.isdir(stage["path"]) else {}
     return samples
 
@@ -50,7 +77,9 @@ def load_runs(run_dirs: list[str]) -> dict[str, Column]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{run_dir}: no {artifacts.METRICS} (not a finished socialfeat run directory)")
         name = os.path.basename(os.path.abspath(run_dir))
-        runs[name if name not in runs else run_dir] = Column(artifacts.read_json(path), _run_samples(run_dir))
+        metrics, samples = _metrics(path), _run_samples(run_dir)
+        artifacts.check_run_pair(run_dir)
+        runs[name if name not in runs else run_dir] = Column(metrics, samples)
     return runs
 
 

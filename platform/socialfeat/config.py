@@ -3,6 +3,7 @@
 import copy
 import re
 import types
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Literal, Union, get_args, get_origin
 
@@ -121,7 +122,7 @@ class FactorizationConfig(Strict):
     factorization.engine=...` never carries one engine's lambda or epochs into another."""
 
     engine: Literal["als", "sgd", "implicit_als", "implicit_bpr"] = "als"
-    dim: PositiveInt = 32
+    dim: int = Field(32, ge=1, le=4096)  # d (paper: 100s); memory is checked against the data too
     reg: NonNegativeFloat = 5.0
     epochs: PositiveInt = 15
     learning_rate: PositiveFloat = 0.05  # sgd and implicit_bpr
@@ -232,6 +233,14 @@ class ExperimentConfig(Strict):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("a name is letters, digits, '.', '_' and '-', starting with a letter or digit")
         return value
+
+
+def safe_name(text: str, fallback: str = "run") -> str:
+    """`text` (a path's last part, say) as a valid config name: accents dropped, any other character
+    outside letters, digits, '.', '_' and '-' made '_'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text).lstrip("._-")
+    return name or fallback
 
 
 class ConfigError(UserError):

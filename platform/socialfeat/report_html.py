@@ -3,6 +3,8 @@ training curves), results first; then the metrics and the config."""
 
 import html
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,9 +154,12 @@ def evaluation_figures(rc: ReportContext) -> list[tuple[str, str]]:
 
 def write_html(run_dir: str, method) -> str:
     """Write run_dir/report.html and its PNGs under run_dir/report/ for a run of `method`; returns the HTML's
-    path."""
-    out = os.path.join(run_dir, "report")
-    os.makedirs(out, exist_ok=True)
+    path. The figures are drawn into a fresh directory that then replaces report/: a report never shows
+    the figures of an earlier run of another method in the same directory."""
+    artifacts.check_run_pair(run_dir)
+    final = os.path.join(run_dir, "report")
+    out = os.path.join(run_dir, f".report.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(out)
     metrics = artifacts.read_json(os.path.join(run_dir, artifacts.METRICS))
     run = artifacts.read_json(os.path.join(run_dir, "run.json"))
     rc = ReportContext(out, {s["name"]: s["path"] for s in run["stages"]}, run["dataset"])
@@ -176,6 +181,16 @@ def write_html(run_dir: str, method) -> str:
         f"<h1>socialfeat run: {html.escape(os.path.basename(os.path.abspath(run_dir)))}</h1>{sections}"
         f"<h2>Metrics</h2><table>{rows}</table><h2>Config</h2><pre>{config}</pre></body></html>"
     )
+    _replace_dir(out, final)
     path = os.path.join(run_dir, "report.html")
     artifacts.atomic_write_text(path, page)
     return path
+
+
+def _replace_dir(new: str, final: str) -> None:
+    """`new` in place of `final` (the old one moved aside first, then removed)."""
+    aside = f"{os.path.dirname(final)}/.{os.path.basename(final)}.old-{uuid.uuid4().hex[:8]}"
+    if os.path.exists(final):
+        os.replace(final, aside)
+    os.replace(new, final)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -37,6 +37,7 @@ class Rounds:
     outputs: tuple[str, ...] = ()
     key_metrics: Callable[[int], tuple[str, ...]] = lambda r: ()
     trains: bool = False
+    images: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Stage:
     key_metrics: tuple[str, ...] = ()  # glob patterns `socialfeat compare` shows first
     report: Callable | None = None  # (report context) -> [(title, png file name)] for report.html
     rounds: Rounds | None = None  # a sub-stage it runs once per round before itself
+    images: bool = False  # reads the dataset's image files: keyed by their fingerprint too (see images_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def _round_stages(rounds: Rounds, cfg: ExperimentConfig, families: tuple[str, ..
                 metrics=families,
                 trains=rounds.trains,
                 key_metrics=rounds.key_metrics(number),
+                images=rounds.images,
             )
         )
         previous = (name,)
@@ -174,14 +177,20 @@ class StageContext:
     keys: dict[str, str] = field(default_factory=dict)
     dataset_root: str = ""
     dataset_key: str = ""
+    images_key: str = ""  # the image files' fingerprint, keying the stages that declare images=True
     stage: Stage | None = None  # the stage this context is for (None: the engine's own)
     graph: dict[str, Stage] = field(default_factory=dict)
     _shared: dict = field(default_factory=dict)  # one per run: the dataset, read once, and how to read it
 
     def dataset(self) -> Dataset:
+        """The run's dataset; a stage that does not declare images=True gets one that refuses image reads
+        (its key does not cover the image files)."""
         if "dataset" not in self._shared:
             self._shared["dataset"] = self._shared["read"]()
-        return self._shared["dataset"]
+        dataset = self._shared["dataset"]
+        if self.stage is not None and not self.stage.images:
+            return dataclasses.replace(dataset, images_refused_for=self.stage.name)
+        return dataset
 
     def path(self, stage: str, *parts: str) -> str:
         """A completed input stage's directory (or a file it declares)."""
@@ -263,6 +272,14 @@ def resolve_dataset(ctx: StageContext) -> None:
             "reader": code_fingerprint(read_dataset),
         }
     )
+    ctx.images_key = artifacts.images_fingerprint(ctx.dataset_root)
+
+
+def _inputs(stage: Stage, keys: dict[str, str], dataset_key: str, images_key: str) -> dict[str, str]:
+    """What keys a stage besides its config and code: its inputs' keys (the dataset's for a first stage)
+    and, when it reads image files, their fingerprint."""
+    inputs = {name: keys[name] for name in stage.inputs} or {"dataset": dataset_key}
+    return inputs | ({"images": images_key} if stage.images else {})
 
 
 def view_of(cfg: ExperimentConfig, stage: Stage) -> ConfigView:
@@ -292,19 +309,21 @@ def stage_context(ctx: StageContext, stage: Stage) -> StageContext:
     )
 
 
-def plan_keys(method: Method, cfg: ExperimentConfig, dataset_key: str, until: str | None = None) -> dict[str, str]:
+def plan_keys(
+    method: Method, cfg: ExperimentConfig, dataset_key: str, until: str | None = None, images_key: str = ""
+) -> dict[str, str]:
     """{stage: its cache key} for a run up to `until`, from the declarations alone (nothing runs): what a
-    config change or a code edit would recompute."""
+    config change, a code edit or a redrawn image would recompute."""
     keys: dict[str, str] = {}
     for stage in upstream(method, until, cfg):
-        inputs = {name: keys[name] for name in stage.inputs} or {"dataset": dataset_key}
+        inputs = _inputs(stage, keys, dataset_key, images_key)
         keys[stage.name] = artifacts.StageStore.key(stage.name, stage_key(cfg, stage, inputs), inputs)
     return keys
 
 
 def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
     """Reuse or compute one stage, keyed by its declared config values, its inputs' keys and its code."""
-    inputs = {name: ctx.results[name].key for name in stage.inputs} or {"dataset": ctx.dataset_key}
+    inputs = _inputs(stage, {name: ctx.results[name].key for name in stage.inputs}, ctx.dataset_key, ctx.images_key)
     key = stage_key(ctx.cfg, stage, inputs)
     ctx.keys[stage.name] = ctx.store.key(stage.name, key, inputs)
     own = stage_context(ctx, stage)
@@ -336,19 +355,22 @@ def _finish(ctx: StageContext, method: Method, started: float) -> dict:
             "run/seconds_saved_by_reuse": sum(r.original_seconds for r in reused),
         }
     )
+    # metrics.json, then run.json naming its hash: a run killed between the two leaves a pair that
+    # artifacts.check_run_pair refuses, never a new run.json beside an old metrics.json read as one run
+    artifacts.write_json(os.path.join(ctx.out, artifacts.METRICS), metrics)
     artifacts.write_json(
         os.path.join(ctx.out, "run.json"),
         {
             "experiment": ctx.cfg.name,
             "method": method.name,
             "dataset": ctx.dataset_root,
+            "metrics": artifacts.file_digest(os.path.join(ctx.out, artifacts.METRICS)),
             "stages": [
                 {"name": r.name, "key": r.key, "path": r.path, "reused": r.reused, "seconds": r.seconds}
                 for r in ctx.results.values()
             ],
         },
     )
-    artifacts.write_json(os.path.join(ctx.out, artifacts.METRICS), metrics)
     return metrics
 
 
@@ -397,6 +419,7 @@ def run_experiment(
     with artifacts.run_lock(out), console.run_log(out):
         try:
             artifacts.remove_abandoned_dirs(store.root)
+            artifacts.remove_abandoned_files(out)  # this run holds the lock: a .tmp- file there is a dead run's
             resolve_dataset(ctx)
             for stage in graph:
                 run_stage(ctx, stage)

@@ -98,14 +98,29 @@ def _listing(fs: pafs.FileSystem, path: str, uri: str) -> list[pafs.FileInfo]:
     return [info for info in infos if info.type == pafs.FileType.File]
 
 
+def confined(local: str, relative: str, uri: str) -> str:
+    """The local path of the object `relative` under `local`, refused unless it stays inside `local`: an
+    object store's keys may hold `..`, a leading `/` or empty segments, and a bucket others can write to
+    must not place files anywhere but the cache (nor through a symlink inside it)."""
+    parts = relative.split("/")
+    if relative.startswith("/") or "\\" in relative or any(part in ("", ".", "..") for part in parts):
+        raise StorageError(f"{join(uri, relative)}: object key {relative!r} leaves {uri} ('..', '/' or '.'); refused")
+    target = os.path.join(local, *parts)
+    root = os.path.realpath(local)
+    if os.path.commonpath([root, os.path.realpath(target)]) != root:
+        raise StorageError(f"{join(uri, relative)}: {target} resolves outside {local} (a symlink); refused")
+    return target
+
+
 def download(uri: str, local: str) -> int:
     """Mirror the files under `uri` into `local`, fetching only those missing or of another size; returns the
-    count fetched."""
+    count fetched. Every key is checked before anything is fetched (see `confined`)."""
     fs, path = resolve(uri)
     fetched = 0
-    for info in _listing(fs, path, uri):
+    listing = _listing(fs, path, uri)
+    targets = [confined(local, info.path[len(path.rstrip("/")) + 1 :], uri) for info in listing]
+    for info, target in zip(listing, targets):
         relative = info.path[len(path.rstrip("/")) + 1 :]
-        target = os.path.join(local, *relative.split("/"))
         if os.path.exists(target) and os.path.getsize(target) == info.size:
             continue
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -101,3 +101,33 @@ def test_a_full_disk_is_one_message_naming_the_directory_and_leaves_no_temporary
     with pytest.raises(artifacts.NoSpace, match=r"stages: the disk is full \([\d,]+ MiB free\)"):
         store.run("train", {}, {"dataset": "k"}, compute)
     assert os.listdir(tmp_path / "stages") == [".locks"]
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_its_pair_is_checked(ray_session, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--until", "split", *TINY]) == 0
+    run = artifacts.read_json(str(out / "run.json"))
+    assert run["metrics"] == artifacts.file_digest(str(out / "metrics.json"))  # written as a pair
+    # what a run killed at its very end leaves: a half-written file, a half-drawn report
+    (out / "metrics.json.tmp-0badf00d").write_text("{")
+    (out / ".report.tmp-0badf00d").mkdir()
+    assert main(["run", "--out", str(out), "--until", "split", *TINY]) == 0
+    assert not glob.glob(str(out / "*.tmp-*")) and not glob.glob(str(out / ".report.tmp-*"))
+    (out / "metrics.json").write_text('{"data/users": 1}')  # an older run's metrics beside this run.json
+    capsys.readouterr()
+    assert main(["compare", str(out), str(out)]) == 2
+    assert "run.json and metrics.json are not from the same run" in capsys.readouterr().err
+
+
+def test_a_report_never_shows_another_runs_figures(tmp_path):
+    from socialfeat.methods import named
+    from socialfeat.report_html import write_html
+
+    run = tmp_path / "run"
+    (run / "report").mkdir(parents=True)
+    (run / "report" / "word_frequency.png").write_bytes(b"a words run's figure")
+    (run / "metrics.json").write_text('{"data/users": 1}')
+    (run / "run.json").write_text('{"method": "cfl", "dataset": "", "stages": []}')
+    (run / "config.yaml").write_text("name: run\n")
+    page = open(write_html(str(run), named("cfl"))).read()
+    assert os.listdir(run / "report") == [] and "word_frequency" not in page

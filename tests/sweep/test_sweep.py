@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -30,6 +31,10 @@ from socialfeat.sweep.space import load_space, spec_of, trial_config
         ({"objectives": [{"metric": "accuracy", "mode": "max"}]}, "'accuracy' is reported by no stage"),
         ({"objectives": [{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}]}, "trials stop after kmeans"),
         ({"space": {}}, "'space' is empty"),
+        ({"samples": "two"}, "samples = 'two' is not a whole number"),
+        ({"samples": 0}, "samples = 0 must be at least 1"),
+        ({"trial_resources": {"cpu": -1}}, "trial_resources.cpu = -1 must be at least 0"),
+        ({"space": {"clustering.k": {"int": [0, 50], "log": True}}}, "log: true needs a low bound of at least 1"),
         ({"sampels": 3}, "unknown search-space key(s) ['sampels']"),
         (
             {"scheduler": {"grace_period": 1, "max_epochs": 3}},
@@ -148,30 +153,57 @@ def _finished(out: str) -> dict:
     return {path: os.path.getmtime(path) for path in glob.glob(os.path.join(out, "trials", "*", "metrics.json"))}
 
 
-@pytest.mark.slow
-def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_session, synth_dir, tmp_path):
-    space = space_file(
-        tmp_path,
-        samples=6,
-        until="factorization",
-        objectives=[{"metric": "mf/pr", "mode": "min"}],
-        space={"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}},
-    )
-    out = str(tmp_path / "sweep")
-    env = os.environ | {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "socialfeat", "sweep", space, "--data", synth_dir, "--out", out, "--concurrency", "1"],
-        env=env,
+def _driver(space: str, data: str, out: str, *extra: str, ray_address: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "socialfeat", "sweep", space, "--data", data, "--out", out, "--concurrency", "1"]
+    return subprocess.Popen(
+        [*command, *extra],
+        env=os.environ | {"RAY_ADDRESS": ray_address},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def _wait_for(out: str, trials: int, driver: subprocess.Popen) -> None:
     deadline = time.time() + 240
-    while len(_finished(out)) < 2 and driver.poll() is None and time.time() < deadline:
+    while len(_finished(out)) < trials and driver.poll() is None and time.time() < deadline:
         time.sleep(0.5)
-    assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+    assert driver.poll() is None, driver.stderr.read()[-2000:]
+
+
+@pytest.mark.slow
+def test_an_interrupted_then_killed_sweep_resumes_without_rerunning_finished_trials(
+    ray_session, synth_dir, tmp_path, capsys
+):
+    fields = {"samples": 6, "until": "factorization", "objectives": [{"metric": "mf/pr", "mode": "min"}]}
+    parameters = {"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}}
+    space, out = space_file(tmp_path, **fields, space=parameters), str(tmp_path / "sweep")
+    # Ctrl-C, on a Ray of the driver's own (so that what it leaves behind can be counted)
+    driver = _driver(space, synth_dir, out, ray_address="")
+    _wait_for(out, 1, driver)
+    assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 2  # one driver per sweep
+    assert "another socialfeat sweep (pid" in capsys.readouterr().err
+    ray_processes = psutil.Process(driver.pid).children(recursive=True)
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=120) == 130
+    err = driver.stderr.read()
+    assert "interrupted: finished trials are kept; run the same command with --resume" in err, err[-2000:]
+    assert "best trial" not in err and not os.path.exists(os.path.join(out, "results.csv"))
+    deadline = time.time() + 15
+    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ray_processes) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [p.pid for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    # another space is not mixed in
+    changed = space_file(tmp_path, name="changed.yaml", **fields, space={"factorization.reg": {"uniform": [1, 2]}})
+    assert main(["sweep", changed, "--data", synth_dir, "--out", out, "--resume"]) == 2
+    assert "the search space changed since the sweep" in capsys.readouterr().err
+    # kill -9 of a resumed driver, then resumed to the end (a local Ray listens on loopback only, and a
+    # driver on another address cannot join it: each driver here starts its own)
+    interrupted = len(_finished(out))
+    driver = _driver(space, synth_dir, out, "--resume", ray_address="")
+    _wait_for(out, interrupted + 1, driver)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    time.sleep(2)  # the killed driver's job (and its trial actors) is cleaned up by Ray
     before = _finished(out)
     assert 2 <= len(before) < 6 and not os.path.exists(os.path.join(out, "results.csv"))
     assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0

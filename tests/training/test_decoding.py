@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from socialfeat.data.images import decode_rgb, open_image
-from socialfeat.vision.transforms import decode_jpeg_batch, load_image, resize_and_crop
+from socialfeat.vision.decode import load_image, resize_and_crop
+from socialfeat.vision.transforms import decode_jpeg_batch
 
 MOVIELENS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "movielens-posters")
 

@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import stat
+import urllib.parse
 import warnings
 from dataclasses import dataclass
 
@@ -69,6 +70,10 @@ def reference_problem(image_path: str, allow_external: bool, source: str | None 
             return f"is a URI ({scheme}://), allowed only with {EXTERNAL_KEY}: true in dataset.yaml"
         if "?" in image_path or not (source and image_path.startswith(source.rstrip("/") + "/")):
             return f"is a URI outside the storage the dataset was read from ({source or 'a local directory'})"
+        segments = [urllib.parse.unquote(part) for part in image_path.partition("://")[2].split("/")]
+        if any(part in ("", ".", "..") for part in segments) or "\\" in image_path:
+            # an object store resolves '..' itself: the prefix test above would pass a key outside the prefix
+            return f"is a URI with an empty, '.' or '..' segment (it could leave {source})"
         return None
     path = image_path.removeprefix("file://")
     if os.path.isabs(path):

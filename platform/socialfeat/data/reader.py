@@ -25,6 +25,10 @@ class DatasetError(UserError):
         super().__init__("\n".join(self.violations))
 
 
+class UndeclaredImages(RuntimeError):
+    """A stage read image files without declaring it: a bug in the method, not in the user's input."""
+
+
 @dataclass
 class Dataset:
     """A validated dataset in memory; image bytes stay on disk until a stage asks for them."""
@@ -39,10 +43,16 @@ class Dataset:
     handled: dict = field(default_factory=dict)  # contract deviations fixed on read, with counts
     source: str | None = None  # the storage URI the dataset was fetched from (None: a local directory)
     max_bytes: int = MAX_BYTES  # images.max_bytes
+    images_refused_for: str | None = None  # a stage that may not read images (it does not declare them)
 
     @property
     def images(self) -> ImagePolicy:
         """What this dataset's image references may name (see ImagePolicy)."""
+        if self.images_refused_for is not None:
+            raise UndeclaredImages(
+                f"stage {self.images_refused_for!r} read the dataset's images, which it does not declare "
+                "(Stage(..., images=True)): its cache key would not see an image change"
+            )
         return ImagePolicy(os.path.abspath(self.root), self.meta.get(EXTERNAL_KEY) is True, self.source, self.max_bytes)
 
     @property

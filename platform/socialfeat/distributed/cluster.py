@@ -3,10 +3,13 @@
 import logging
 import math
 import os
+import secrets
 import socket
+import stat
 import time
 
 import ray
+import ray._private.ray_constants as ray_constants
 import ray.data
 from ray.data import DataContext
 
@@ -44,6 +47,48 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+TOKEN_FILE = os.path.join("~", ".ray", "auth_token")  # where Ray 2.60 keeps the token of a local cluster
+
+
+def private_token() -> str:
+    """Ray's token file, readable by its owner alone: Ray writes it mode 644, and anyone who reads it may
+    run code on the cluster. Created here (0600, as Ray would: 64 hex characters) when it is missing."""
+    path = os.path.expanduser(TOKEN_FILE)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if stat.S_IMODE(os.stat(path).st_mode) & 0o077 and os.stat(path).st_uid == os.getuid():
+            os.chmod(path, 0o600)
+            log.info("%s: made readable by its owner only (it was readable by others)", path)
+        return path
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path
+
+
+def loopback_only() -> None:
+    """A local Ray serves this machine alone, so its GCS, raylet, workers and agents listen on 127.0.0.1.
+    Ray 2.60 turns a loopback node address into the machine's external one, except in its single-host
+    mode (the macOS and Windows default), which this selects for the Ray this process starts."""
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def start_local(num_cpus: int | None, dashboard: bool = False, log_to_driver: bool = False) -> None:
+    """A Ray of this process's own on this machine: loopback only, its token private."""
+    private_token()
+    loopback_only()
+    ray.init(
+        # "local": always a Ray of our own; without it ray.init joins a `ray start` head on this machine
+        # (or trips on the ray_current_cluster file a dead one left), and then refuses num_cpus
+        address="local",
+        num_cpus=num_cpus or os.cpu_count(),
+        include_dashboard=dashboard,
+        log_to_driver=log_to_driver,
+        **({"dashboard_host": "127.0.0.1"} if dashboard else {}),
+    )
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> str:
     """Start or join Ray once per process; returns 'local' or the cluster address joined.
 
@@ -63,15 +108,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
         ray.init(address=address, log_to_driver=to_driver)
         log.info("joined the Ray cluster at %s", address)
         return address
-    ray.init(
-        # "local": always a Ray of our own; without it ray.init joins a `ray start` head on this machine
-        # (or trips on the ray_current_cluster file a dead one left), and then refuses num_cpus
-        address="local",
-        num_cpus=num_cpus or os.cpu_count(),
-        include_dashboard=dashboard,
-        log_to_driver=to_driver,
-        **({"dashboard_host": "127.0.0.1"} if dashboard else {}),
-    )
+    start_local(num_cpus, dashboard, to_driver)
     log.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
     return "local"
 

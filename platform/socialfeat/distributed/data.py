@@ -12,7 +12,7 @@ import ray
 from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
-from socialfeat.vision.transforms import load_image
+from socialfeat.vision.decode import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
 # 0.2-0.3 s with the operator reservation, measured on 2 CPUs), so a decode task should be seconds of work:

@@ -16,21 +16,25 @@ log = logging.getLogger(__name__)
 
 
 class Embedder:
-    """One extraction actor: builds the encoder once, then embeds batches (on its GPU when it has one)."""
+    """One extraction actor: builds its encoders once (a trained one, a random one, ...), then embeds each
+    batch with every one of them (on its GPU when it has one): one pass over the images for all of them."""
 
-    def __init__(self, spec: dict, state_ref: tuple, seed: int):
+    def __init__(self, spec: dict, state_refs: dict, seed: int):
 
-        state = ray.get(state_ref[0]) if state_ref else None
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.encoder = build_encoder(spec, state, seed).to(self.device)
+        self.encoders = {
+            name: build_encoder(spec, ray.get(ref[0]) if ref else None, seed).to(self.device)
+            for name, ref in state_refs.items()
+        }
         self.crop = spec["crop"]
 
     def __call__(self, batch: dict) -> dict:
 
-        return {
-            "item_id": batch["item_id"],
-            "vector": embed_images(self.encoder, batch["item"], self.crop, self.device),
+        vectors = {
+            f"vector:{name}": embed_images(encoder, batch["item"], self.crop, self.device)
+            for name, encoder in self.encoders.items()
         }
+        return {"item_id": batch["item_id"]} | vectors
 
 
 ACTOR_ATTEMPTS = 3  # an extraction whose actor died is run again, this many times in all
@@ -48,13 +52,30 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(item_ids, vectors) of the encoder `spec` (weights `state`, or random from `seed`) for every row of
     `images_ds` (columns item_id and item, the decoded image); a bar over the images with `progress`."""
+    settings = {"batch_size": batch_size, "concurrency": concurrency, "use_gpu": use_gpu, "progress": progress}
+    return extract_sets(images_ds, spec, {"encoder": state}, seed, **settings)["encoder"]
+
+
+def extract_sets(
+    images_ds,
+    spec: dict,
+    states: dict[str, dict | None],
+    seed: int,
+    *,
+    batch_size: int,
+    concurrency: int,
+    use_gpu: bool,
+    progress: bool = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (item_ids, vectors)} for each encoder of architecture `spec` in `states` (its weights, or None:
+    random from `seed`), all embedded in one pass by the same actors."""
 
     # Decode first, then embed: fused, the read tasks and the actor pool each need a CPU at once, which a sweep
     # trial on 2 CPUs (one held by the trial and its trainer's share) never has, and the run waited for ever.
     images_ds = images_ds.materialize()
-    state_ref = (ray.put(state),) if state is not None else ()
+    state_refs = {name: (ray.put(state),) if state is not None else () for name, state in states.items()}
     settings = {"batch_size": batch_size, "concurrency": concurrency, "use_gpu": use_gpu, "progress": progress}
-    return again_if_an_actor_dies(lambda: _embed(images_ds, spec, state_ref=state_ref, seed=seed, **settings))
+    return again_if_an_actor_dies(lambda: _embed(images_ds, spec, state_refs=state_refs, seed=seed, **settings))
 
 
 def again_if_an_actor_dies(work, attempts: int = ACTOR_ATTEMPTS):
@@ -76,32 +97,35 @@ def _embed(
     images_ds,
     spec: dict,
     *,
-    state_ref: tuple,
+    state_refs: dict,
     seed: int,
     batch_size: int,
     concurrency: int,
     use_gpu: bool,
     progress: bool,
-):
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     features = images_ds.map_batches(
         Embedder,
-        fn_constructor_kwargs={"spec": spec, "state_ref": state_ref, "seed": seed},
+        fn_constructor_kwargs={"spec": spec, "state_refs": state_refs, "seed": seed},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_gpus=1 if use_gpu else 0,
         max_restarts=0,
     )
-    ids, vectors = [], []
+    ids, vectors = [], {name: [] for name in state_refs}
     with console.bar(images_ds.count(), "embedding images", progress, unit="img") as bar:
         for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
             ids.append(batch["item_id"])
-            vectors.append(batch["vector"])
+            for name in state_refs:
+                vectors[name].append(batch[f"vector:{name}"])
             bar.update(len(batch["item_id"]))
     if not ids:
-        return np.array([], dtype=object), np.zeros((0, spec["dim"]), np.float32)
-    return np.concatenate(ids).astype(object), np.concatenate(vectors).astype(np.float32, copy=False)
+        empty = np.array([], dtype=object), np.zeros((0, spec["dim"]), np.float32)
+        return {name: empty for name in state_refs}
+    found = np.concatenate(ids).astype(object)
+    return {name: (found, np.concatenate(parts).astype(np.float32, copy=False)) for name, parts in vectors.items()}
 
 
 def item_images(root, column: str, item_ids, size: int):

@@ -132,6 +132,7 @@ def evaluate_stage(
         unkeyed=("features.batch_size", "features.concurrency", "training.use_gpu"),
         derived=_files,
         metrics=("retrieval", "probe"),
+        images=True,
         report=evaluation_figures,
         key_metrics=("retrieval/*/jaccard@10", "retrieval/*/owner_viewed@*", "probe/*"),
     )

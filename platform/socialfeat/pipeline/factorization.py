@@ -11,6 +11,7 @@ from socialfeat import artifacts, console
 from socialfeat.evaluation.coldstart import Factors
 from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, pr_samples, sampled_entries
 from socialfeat.factorization.sampling import sample_negatives
+from socialfeat.memory import check_fits, factor_bytes
 from socialfeat.pipeline.common import single_labels
 from socialfeat.stages import Stage, StageContext
 from socialfeat.stats import significance
@@ -35,6 +36,7 @@ def factorization(ctx: StageContext, tmp: str) -> dict:
     entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
     users = pd.read_parquet(ctx.path("sampling", "users.parquet"))
     items = pd.read_parquet(ctx.path("sampling", "items.parquet"))
+    check_fits("factorization.dim", cfg.dim, factor_bytes(len(users), len(items), cfg.dim), "the factors")
     with console.bar(cfg.epochs, "factorization", ctx.progress, unit="epoch") as bar:
 
         def show(scores: dict) -> None:

@@ -24,29 +24,27 @@ def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
     """Features of every item with an image: tr, te and the items the popularity filters dropped
     (a user wants every image embedded; only factorisation needs the filters)."""
     # the Ray layer loads when the stage runs: a method's graph loads without Ray
-    from socialfeat.distributed.inference import extract
+    from socialfeat.distributed.inference import extract_sets
 
     cfg, training = ctx.cfg.features, ctx.cfg.training
     spec, state = load_encoder(ctx.path(encoder_stage))
     items, images = item_images(ctx, spec["image_size"])
-    images = images.materialize()  # read once, embedded by every variant
+    images = images.materialize()
     labels = ctx.dataset().items.set_index("item_id")["labels"] if "labels" in ctx.dataset().items else None
     result = {"features/items": images.count(), "features/undecodable": int(len(items) - images.count())}
-    sets, samples = {}, {}
-    for name, weights in {"cnn": state, "random_cnn": None}.items():
-        if name == "random_cnn" and not cfg.random_cnn:
-            continue
-        sets[name] = extract(
-            images,
-            spec,
-            weights,
-            training.seed,
-            cfg.batch_size,
-            cfg.concurrency,
-            training.use_gpu,
-            progress=ctx.progress,
-        )
-        ids, vectors = sets[name]
+    states = {"cnn": state} | ({"random_cnn": None} if cfg.random_cnn else {})
+    sets = extract_sets(
+        images,
+        spec,
+        states,
+        training.seed,
+        batch_size=cfg.batch_size,
+        concurrency=cfg.concurrency,
+        use_gpu=training.use_gpu,
+        progress=ctx.progress,
+    )
+    samples = {}
+    for name, (ids, vectors) in sets.items():
         if labels is not None:
             found, values = label_precision(vectors, labels.reindex(ids).tolist(), cfg.neighbours)
             samples[f"features/{name}/label_precision@{cfg.neighbours}"] = (ids[found], values)
@@ -65,5 +63,6 @@ def features_stage(encoder_stage: str = "train") -> Stage:
         outputs=SET_FILES,
         unkeyed=("training.use_gpu",),
         metrics=("features",),
+        images=True,
         key_metrics=("features/*/label_precision@*",),
     )

@@ -65,15 +65,19 @@ def train_task(
     holdout: np.ndarray,
     stage: str = "train",
     initial: dict | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Train `task` on `rows` (its image columns name items; `holdout` marks the rows held out for the
-    per-epoch holdout metrics) as the stage `stage`, from `initial` weights if given: encoder.pt /
+    per-epoch holdout metrics) as the stage `stage`, from `initial` weights if given, for `epochs` (None:
+    training.epochs): encoder.pt /
     encoder.json, model.pt and history.json go to `tmp`, the trainer's checkpoints to where a retry of this
     stage finds them."""
     # the Ray layer loads when the stage runs: a method's graph loads without Ray
     from socialfeat.distributed.train import fit
 
     cfg = ctx.cfg.training
+    if epochs is not None:
+        cfg = cfg.model_copy(update={"epochs": epochs})
     train_ds, holdout_ds = _image_datasets(ctx, task, rows, holdout)
     train_rows, holdout_rows = train_ds.count(), holdout_ds.count()
     started = time.perf_counter()
@@ -124,7 +128,7 @@ def tower_outputs(ctx: StageContext, item_ids, stage: str = "train") -> tuple[np
     tower = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
     whole = spec | {"tap": TAPS[spec["architecture"]][-1]}  # the tower's output feeds the head
     dataset, training = ctx.dataset(), ctx.cfg.training
-    images = item_images(dataset.root, dataset.image_column, item_ids, spec["image_size"])
+    images = item_images(dataset.images, dataset.image_column, item_ids, spec["image_size"])
     found, vectors = extract(
         images, whole, tower, training.seed, ctx.cfg.features.batch_size, ctx.cfg.features.concurrency, training.use_gpu
     )

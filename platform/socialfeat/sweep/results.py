@@ -7,6 +7,7 @@ import pandas as pd
 import yaml
 
 from socialfeat import artifacts
+from socialfeat.config import safe_name
 from socialfeat.report_html import save_figure
 from socialfeat.sweep.space import SearchSpace, log_scale, spec_of
 
@@ -137,7 +138,7 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
     config_path = os.path.join(best["trial_dir"], "config.yaml")
     if os.path.exists(config_path):
         config = yaml.safe_load(open(config_path))
-        config["name"] = f"best_of_{os.path.basename(out)}"
+        config["name"] = safe_name(f"best_of_{os.path.basename(out)}")  # a --out with spaces, accents
         artifacts.atomic_write_text(os.path.join(out, "best.yaml"), yaml.safe_dump(config, sort_keys=False))
     base = frame[frame["is_base"]].iloc[0] if frame["is_base"].any() else pd.Series(dtype=object)
     summary |= {

@@ -26,7 +26,7 @@ from ray.util.state import list_actors
 from threadpoolctl import threadpool_limits
 
 from socialfeat import storage
-from socialfeat.artifacts import atomic_write_text, read_json, remove_abandoned_dirs, write_json
+from socialfeat.artifacts import atomic_write_text, content_hash, read_json, remove_abandoned_dirs, write_json
 from socialfeat.config import ConfigError, ExperimentConfig
 from socialfeat.methods import build_config, named
 from socialfeat.stages import publish, run_experiment
@@ -36,6 +36,7 @@ from socialfeat.training.task import stage_metric
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
 STOPPED = "stopped.json"  # the scheduler (ASHA) ended the trial early: its last per-epoch report
+SPACE_RECORD = "space.json"  # what the sweep searches, as it started: --resume refuses another space
 NO_STATE_API = (
     "warning: the Ray State API (served by the Ray dashboard) is not reachable, so Ray Train cannot release the "
     "workers of trials that ASHA stops: each keeps its CPUs until this driver exits and later trials may wait for "
@@ -344,6 +345,39 @@ def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str
     return tune.with_resources(fn, tune.PlacementGroupFactory([{"CPU": space.trial_cpus, "GPU": space.trial_gpus}]))
 
 
+def space_fingerprint(space: SearchSpace) -> dict:
+    """What makes two sweeps the same search: everything but how many trials and where they run."""
+    experiment = open(space.experiment).read() if space.experiment else None
+    return {
+        "experiment": content_hash(experiment),
+        "objectives": [[o.metric, o.mode] for o in space.objectives],
+        "parameters": space.parameters,
+        "until": space.until,
+        "seed": space.seed,
+        "fixed": space.fixed,
+        "startup_trials": space.startup_trials,
+        "scheduler": space.scheduler and vars(space.scheduler),
+    }
+
+
+def check_resumed_space(space: SearchSpace, out: str, remote: str | None, resume: bool, anyway: bool) -> None:
+    """--resume continues the search it started: another space (or base experiment) would mix its trials with
+    the earlier ones, so it is refused unless --resume-anyway says so (before Ray starts)."""
+    path = os.path.join(out, SPACE_RECORD)
+    if not (resume or anyway) or remote or not os.path.exists(path):
+        return
+    recorded, now = read_json(path), space_fingerprint(space)
+    changed = sorted(key for key in now if recorded.get(key) != now[key])
+    if not changed:
+        return
+    if not anyway:
+        raise ConfigError(
+            f"{space.path}: the search space changed since the sweep in {out} started ({', '.join(changed)}); "
+            "resuming would mix the trials of both. Use another --out, or --resume-anyway to mix them"
+        )
+    print(f"warning: resuming with a changed search space ({', '.join(changed)}), as asked", file=sys.stderr)
+
+
 def _check_out(out: str, resume: bool, remote: str | None) -> None:
     """A new sweep needs an empty `out`, a resumed one an earlier sweep's trial records there."""
     if remote:
@@ -381,6 +415,8 @@ def run_sweep(
     out = os.path.abspath(out)
     base = space.base_config(data)
     _check_out(out, resume, remote)
+    if not resume:
+        write_json(os.path.join(out, SPACE_RECORD), space_fingerprint(space))
     concurrency = _concurrency(space, base, concurrency)
     done = finished_trials(out)
     remaining = (samples or space.samples) - len(done)
@@ -412,6 +448,9 @@ def run_sweep(
             failure_config=tune.FailureConfig(max_failures=space.max_failures),
         ),
     )
+    # Ctrl-C is a KeyboardInterrupt like anywhere else in the CLI (exit 130, Ray stopped, nothing reported as
+    # final): Tune's own handler ends the run as if it had finished, and the driver then printed a best trial
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     results = tuner.fit()
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))

@@ -100,6 +100,8 @@ def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> 
         raise ConfigError(f"{where}: loguniform needs a positive low bound (got {low})")
     if kind == "int" and (low != int(low) or high != int(high)):
         raise ConfigError(f"{where}: int bounds must be whole numbers (got [{low}, {high}])")
+    if kind == "int" and spec.get("log") and low < 1:
+        raise ConfigError(f"{where}: an int range with log: true needs a low bound of at least 1 (got {low})")
 
 
 def _objectives(source: str, raw) -> list[Objective]:
@@ -160,6 +162,16 @@ def _scheduler(path: str, raw: dict | None, space: "SearchSpace") -> Scheduler |
     return scheduler
 
 
+def _number(path: str, key: str, value, kind: type, low: float):
+    """A search-space number, checked: the file and key named, not Python's or Ray's words."""
+    whole = kind is int
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and value != int(value)):
+        raise ConfigError(f"{path}: {key} = {value!r} is not {'a whole number' if whole else 'a number'}")
+    if value < low:
+        raise ConfigError(f"{path}: {key} = {value!r} must be at least {low:g}")
+    return kind(value)
+
+
 def load_space(path: str) -> SearchSpace:
     """Read and validate a search-space file; every error names the file and the key."""
     try:
@@ -189,19 +201,25 @@ def load_space(path: str) -> SearchSpace:
     if experiment is not None:
         experiment = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), experiment))
     resources = raw.get("trial_resources") or {}
+    if not isinstance(resources, dict):
+        raise ConfigError(f"{path}: trial_resources must be a mapping of cpu, gpu and data_cpus (got {resources!r})")
+
+    def number(where: dict, key: str, default, kind: type, low: float, name: str | None = None):
+        return _number(path, name or key, where.get(key, default), kind, low)
+
     space = SearchSpace(
         path=path,
         experiment=experiment,
         objectives=_objectives(path, raw.get("objectives")),
         parameters=raw["space"],
         until=raw.get("until", "evaluate"),
-        samples=int(raw.get("samples", 16)),
-        seed=int(raw.get("seed", 0)),
-        trial_cpus=float(resources.get("cpu", 1)),
-        trial_gpus=float(resources.get("gpu", 0)),
-        data_cpus=float(resources.get("data_cpus", 0)),
-        max_failures=int(raw.get("max_failures", 1)),
-        startup_trials=int(raw.get("startup_trials", 10)),
+        samples=number(raw, "samples", 16, int, 1),
+        seed=number(raw, "seed", 0, int, -(2**31)),
+        trial_cpus=number(resources, "cpu", 1, float, 0, "trial_resources.cpu"),
+        trial_gpus=number(resources, "gpu", 0, float, 0, "trial_resources.gpu"),
+        data_cpus=number(resources, "data_cpus", 0, float, 0, "trial_resources.data_cpus"),
+        max_failures=number(raw, "max_failures", 1, int, 0),
+        startup_trials=number(raw, "startup_trials", 10, int, 1),
         fixed=list(raw.get("fixed") or []),
     )
     model = type(space.base_config(None))

@@ -1,35 +1,13 @@
-"""Decode, resize and crop images to uint8 arrays; augment and normalise batches as tensors."""
+"""Batches as tensors: JPEG batches decoded by torchvision, augmented and normalised model inputs."""
 
 import warnings
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from socialfeat.data.images import decode_rgb
+from socialfeat.vision.decode import frame
 
 MEAN, STD = 0.5, 0.25  # images are mean-centred per channel after scaling to [0, 1]
-
-
-def _frame(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """(width, height) with the short side resized to `size`, and the (left, top) of its centre square."""
-    scale = size / min(width, height)
-    resized = max(size, round(width * scale)), max(size, round(height * scale))
-    return *resized, (resized[0] - size) // 2, (resized[1] - size) // 2
-
-
-def resize_and_crop(image: Image.Image, size: int) -> np.ndarray:
-    """Short side resized to `size`, then the centre size x size square: H x W x 3 uint8."""
-    width, height, left, top = _frame(*image.size, size)
-    resized = image.resize((width, height), Image.BILINEAR)
-    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-def load_image(data: bytes | None, size: int) -> np.ndarray | None:
-    """The stored image as a size x size x 3 uint8 array, or None when it cannot be decoded."""
-    image = decode_rgb(data, at_least=size)
-    return None if image is None else resize_and_crop(image, size)
 
 
 def decode_jpeg_batch(encoded: list[bytes], size: int, device: str = "cpu"):
@@ -51,7 +29,7 @@ def _framed(image, size: int):
     """A 3 x H x W uint8 tensor resized (short side `size`) and centre-cropped to 3 x size x size."""
 
     height, width = image.shape[-2:]
-    new_width, new_height, left, top = _frame(width, height, size)
+    new_width, new_height, left, top = frame(width, height, size)
     if (new_height, new_width) != (height, width):
         resized = F.interpolate(
             image[None].float(), size=(new_height, new_width), mode="bilinear", antialias=True, align_corners=False

@@ -120,7 +120,8 @@ def test_a_second_pseudo_class_round_is_its_own_cached_stage_and_reported_beside
 ):
     rounds = str(tmp_path / "rounds")
     shutil.copytree(default_run, rounds)  # round 1 (kmeans, train, features) is reused
-    assert main(["run", "--out", rounds, "--set", "clustering.rounds=2", "--set", "clustering.feature_weight=2"]) == 0
+    settings = ["clustering.rounds=2", "clustering.feature_weight=2", "clustering.round_epochs=4"]
+    assert main(["run", "--out", rounds, *(arg for s in settings for arg in ("--set", s))]) == 0
     metrics = json.load(open(os.path.join(rounds, "metrics.json")))
     assert 0.2 < metrics["rounds/r2/nmi_previous"] < 1.0  # new pseudo classes, related to round 1's
     assert metrics["rounds/r2/label_precision@10/ci_low"] < metrics["rounds/r2/label_precision@10"]
@@ -130,4 +131,5 @@ def test_a_second_pseudo_class_round_is_its_own_cached_stage_and_reported_beside
     first = json.load(open(glob.glob(os.path.join(rounds, "stages", "train-*", "history.json"))[0]))
     # warm-started from round 1's tower: its first epoch is already far past round 1's first epoch
     assert history[0]["holdout_top1"] > first[0]["holdout_top1"] + 0.2
+    assert len(history) == 4 and len(first) == 20  # clustering.round_epochs, training.epochs
     # raising R reuses round 2 and computes round 3: tests/methods/test_contract.py, on small data

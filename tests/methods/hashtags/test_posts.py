@@ -85,9 +85,21 @@ def test_a_dataset_without_tags_or_without_a_common_hashtag_fails_before_trainin
     no_tags = tmp_path / "no_tags"
     shutil.copytree(synth_dir, no_tags)
     os.remove(no_tags / "tags.parquet")
+    empty_tags = tmp_path / "empty_tags"  # every tag normalises to nothing (it was a TypeError traceback)
+    shutil.copytree(synth_dir, empty_tags)
+    tags = pd.read_parquet(empty_tags / "tags.parquet")
+    blanks = np.array(["#", " ", "##", "\u0301"], dtype=object)[np.arange(len(tags)) % 4]
+    tags.assign(tag=blanks).to_parquet(empty_tags / "tags.parquet", index=False)
     failures = {
         "tags.parquet does not exist": ["--data", str(no_tags)],
         "hashtags.min_users = 100000": ["--data", synth_dir, "--set", "hashtags.min_users=100000"],
+        "column 'tag' normalises to an empty hashtag": ["--data", str(empty_tags)],
+        "all are dropped as spam: raise hashtags.max_tags_per_post": [
+            "--data",
+            synth_dir,
+            "--set",
+            "hashtags.max_tags_per_post=0.5",
+        ],
     }
     for message, arguments in failures.items():
         out = tmp_path / message.split()[0]

@@ -39,7 +39,14 @@ METHOD = Method(
         DATA,
         Stage("classes", ("data",), ("tiny.label",), _classes, outputs=("classes.parquet",), metrics=("classes",)),
         Stage(
-            "train", ("classes", "data"), ("training",), _train, outputs=TRAIN_FILES, metrics=("train",), trains=True
+            "train",
+            ("classes", "data"),
+            ("training",),
+            _train,
+            outputs=TRAIN_FILES,
+            metrics=("train",),
+            trains=True,
+            images=True,
         ),
         features_stage("train"),
     ),

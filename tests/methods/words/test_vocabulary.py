@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from socialfeat.methods import load_config
 from socialfeat.methods.words.vocabulary import (
     EmptyVocabulary,
     build_vocabulary,
+    document_counts,
     item_tokens,
+    missing_sources,
     word_ids,
 )
 from socialfeat.text import class_uniform_rows, tokens
@@ -37,6 +40,22 @@ def test_the_dictionary_drops_the_top_words_caps_k_and_names_drop_top_when_empty
         build_vocabulary(counts, drop_top=5, size=10)
     ids = word_ids(pd.Series({"x": ["tree", "car", "car", "the"], "y": ["the"]}), ["car", "sky", "tree"])
     assert ids["x"] == [0, 2] and ids["y"] == []
+
+
+def test_a_word_repeated_in_one_text_counts_once_for_that_item():
+    spam = ["buy"] * 1_000_000 + ["car"]
+    counts = document_counts([spam, ["car", "sky"], ["car", "sky", "sky"], ["tree"]])
+    assert counts == Counter({"car": 3, "sky": 2, "buy": 1, "tree": 1})
+    assert build_vocabulary(counts, drop_top=0, size=2) == (["car", "sky"], False)
+
+
+def test_empty_or_absent_sources_are_named_as_sources_not_drop_top():
+    with pytest.raises(ValueError, match="vocabulary.sources"):
+        load_config(None, ["method=words", "vocabulary.sources=[]"])
+    with pytest.raises(EmptyVocabulary, match="vocabulary.sources"):
+        build_vocabulary(Counter(), drop_top=3, size=10)
+    items = pd.DataFrame({"item_id": ["a"], "text": ["x"]})
+    assert missing_sources(items, None, None, ("text", "tags", "comments")) == ["tags", "comments"]
 
 
 def test_class_uniform_rows_draw_words_uniformly_whatever_their_frequency():

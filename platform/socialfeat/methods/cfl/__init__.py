@@ -31,11 +31,19 @@ ROUND = Rounds(
     count="clustering.rounds",
     first=2,
     inputs=("features", "train", "kmeans", "factorization", "data"),
-    reads=(*KMEANS_READS, "clustering.feature_weight", "clustering.factor_weight", "training", "features"),
+    reads=(
+        *KMEANS_READS,
+        "clustering.feature_weight",
+        "clustering.factor_weight",
+        "clustering.round_epochs",
+        "training",
+        "features",
+    ),
     compute=rounds.compute_round,
     outputs=("pseudo_classes.parquet", *TRAIN_FILES, *SET_FILES),
     key_metrics=lambda number: (f"rounds/r{number}/label_precision@*", f"rounds/r{number}/nmi_previous"),
     trains=True,
+    images=True,
 )
 
 METHOD = Method(
@@ -63,6 +71,7 @@ METHOD = Method(
             ("training",),
             stages.train,
             outputs=TRAIN_FILES,
+            images=True,
             metrics=("train",),
             trains=True,
             key_metrics=("train/holdout_top1",),

@@ -16,6 +16,8 @@ class ClusteringConfig(Strict):
     rounds: PositiveInt = 1
     feature_weight: NonNegativeFloat = 1.0
     factor_weight: NonNegativeFloat = 1.0
+    # epochs of each round 2..R; None: training.epochs. A warm-started tower needs fewer than round 1's
+    round_epochs: PositiveInt | None = None
 
 
 class Config(ExperimentConfig):

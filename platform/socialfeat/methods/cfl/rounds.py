@@ -108,7 +108,9 @@ def compute_round(ctx: StageContext, tmp: str, number: int) -> dict:
     task = make_task("pseudo_class", int(classes.max()) + 1, 0)
     quiet = dataclasses.replace(ctx, tune_objectives=None)  # a sweep's epochs are the first round's
     holdout = holdout_mask(items, ctx.cfg.training.holdout_fraction)
-    trained = train_task(quiet, tmp, task, rows, holdout, stage=f"round{number}", initial=tower)
+    trained = train_task(
+        quiet, tmp, task, rows, holdout, stage=f"round{number}", initial=tower, epochs=ctx.cfg.clustering.round_epochs
+    )
     result |= {f"{prefix}/{name.removeprefix('train/')}": v for name, v in trained.items()}
     return result | _round_features(ctx, tmp, prefix)
 

@@ -37,11 +37,25 @@ def _tag_log(ctx: StageContext) -> pd.DataFrame:
 
 def _filtered_posts(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     """Posts on items with an image, spam users dropped, each with its part of the time split."""
-    cfg, items = ctx.cfg.hashtags, ctx.dataset().items
-    posts = posts_of(_tag_log(ctx))
+    cfg, items, tags = ctx.cfg.hashtags, ctx.dataset().items, _tag_log(ctx)
+    posts = posts_of(tags)
+    where = os.path.join(ctx.dataset().root, schema.TAGS)
+    if posts.empty:
+        raise NoTags(
+            f"{where}: every one of the {len(tags)} values in column 'tag' normalises to an empty hashtag "
+            "(only '#', blanks or marks): there is nothing to predict"
+        )
     with_image = posts["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])
+    if not with_image.any():
+        raise NoTags(f"{where}: none of the {len(posts)} posts is on an item with an image")
     spam = spam_users(posts[with_image], cfg.max_tags_per_post)
     is_spam = posts["user_id"].isin(spam)
+    if not (with_image & ~is_spam).any():
+        raise NoTags(
+            f"every one of the {len(spam)} users puts more than hashtags.max_tags_per_post = "
+            f"{cfg.max_tags_per_post:g} hashtags on a post on average, so all are dropped as spam: "
+            "raise hashtags.max_tags_per_post"
+        )
     kept = posts[with_image & ~is_spam].reset_index(drop=True)
     counts = {
         "posts/without_image": int((~with_image).sum()),

@@ -12,7 +12,7 @@ class VocabularyConfig(Strict):
 
     size: PositiveInt = 1000  # K: words kept after the dropped ones (capped, with a warning, by the words found)
     drop_top: NonNegativeInt = 10  # the most frequent words left out (paper: 500, for 100M captions)
-    sources: list[Literal["text", "tags", "comments"]] = ["text", "tags", "comments"]
+    sources: list[Literal["text", "tags", "comments"]] = Field(["text", "tags", "comments"], min_length=1)
 
 
 class WordsConfig(Strict):

@@ -22,7 +22,7 @@ def frequency_figures(rc: ReportContext) -> list[tuple[str, str]]:
         axis = figure.add_subplot()
         axis.loglog(np.arange(1, len(counts) + 1), counts)
         axis.axvspan(config["drop_top"] + 1, config["drop_top"] + kept, alpha=0.2, label=f"dictionary (K = {kept})")
-        axis.set(xlabel="word rank", ylabel="tr items' occurrences", title="Word frequency (tr items)")
+        axis.set(xlabel="word rank", ylabel="tr items with the word", title="Word frequency (tr items)")
         axis.legend()
 
     return [

@@ -3,7 +3,6 @@ predict an image's words, and how well it predicts the words of held-out (te) im
 
 import logging
 import os
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,13 @@ import torch
 
 from socialfeat import artifacts
 from socialfeat.methods.words.embeddings import nearest_words, translation_precision
-from socialfeat.methods.words.vocabulary import build_vocabulary, item_tokens, word_ids
+from socialfeat.methods.words.vocabulary import (
+    build_vocabulary,
+    document_counts,
+    item_tokens,
+    missing_sources,
+    word_ids,
+)
 from socialfeat.pipeline.train import holdout_mask, tower_outputs, train_task
 from socialfeat.stages import StageContext
 from socialfeat.stats import significance
@@ -23,13 +28,22 @@ log = logging.getLogger(__name__)
 
 
 def vocabulary(ctx: StageContext, tmp: str) -> dict:
-    """Count words on tr items only (te never leaks into the dictionary), keep the dictionary, map items."""
+    """Count the tr items each word appears in (te never leaks into the dictionary), keep the dictionary, map
+    items."""
     cfg, dataset = ctx.cfg.vocabulary, ctx.dataset()
     parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
-    found = item_tokens(dataset.items, dataset.tags, dataset.comments, tuple(cfg.sources))
+    sources = tuple(cfg.sources)
+    missing = missing_sources(dataset.items, dataset.tags, dataset.comments, sources)
+    if missing:
+        log.warning(
+            "vocabulary.sources names %s, which this dataset lacks: the dictionary is built from %s",
+            ", ".join(missing),
+            ", ".join(s for s in sources if s not in missing) or "nothing",
+        )
+    found = item_tokens(dataset.items, dataset.tags, dataset.comments, sources)
     found = found[found.index.isin(parts.index)]
     tr = found[parts.reindex(found.index).to_numpy() == "tr"]
-    tr_counts = Counter(w for ws in tr for w in ws)
+    tr_counts = document_counts(tr)
     words, capped = build_vocabulary(tr_counts, cfg.drop_top, cfg.size)
     if capped:
         log.warning(

@@ -9,6 +9,12 @@ from socialfeat.errors import UserError
 from socialfeat.text import tokens
 
 
+def missing_sources(items: pd.DataFrame, tags, comments, sources: tuple[str, ...]) -> list[str]:
+    """The sources asked for that the dataset lacks (a warning: the dictionary is built from the others)."""
+    present = {"text": "text" in items, "tags": tags is not None, "comments": comments is not None}
+    return [source for source in sources if not present[source]]
+
+
 def item_tokens(
     items: pd.DataFrame, tags: pd.DataFrame | None, comments: pd.DataFrame | None, sources: tuple[str, ...]
 ) -> pd.Series:
@@ -27,6 +33,12 @@ def item_tokens(
     return pd.Series(found, dtype=object)
 
 
+def document_counts(token_lists) -> Counter:
+    """word -> how many items' token lists hold it: counted per item, as the paper counts, so one text that
+    repeats a word a million times does not outrank the real words."""
+    return Counter(word for words in token_lists for word in set(words))
+
+
 class EmptyVocabulary(UserError):
     """No word is left to predict."""
 
@@ -35,6 +47,11 @@ def build_vocabulary(counts: Counter, drop_top: int, size: int) -> tuple[list[st
     """(the dictionary: the `size` most frequent words after the `drop_top` most frequent, whether `size`
     was capped by the words available). Ties break alphabetically, so the dictionary is deterministic."""
     ranked = [word for word, _ in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))]
+    if not ranked:
+        raise EmptyVocabulary(
+            "the tr items have no words in the sources read (vocabulary.sources: text, tags, comments): "
+            "nothing to predict; name sources the dataset has"
+        )
     kept = ranked[drop_top : drop_top + size]
     if not kept:
         raise EmptyVocabulary(
