@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -114,6 +115,12 @@ def movielens_dir(tmp_path_factory) -> str:
 
 
 SHRINK = ["factorization.epochs=4", "factorization.eval_max_users=200", "clustering.k=6"]
+
+
+def as_at_a_terminal() -> None:
+    """preexec_fn for a child a test interrupts: Ctrl-C's default action, as in a terminal. A test session
+    started in the background (`cmd &`, nohup) has SIGINT ignored, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def space_file(tmp_path, name="space.yaml", **fields) -> str:

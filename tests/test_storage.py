@@ -136,3 +136,8 @@ def test_a_sweep_keeps_its_stages_trials_and_results_in_s3(ray_session, synth_di
     assert results["stage/factorization/reused"].sum() == 2
     best = yaml.safe_load(_read(f"{bucket}/sweep/best.yaml"))
     assert best["data"]["path"] == f"{bucket}/data"
+    # the space it searched is kept there too: another one cannot resume it, even from another machine
+    assert "space/space.json" in files
+    shutil.rmtree(storage.cache_dir(f"{bucket}/sweep", "sweeps"))
+    changed = space_file(tmp_path, name="changed.yaml", space={"clustering.k": {"int": [3, 5]}})
+    assert main(["sweep", changed, "--data", f"{bucket}/data", "--out", f"{bucket}/sweep", "--resume"]) == 2

@@ -344,13 +344,16 @@ def _sweep_locked(args, space, out: str, remote: str | None) -> int:
         verbose=1 if sys.stderr.isatty() else 0,
         remote=remote,
     )
-    summary = write_results(finished_trials(out), space, out)
+    records = finished_trials(out)
+    summary = write_results(records, space, out)
     if remote:
         storage.upload(out, remote, skip=("stages", "trials", "tune", artifacts.SWEEP_LOCK))
     print(json.dumps(summary, indent=2, default=str))
     if "best_trial" not in summary:
         names = ", ".join(o.metric for o in space.objectives)
-        print(f"error: no trial reported {names}; see {shown}/results.csv for each trial's error", file=sys.stderr)
+        errors = [r["error"] for r in records if r.get("error")]
+        first = f"; the first trial's error: {errors[0].splitlines()[0]}" if errors else ""
+        print(f"error: no trial reported {names}{first}; see {shown}/results.csv for each trial's", file=sys.stderr)
         return 1
     _explain(summary, shown)
     return 0

@@ -53,3 +53,36 @@ def test_a_latent_dimension_past_the_bound_or_past_memory_is_refused_naming_the_
     with pytest.raises(TooLarge, match=r"factorization.dim = 4096: the factors would need about 231.9 GiB"):
         check_fits("factorization.dim", 4096, needed, "the factors", available=24 * 2**30)
     check_fits("factorization.dim", 32, factor_bytes(800, 1200, 32), "the factors", available=24 * 2**30)
+
+
+@pytest.mark.parametrize("table", ["interactions", "items", "tags", "social", "comments"])
+def test_a_table_that_is_not_parquet_is_named(synth_dir, tmp_path, capsys, table):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    (data / f"{table}.parquet").write_text("not parquet")
+    assert main(["data", "check", str(data)]) != 0
+    err = capsys.readouterr().err
+    assert f"{table}.parquet: not a readable Parquet file" in err and "Traceback" not in err
+
+
+def test_names_made_from_paths_are_valid_names():
+    from socialfeat.config import safe_name
+    from socialfeat.methods import load_config
+
+    for out in ("my sweep", "résumé/ü", "über sweep (2)", "..", "日本"):
+        name = safe_name(f"best_of_{out}")
+        assert load_config(None, [f"name={name}"]).name == name
+    assert safe_name("best_of_my sweep") == "best_of_my_sweep" and safe_name("résumé") == "resume"
+
+
+@pytest.mark.slow
+def test_a_sweep_objective_no_stage_reports_is_one_message_naming_the_nearest(ray_session, synth_dir, tmp_path, capsys):
+    from conftest import space_file
+
+    space = space_file(tmp_path, samples=1, max_failures=0, objectives=[{"metric": "kmeans/nmii", "mode": "max"}])
+    assert main(["sweep", space, "--data", synth_dir, "--out", str(tmp_path / "sweep")]) == 1
+    err = capsys.readouterr().err
+    assert "no trial reported kmeans/nmii; the first trial's error: MissingObjective: objective metric" in err
+    assert "(nearest: kmeans/nmi" in err and "Traceback" not in err and "TuneError" not in err

@@ -12,6 +12,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from conftest import as_at_a_terminal
 from socialfeat import artifacts
 from socialfeat.cli import main
 
@@ -70,7 +71,9 @@ def _wait_for(pattern: str, process: subprocess.Popen, timeout: float = 180) -> 
 def test_two_runs_at_once_then_ctrl_c_keeps_the_finished_stages_and_no_ray_process(ray_session, tmp_path, capsys):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "socialfeat", "run", "--out", str(out), *TINY, "--set", "training.epochs=60"]
-    first = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    first = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=as_at_a_terminal
+    )
     _wait_for(str(out / "stages" / ".checkpoints" / "train-*"), first)  # training has started
     assert main(["run", "--out", str(out), "--until", "kmeans", *TINY]) == 2  # the second run at once
     assert "another socialfeat run" in capsys.readouterr().err

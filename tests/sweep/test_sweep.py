@@ -1,5 +1,6 @@
 """`socialfeat sweep`: search-space files, shared stages across trials, failed trials, a killed driver."""
 
+import contextlib
 import glob
 import json
 import os
@@ -14,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import SHRINK, _free_port, space_file
+from conftest import SHRINK, _free_port, as_at_a_terminal, space_file
 from socialfeat.cli import main
 from socialfeat.config import ConfigError
 from socialfeat.methods import load_config
@@ -161,6 +162,7 @@ def _driver(space: str, data: str, out: str, *extra: str, ray_address: str) -> s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_at_a_terminal,
     )
 
 
@@ -202,8 +204,17 @@ def test_an_interrupted_then_killed_sweep_resumes_without_rerunning_finished_tri
     interrupted = len(_finished(out))
     driver = _driver(space, synth_dir, out, "--resume", ray_address="")
     _wait_for(out, interrupted + 1, driver)
+    ray_processes = psutil.Process(driver.pid).children(recursive=True)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    # its Ray outlives it for a while, and a trial still running there could finish beside the resumed one.
+    # Its raylet and workers end; Ray 2.60's two agents did not within 60 s (README's known limits): ended here
+    agents = [p for p in ray_processes if "Agent" in p.name()]
+    _, alive = psutil.wait_procs([p for p in ray_processes if p not in agents], timeout=60)
+    assert alive == []
+    for agent in agents:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            agent.kill()
     before = _finished(out)
     assert 2 <= len(before) < 6 and not os.path.exists(os.path.join(out, "results.csv"))
     assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0

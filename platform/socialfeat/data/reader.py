@@ -166,11 +166,11 @@ def _null_label_violations(labels: pa.ChunkedArray) -> list[str]:
 def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
     """items.parquet without the image bytes: `image_ref` says where each image is, or None."""
     path = os.path.join(root, schema.ITEMS)
-    names = pq.read_schema(path).names if os.path.exists(path) else []
     columns = ["item_id", "owner_id", "text", "labels", "image_path"]
-    items = _read_table(root, schema.ITEMS, problems, columns)
+    items = _read_table(root, schema.ITEMS, problems, columns)  # names the file when it is not Parquet
     if items is None:
         return None
+    names = pq.read_schema(path).names
     if "image" not in names and "image_path" not in names:
         problems.append(f"{schema.ITEMS}: needs an 'image' (binary) or an 'image_path' (string) column")
     if "labels" in names:

@@ -6,6 +6,7 @@ is the record of the sweep. --resume reads it rather than Tune's experiment stat
 rewrites in place: a driver killed mid-write left it empty in our tests, and Tuner.restore then lost
 every trial."""
 
+import difflib
 import glob
 import logging
 import os
@@ -36,7 +37,7 @@ from socialfeat.training.task import stage_metric
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
 STOPPED = "stopped.json"  # the scheduler (ASHA) ended the trial early: its last per-epoch report
-SPACE_RECORD = "space.json"  # what the sweep searches, as it started: --resume refuses another space
+SPACE_RECORD = os.path.join("space", "space.json")  # what the sweep searches, as it started (see check_resumed_space)
 NO_STATE_API = (
     "warning: the Ray State API (served by the Ray dashboard) is not reachable, so Ray Train cannot release the "
     "workers of trials that ASHA stops: each keeps its CPUs until this driver exits and later trials may wait for "
@@ -77,6 +78,7 @@ def trial(
             remote_stages=remote and storage.join(remote, "stages"),
             tune_objectives=objectives,
         )
+        check_objectives(objectives, metrics)
     except Exception as error:
         atomic_write_text(os.path.join(run_dir, "error.txt"), f"{type(error).__name__}: {error}\n")
         publish(run_dir, remote_trial)
@@ -85,6 +87,23 @@ def trial(
     write_json(os.path.join(run_dir, "trial_metrics.json"), metrics)  # complete: the resume record
     publish(run_dir, remote_trial)
     ray.tune.report(metrics)
+
+
+class MissingObjective(ConfigError):
+    """The trial ran but reported no value of an objective: its name is not one the stages report."""
+
+
+def check_objectives(objectives: tuple[str, ...], metrics: dict) -> None:
+    """Every objective among the trial's metrics, else one message with the nearest names it did report
+    (the search-space check before Ray can only see the family: `mf/` of `mf/nosuch`)."""
+    for name in objectives:
+        if name not in metrics:
+            family = [m for m in metrics if m.split("/")[0] == name.split("/")[0]]
+            near = difflib.get_close_matches(name, family, n=5, cutoff=0.0)
+            raise MissingObjective(
+                f"objective metric '{name}' is not among the {len(metrics)} metrics the trial reported "
+                f"(nearest: {', '.join(near) or 'none of its family'}); fix 'objectives' in the search space"
+            )
 
 
 def cap_threads(cpus: float) -> int:
@@ -364,7 +383,11 @@ def check_resumed_space(space: SearchSpace, out: str, remote: str | None, resume
     """--resume continues the search it started: another space (or base experiment) would mix its trials with
     the earlier ones, so it is refused unless --resume-anyway says so (before Ray starts)."""
     path = os.path.join(out, SPACE_RECORD)
-    if not (resume or anyway) or remote or not os.path.exists(path):
+    if not (resume or anyway):
+        return
+    if remote:
+        storage.download(storage.join(remote, "space"), os.path.dirname(path))
+    if not os.path.exists(path):
         return
     recorded, now = read_json(path), space_fingerprint(space)
     changed = sorted(key for key in now if recorded.get(key) != now[key])
@@ -416,7 +439,10 @@ def run_sweep(
     base = space.base_config(data)
     _check_out(out, resume, remote)
     if not resume:
+        os.makedirs(os.path.join(out, os.path.dirname(SPACE_RECORD)), exist_ok=True)
         write_json(os.path.join(out, SPACE_RECORD), space_fingerprint(space))
+        if remote:
+            storage.upload(os.path.join(out, "space"), storage.join(remote, "space"))
     concurrency = _concurrency(space, base, concurrency)
     done = finished_trials(out)
     remaining = (samples or space.samples) - len(done)

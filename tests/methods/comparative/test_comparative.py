@@ -33,6 +33,8 @@ def test_cdl_beats_twonets_and_both_beat_chance(ray_session, tmp_path):
     assert cdl["comparative/random/precision@20"] == pytest.approx(0.2)
     assert cdl["comparative/cdl/precision@20"] > cdl["comparative/borda_random_cnn/precision@20"] + 0.2
     assert cdl["comparative/precision@20"] == cdl["comparative/cdl/precision@20"]
+    # popularity, the ranker a practitioner tries first, stands beside them (its ties broken at random)
+    assert 0 < cdl["comparative/popularity/precision@20"] == twonets["comparative/popularity/precision@20"] < 1
     # cold start from the dual net's image features (at five epochs 0.870 vs a random CNN's 0.621, oracle 0.940)
     assert cdl["coldstart/oracle/auc"] > cdl["coldstart/cnn/auc"] > cdl["coldstart/random_cnn/auc"] + 0.1
     curves = pd.read_parquet(glob.glob(os.path.join(out, "stages", "recommend-*", "curves.parquet"))[0])

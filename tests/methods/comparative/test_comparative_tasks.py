@@ -4,6 +4,7 @@ losses point the right way, and the ranking metrics and Borda count on hand-made
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 
 from socialfeat.methods.comparative.recommend import at_k, borda, chance
@@ -61,3 +62,16 @@ def test_precision_and_recall_at_k_chance_and_borda():
     candidates = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
     points = borda(candidates, liked=np.array([[1.0, 0.1], [0.9, 0.0]]))
     assert points.tolist() == [6, 2, 4]  # both liked items rank the first candidate first, the second last
+
+
+def test_popularity_ranks_by_train_likes_and_breaks_ties_at_random_not_by_candidate_order():
+    from socialfeat.methods.comparative.recommend import _popularity
+
+    # one test user's 100 candidates, the 20 concealed first (as test_candidates lists them), none ever liked
+    candidates = pd.DataFrame({"user": 0, "item_id": [f"i{n}" for n in range(100)], "concealed": np.arange(100) < 20})
+    likes = pd.DataFrame({"user": [1, 2, 3], "item_id": ["i50", "i50", "i60"], "part": ["train", "train", "test"]})
+    scores = _popularity(candidates, likes, seed=0)
+    order = np.argsort(-scores, kind="stable")
+    assert order[0] == 50  # two train likes; i60's like is a test like, not counted
+    precision, _ = at_k(order, candidates["concealed"].to_numpy(), 20)
+    assert precision[-1] < 0.5  # a stable sort of equal counts would put the 20 concealed first: 1.0

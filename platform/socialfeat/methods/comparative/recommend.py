@@ -1,6 +1,7 @@
 """Recommendation by distance (Lei et al. 2016, section 5): every test user ranks their candidates (concealed
-likes among other items) by the dual net's distance, and by the Borda count of image-feature similarity to
-their train likes; precision and recall at K for each ranking and for chance."""
+likes among other items) by the dual net's distance, by the Borda count of image-feature similarity to
+their train likes, and by popularity (train likes per item); precision and recall at K for each ranking and
+for chance."""
 
 import os
 
@@ -53,8 +54,8 @@ def _feature_sets(ctx: StageContext, stored: dict, ids: pd.Index) -> dict[str, t
 
 
 def _scores(ctx: StageContext, candidates: pd.DataFrame, stored: dict) -> dict[str, np.ndarray]:
-    """{ranking: each candidate row's score, higher first}: the model's -distance and the Borda baselines over
-    the features stage's sets `stored`."""
+    """{ranking: each candidate row's score, higher first}: the model's -distance, popularity and the Borda
+    baselines over the features stage's sets `stored`."""
     task = stage_task(ctx)
     found, vectors, state = tower_outputs(ctx, candidates["item_id"].unique())
     rows = pd.Index(found).get_indexer(candidates["item_id"])
@@ -62,11 +63,20 @@ def _scores(ctx: StageContext, candidates: pd.DataFrame, stored: dict) -> dict[s
     model = trained_model(ctx, task, state)
     scores = {ctx.cfg.comparative.model: -distances(model, torch.from_numpy(bags), torch.tensor(vectors[rows])).numpy()}
     likes = pd.read_parquet(ctx.path("likes", "likes.parquet"))
+    scores["popularity"] = _popularity(candidates, likes, ctx.cfg.comparative.seed)
     train = likes[(likes["part"] == "train") & likes["user"].isin(candidates["user"])]
     sets = _feature_sets(ctx, stored, pd.Index(pd.unique(np.concatenate([candidates["item_id"], train["item_id"]]))))
     for name, (ids, vectors) in sets.items():
         scores[f"borda_{name}"] = _borda_scores(candidates, train, ids, vectors)
     return scores
+
+
+def _popularity(candidates: pd.DataFrame, likes: pd.DataFrame, seed: int) -> np.ndarray:
+    """Each candidate's count of train likes (every user's): the ranker a practitioner tries first. Ties are
+    broken at random, never by candidate order (each user's concealed likes come first)."""
+    counts = likes.loc[likes["part"] == "train", "item_id"].value_counts()
+    jitter = np.random.default_rng(seed).random(len(candidates)) * 0.5  # below 1: orders only equal counts
+    return counts.reindex(candidates["item_id"]).fillna(0).to_numpy(dtype=np.float64) + jitter
 
 
 def _borda_scores(candidates: pd.DataFrame, train: pd.DataFrame, ids: pd.Index, vectors: np.ndarray) -> np.ndarray:
