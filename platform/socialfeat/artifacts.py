@@ -132,7 +132,7 @@ class TornRun(UserError):
 
 def file_digest(path: str) -> str:
     with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def check_run_pair(run_dir: str) -> None:

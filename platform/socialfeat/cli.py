@@ -353,7 +353,9 @@ def _sweep_locked(args, space, out: str, remote: str | None) -> int:
         names = ", ".join(o.metric for o in space.objectives)
         errors = [r["error"] for r in records if r.get("error")]
         first = f"; the first trial's error: {errors[0].splitlines()[0]}" if errors else ""
-        print(f"error: no trial reported {names}{first}; see {shown}/results.csv for each trial's", file=sys.stderr)
+        print(
+            f"error: no trial reported {names}{first}; see {shown}/results.csv for every trial's error", file=sys.stderr
+        )
         return 1
     _explain(summary, shown)
     return 0

@@ -366,7 +366,10 @@ def _trainable(space: SearchSpace, base: ExperimentConfig, point: dict, out: str
 
 def space_fingerprint(space: SearchSpace) -> dict:
     """What makes two sweeps the same search: everything but how many trials and where they run."""
-    experiment = open(space.experiment).read() if space.experiment else None
+    experiment = None
+    if space.experiment:
+        with open(space.experiment) as handle:
+            experiment = handle.read()
     return {
         "experiment": content_hash(experiment),
         "objectives": [[o.metric, o.mode] for o in space.objectives],
