@@ -1,4 +1,4 @@
-"""Ray Train around the loop: a killed worker resumes from its checkpoint."""
+"""Ray Train around the loop: a killed worker resumes from its checkpoint; the local Ray polls its workers often."""
 
 import glob
 import os
@@ -60,3 +60,11 @@ def test_resume_skips_a_checkpoint_cut_off_mid_copy(tmp_path):
     whole = (tmp_path / "checkpoint_2" / STATE).read_bytes()
     (tmp_path / "checkpoint_2" / STATE).write_bytes(whole[: len(whole) // 2])  # a copy into storage cut off
     assert _latest_on_disk(str(tmp_path))["epoch"] == 1
+
+
+def test_the_local_rays_workers_poll_ray_train_often_enough_for_short_epochs(ray_session):
+    # a report with a checkpoint waits for the controller's poll of its workers: Ray's 2 s was 1.8 s an epoch
+    import socialfeat.distributed.cluster as cluster
+
+    seen = ray_session.get(ray_session.remote(lambda: os.environ.get(cluster.TRAIN_POLL_ENV)).remote())
+    assert seen == cluster.TRAIN_POLL_SECONDS and float(seen) < 0.5

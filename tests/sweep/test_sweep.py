@@ -241,7 +241,8 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
         objectives=[{"metric": "retrieval/cnn/jaccard@10", "mode": "max"}],
         trial_resources={"cpu": 0.01, "data_cpus": 1},
         fixed=SHRINK
-        + ["training.epochs=3", "training.batch_size=32", "training.cpus_per_worker=0.99", "features.random_cnn=false"],
+        + ["training.epochs=3", "training.batch_size=32", "training.cpus_per_worker=0.99", "features.random_cnn=false"]
+        + ["training.image_size=32", "training.crop_size=28"],
         scheduler={"grace_period": 1, "max_epochs": 3, "metric": "holdout_loss", "mode": "min"},
         space={"clustering.k": {"choice": [6, 48]}},
     )

@@ -17,7 +17,10 @@ EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experime
 @pytest.mark.slow
 def test_words_local_beats_the_frequency_baseline_and_a_random_cnn(ray_session, tmp_path):
     out = str(tmp_path / "run")
-    assert main(["run", EXPERIMENT, "--out", out]) == 0
+    # 32-pixel crops: half the experiment's training time (2-core CPU, 2026-12-02: precision@10 0.349 against the
+    # frequency baseline's 0.059, label precision@10 0.94 against a random CNN's 0.18)
+    small_images = ["--set", "training.image_size=36", "--set", "training.crop_size=32"]
+    assert main(["run", EXPERIMENT, "--out", out, *small_images]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["words/te_items"] > 30 and metrics["vocabulary/size"] == 100
     # the issue's acceptance bounds; measured 3.3x and +0.47 (README), the same on every run of the same seed
