@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy
 import pyarrow
-import pyarrow.parquet as pq
 
 from socialfeat import __version__, storage
 from socialfeat.errors import UserError
@@ -29,15 +28,6 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 RUN_LOCK = ".run.lock"  # held by the one run writing a run directory
 SWEEP_LOCK = ".sweep.lock"  # held by the one sweep driver writing a sweep directory
-# Files whose bytes define a dataset; images referenced by path are covered by items.parquet's paths.
-FINGERPRINT_FILES = (
-    "interactions.parquet",
-    "items.parquet",
-    "tags.parquet",
-    "social.parquet",
-    "comments.parquet",
-    "dataset.yaml",  # its image policy (allow_external_images) decides what a stage may read
-)
 
 
 class RunDirBusy(FileExistsError):
@@ -211,41 +201,6 @@ def content_hash(value) -> str:
     """A short stable hash of any JSON-able value."""
     text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def dataset_fingerprint(root: str) -> str:
-    """A hash of the dataset's table files' bytes: any change to the data changes every stage key."""
-    digest = hashlib.sha256()
-    for name in FINGERPRINT_FILES:
-        path = os.path.join(root, name)
-        if not os.path.exists(path):
-            continue
-        digest.update(name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def images_fingerprint(root: str) -> str:
-    """A hash of the image files items.parquet's image_path names, by path, size and modification time
-    (not their bytes: hashing every image would read the whole image set at every run's start, and
-    rewriting a file changes its mtime, as make and rsync rely on). Embedded images are in items.parquet's
-    bytes already; URIs are keyed by the reference alone (a listing per run would cost a request each)."""
-    items = os.path.join(root, "items.parquet")
-    if not os.path.exists(items) or "image_path" not in pq.read_schema(items).names:
-        return ""
-    digest = hashlib.sha256()
-    for reference in pq.read_table(items, columns=["image_path"]).column(0).to_pylist():
-        if reference is None or "://" in reference.removeprefix("file://"):
-            continue
-        path = reference.removeprefix("file://")
-        try:
-            info = os.stat(path if os.path.isabs(path) else os.path.join(root, path))
-            digest.update(f"{reference}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{reference}\0missing\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def versions() -> dict:

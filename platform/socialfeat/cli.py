@@ -88,6 +88,7 @@ def _add_data(commands) -> None:
         ("image-size", int),
         ("tag-probability", float),
         ("foreign-fraction", float),
+        ("shards", int),
     ):
         synth.add_argument(
             f"--{flag}", type=kind, help=f"synth.{flag.replace('-', '_')} (see `socialfeat config show`)"
@@ -97,6 +98,7 @@ def _add_data(commands) -> None:
     for flag in ("ratings", "movies", "posters", "out"):
         movielens.add_argument(f"--{flag}", required=True)
     movielens.add_argument("--tags")
+    movielens.add_argument("--shards", type=int, default=1, help="files per table (1: items.parquet; N: items/ of N)")
     movielens.set_defaults(handler=cmd_import_movielens)
 
 
@@ -281,8 +283,10 @@ def cmd_data_synth(args) -> int:
 
 def cmd_import_movielens(args) -> int:
 
+    if args.shards < 1:
+        raise ConfigError(f"import-movielens: --shards must be 1 or more (got {args.shards})")
     counts = import_movielens(
-        args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty()
+        args.ratings, args.movies, args.posters, args.out, args.tags, progress=sys.stderr.isatty(), shards=args.shards
     )
     print(json.dumps(counts, indent=2))
     if counts["items_without_poster"]:

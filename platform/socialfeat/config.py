@@ -77,6 +77,7 @@ class SynthConfig(Strict):
     friends_per_user: NonNegativeInt = 3
     friend_affinity: float = Field(0.8, ge=0.0, le=1.0)
     image_size: int = Field(64, ge=16, le=1024)
+    shards: PositiveInt = 1  # files per table: 1 writes items.parquet, N a folder items/ of N Parquet shards
 
 
 class DataConfig(Strict):

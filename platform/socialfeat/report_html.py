@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from PIL import Image
 
 from socialfeat import artifacts
+from socialfeat.data import schema
 from socialfeat.data.images import decode_rgb, item_image_bytes
 from socialfeat.features.extract import read_features, set_paths
 from socialfeat.report import with_intervals
@@ -96,8 +96,8 @@ def coldstart_figures(rc: ReportContext) -> list[tuple[str, str]]:
 
 
 def thumbnails(root: str, item_ids) -> dict:
-    column = "image" if "image" in pq.read_schema(os.path.join(root, "items.parquet")).names else "image_path"
-    table = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", column]).to_pandas()
+    column = "image" if "image" in schema.table_schema(root, schema.ITEMS).names else "image_path"
+    table = schema.read_columns(root, schema.ITEMS, ["item_id", column]).to_pandas()
     stored = table.set_index("item_id")[column].reindex(list(item_ids))
     thumbs = {}
     for item_id, value in stored.items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from socialfeat import artifacts, console, storage
 from socialfeat.config import ConfigView, ExperimentConfig, declared_values, to_yaml
+from socialfeat.data import keys
 from socialfeat.data.reader import Dataset, read_dataset
 from socialfeat.data.synthetic import generate
 from socialfeat.errors import UserError
@@ -267,12 +268,12 @@ def resolve_dataset(ctx: StageContext) -> None:
     ctx.dataset_key = artifacts.content_hash(
         {
             "source": source,
-            "bytes": artifacts.dataset_fingerprint(ctx.dataset_root),
+            "bytes": keys.dataset_fingerprint(ctx.dataset_root),
             "images": ctx.cfg.images.model_dump(),
             "reader": code_fingerprint(read_dataset),
         }
     )
-    ctx.images_key = artifacts.images_fingerprint(ctx.dataset_root)
+    ctx.images_key = keys.images_fingerprint(ctx.dataset_root)
 
 
 def _inputs(stage: Stage, keys: dict[str, str], dataset_key: str, images_key: str) -> dict[str, str]:

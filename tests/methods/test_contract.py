@@ -1,9 +1,11 @@
 """The method contract, over every registered method and a test-only fifth one (after implicit's
 RecommenderBaseTestMixin): a sound graph, tasks that learn without Ray, encoders of their declared size, cache
 keys that move exactly with the config keys each stage declares, and the whole graph run on small data: every
-stage's metrics in its declared families, every key-metric pattern matched, the trained task the declared one."""
+stage's metrics in its declared families, every key-metric pattern matched, the trained task the declared one;
+the data in shards, giving the numbers of its single-file form."""
 
 import fnmatch
+import os
 
 import pytest
 import tiny
@@ -38,6 +40,7 @@ SMALL = [
     "data.synth.image_size=24",
     "data.synth.styles=4",
     "data.synth.owner_post_probability=0.5",  # posts for hashtags
+    "data.synth.shards=3",  # every method reads a sharded dataset (one compared with the single file below)
     "factorization.epochs=3",
     "training.epochs=1",
     "training.batch_size=32",
@@ -183,6 +186,18 @@ def _whole_run(method: Method, tmp_path_factory):
 @pytest.fixture
 def whole_run(method, ray_session, tmp_path_factory):
     return _whole_run(method, tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_a_sharded_dataset_gives_the_numbers_of_its_single_file_form(ray_session, tmp_path_factory):
+    method = ALL["tiny"]
+    _, sharded, _ = _whole_run(method, tmp_path_factory)
+    out = str(tmp_path_factory.mktemp("single-file") / "run")
+    single, ctx = run_experiment(method, small_config(method, "data.synth.shards=1"), out)
+    assert os.path.isfile(ctx.path("synth", "items.parquet"))
+    timing = ("seconds", "rss", "reused", "saved_by_reuse")
+    same = {name: value for name, value in single.items() if not any(word in name for word in timing)}
+    assert len(same) > 20 and same == {name: sharded[name] for name in same}
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import SHRINK
-from socialfeat import artifacts
 from socialfeat.cli import main
+from socialfeat.data import keys
 from socialfeat.data.reader import UndeclaredImages, read_dataset
 from socialfeat.methods import load_config, named
 from socialfeat.stages import Stage, StageContext, plan_keys
@@ -55,15 +55,15 @@ def test_a_redrawn_image_recomputes_the_stages_that_read_images_and_no_other(ray
 
 def test_dataset_yaml_is_part_of_the_dataset_key_and_images_key_only_image_stages(synth_dir, tmp_path):
     data = _with_image_files(synth_dir, str(tmp_path / "data"))
-    before = artifacts.dataset_fingerprint(data), artifacts.images_fingerprint(data)
+    before = keys.dataset_fingerprint(data), keys.images_fingerprint(data)
     with open(os.path.join(data, "dataset.yaml"), "w") as handle:
         handle.write("allow_external_images: true\n")
-    assert artifacts.dataset_fingerprint(data) != before[0]
+    assert keys.dataset_fingerprint(data) != before[0]
     os.remove(os.path.join(data, "img", os.listdir(os.path.join(data, "img"))[0]))  # an image gone
-    assert artifacts.images_fingerprint(data) != before[1]
+    assert keys.images_fingerprint(data) != before[1]
     method, cfg = named("cfl"), load_config(None, ["method=cfl"])
-    keys, redrawn = plan_keys(method, cfg, "d", images_key="a"), plan_keys(method, cfg, "d", images_key="b")
-    moved = {name for name in keys if keys[name] != redrawn[name]}
+    planned, redrawn = plan_keys(method, cfg, "d", images_key="a"), plan_keys(method, cfg, "d", images_key="b")
+    moved = {name for name in planned if planned[name] != redrawn[name]}
     assert moved == {"train", "features", "rounds", "evaluate", "coldstart"}  # what reads images, what follows
 
 

@@ -17,8 +17,12 @@ def _image_bytes(dataset: Dataset) -> Iterator[tuple[str, bytes | None, str | No
     column = dataset.image_column
     if column is None:
         return
-    parquet = pq.ParquetFile(os.path.join(dataset.root, schema.ITEMS))
-    for batch in parquet.iter_batches(columns=["item_id", column], batch_size=256):
+    batches = (
+        batch
+        for parquet in schema.parquet_files(dataset.root, schema.ITEMS)
+        for batch in parquet.iter_batches(columns=["item_id", column], batch_size=256)
+    )
+    for batch in batches:
         for item_id, value in zip(batch.column("item_id").to_pylist(), batch.column(column).to_pylist()):
             if value is None:
                 continue

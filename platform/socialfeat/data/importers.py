@@ -63,7 +63,13 @@ def _poster_bytes(posters: str, movie_ids: pd.Series, progress: bool) -> list[by
 
 
 def import_movielens(
-    ratings: str, movies: str, posters: str, out: str, tags: str | None = None, progress: bool = False
+    ratings: str,
+    movies: str,
+    posters: str,
+    out: str,
+    tags: str | None = None,
+    progress: bool = False,
+    shards: int = 1,
 ) -> dict:
     """Convert MovieLens CSVs and a poster folder into a contract dataset at `out`; returns counts.
 
@@ -122,7 +128,7 @@ def import_movielens(
         "counts": counts,
     }
     with atomic_dir(out) as tmp:
-        write_contract(tmp, interactions, items, tag_frame, None, meta)
+        write_contract(tmp, interactions, items, tag_frame, None, meta, shards=shards)
     return counts
 
 

@@ -1,5 +1,6 @@
 """The one validating reader of the dataset contract: every violation named by file, column and row."""
 
+import bisect
 import logging
 import os
 from dataclasses import dataclass, field
@@ -57,16 +58,34 @@ class Dataset:
 
     @property
     def image_column(self) -> str | None:
-        columns = pq.read_schema(os.path.join(self.root, schema.ITEMS)).names
+        columns = schema.table_schema(self.root, schema.ITEMS).names
         return "image" if "image" in columns else ("image_path" if "image_path" in columns else None)
 
 
-def _type_violations(name: str, arrow_schema: pa.Schema) -> list[str]:
-    """Missing required columns and columns whose stored type the contract does not accept."""
-    expected = schema.SCHEMAS[name]
+@dataclass(frozen=True)
+class Place:
+    """Where a table's rows came from: its files (one, or the shards of its folder) and the row of the read
+    frame each file starts at, so that a violation names the file and the row within it."""
+
+    name: str  # the table: items.parquet
+    files: tuple[str, ...] = ()
+    starts: tuple[int, ...] = (0,)
+
+    def of(self, row: int) -> tuple[str, int]:
+        """(file, row within it) of a row of the read frame."""
+        if not self.files:
+            return self.name, row
+        shard = bisect.bisect_right(self.starts, row) - 1
+        return self.files[shard], row - self.starts[shard]
+
+
+def _type_violations(table: str, file: str, arrow_schema: pa.Schema) -> list[str]:
+    """Missing required columns and columns whose stored type the contract does not accept, in one of the
+    files of `table`."""
+    expected = schema.SCHEMAS[table]
     problems = [
-        f"{name}: required column '{c}' is missing (found: {', '.join(arrow_schema.names) or 'none'})"
-        for c in schema.REQUIRED[name]
+        f"{file}: required column '{c}' is missing (found: {', '.join(arrow_schema.names) or 'none'})"
+        for c in schema.REQUIRED[table]
         if c not in arrow_schema.names
     ]
     for column in expected:
@@ -75,41 +94,54 @@ def _type_violations(name: str, arrow_schema: pa.Schema) -> list[str]:
         want, got = schema.kind_of(column.type), schema.kind_of(arrow_schema.field(column.name).type)
         if got not in schema.ACCEPTS[want]:
             problems.append(
-                f"{name}: column '{column.name}' has type {arrow_schema.field(column.name).type}, expected {want}"
+                f"{file}: column '{column.name}' has type {arrow_schema.field(column.name).type}, expected {want}"
             )
     return problems
 
 
-def _null_violations(name: str, frame: pd.DataFrame, columns) -> list[str]:
+def _first_at(place: Place, rows: np.ndarray) -> tuple[str, str]:
+    """The file to name for rows of the read frame (the first one's), and ' at row R' within it."""
+    file, row = place.of(int(rows[0]))
+    return file, f"first at row {row}"
+
+
+def _null_violations(place: Place, frame: pd.DataFrame, columns) -> list[str]:
     problems = []
     for column in columns:
         missing = np.flatnonzero(frame[column].isna().to_numpy())
         if len(missing):
-            problems.append(f"{name}: column '{column}' is null in {len(missing)} row(s), first at row {missing[0]}")
+            file, at = _first_at(place, missing)
+            problems.append(f"{file}: column '{column}' is null in {len(missing)} row(s), {at}")
     return problems
 
 
-def _read_table(root: str, name: str, problems: list[str], columns=None) -> pd.DataFrame | None:
-    path = os.path.join(root, name)
-    try:
-        arrow_schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        problems.append(f"{name}: not a readable Parquet file ({error})")
-        return None
-    type_problems = _type_violations(name, arrow_schema)
-    if type_problems:
+def _read_table(root: str, name: str, problems: list[str], columns=None) -> tuple[pd.DataFrame | None, Place]:
+    """A table's rows across its files, each file's schema checked against the contract and named."""
+    files, frames, starts = schema.table_files(root, name), [], [0]
+    for file in files:
+        try:
+            arrow_schema = pq.read_schema(os.path.join(root, file))
+        except (pa.ArrowInvalid, OSError) as error:
+            problems.append(f"{file}: not a readable Parquet file ({error})")
+            continue
+        type_problems = _type_violations(name, file, arrow_schema)
         problems.extend(type_problems)
-        return None
-    wanted = [c for c in (columns or schema.SCHEMAS[name].names) if c in arrow_schema.names]
-    return pq.read_table(path, columns=wanted).to_pandas()
+        if type_problems:
+            continue
+        wanted = [c for c in (columns or schema.SCHEMAS[name].names) if c in arrow_schema.names]
+        frames.append(pq.read_table(os.path.join(root, file), columns=wanted).to_pandas())
+        starts.append(starts[-1] + len(frames[-1]))
+    place = Place(name, tuple(files), tuple(starts[:-1]))
+    if len(frames) < len(files) or not files:
+        return None, place
+    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), place
 
 
-def _clean_interactions(frame: pd.DataFrame, problems: list[str], handled: dict) -> pd.DataFrame:
-    name = schema.INTERACTIONS
+def _clean_interactions(frame: pd.DataFrame, place: Place, problems: list[str]) -> pd.DataFrame:
     if frame.empty:
-        problems.append(f"{name}: has no rows; at least one interaction is needed")
+        problems.append(f"{place.name}: has no rows; at least one interaction is needed")
         return frame
-    problems.extend(_null_violations(name, frame, ("user_id", "item_id")))
+    problems.extend(_null_violations(place, frame, ("user_id", "item_id")))
     frame["user_id"] = frame["user_id"].astype(str)
     frame["item_id"] = frame["item_id"].astype(str)
     if "value" not in frame:
@@ -117,10 +149,16 @@ def _clean_interactions(frame: pd.DataFrame, problems: list[str], handled: dict)
     values = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        problems.append(f"{name}: column 'value' is null, NaN or infinite in {len(bad)} row(s), first at row {bad[0]}")
+        file, at = _first_at(place, bad)
+        problems.append(f"{file}: column 'value' is null, NaN or infinite in {len(bad)} row(s), {at}")
     frame["value"] = values.astype(np.float32)
     if "timestamp" in frame:
-        problems.extend(_null_violations(name, frame, ("timestamp",)))
+        problems.extend(_null_violations(place, frame, ("timestamp",)))
+    return frame
+
+
+def _without_duplicates(frame: pd.DataFrame, handled: dict) -> pd.DataFrame:
+    name = schema.INTERACTIONS
     duplicated = frame.duplicated(["user_id", "item_id"], keep="last")
     handled["duplicate_interactions_removed"] = int(duplicated.sum())
     if duplicated.any():
@@ -130,77 +168,78 @@ def _clean_interactions(frame: pd.DataFrame, problems: list[str], handled: dict)
     return frame[~duplicated].reset_index(drop=True)
 
 
-def _clean_items(frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
-    name = schema.ITEMS
-    problems.extend(_null_violations(name, frame, ("item_id",)))
+def _clean_items(frame: pd.DataFrame, place: Place, problems: list[str]) -> pd.DataFrame:
+    problems.extend(_null_violations(place, frame, ("item_id",)))
     duplicated = np.flatnonzero(frame["item_id"].duplicated().to_numpy())
     if len(duplicated):
+        file, at = _first_at(place, duplicated)
         problems.append(
-            f"{name}: column 'item_id' repeats in {len(duplicated)} row(s), first at row "
-            f"{duplicated[0]} ('{frame['item_id'].iloc[duplicated[0]]}')"
+            f"{file}: column 'item_id' repeats in {len(duplicated)} row(s), {at} "
+            f"('{frame['item_id'].iloc[duplicated[0]]}')"
         )
     return frame
 
 
-def _unknown_item_violations(name: str, frame: pd.DataFrame, known: pd.Index) -> list[str]:
+def _unknown_item_violations(place: Place, frame: pd.DataFrame, known: pd.Index) -> list[str]:
     unknown = np.flatnonzero(~frame["item_id"].isin(known).to_numpy())
     if not len(unknown):
         return []
-    first = unknown[0]
+    file, at = _first_at(place, unknown)
     return [
-        f"{name}: column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}, "
-        f"first at row {first} ('{frame['item_id'].iloc[first]}')"
+        f"{file}: column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}, "
+        f"{at} ('{frame['item_id'].iloc[unknown[0]]}')"
     ]
 
 
-def _null_label_violations(labels: pa.ChunkedArray) -> list[str]:
+def _null_label_violations(labels: pa.ChunkedArray, place: Place) -> list[str]:
     """A null inside a labels list (an empty list or a null list is fine: no labels)."""
     labels = labels.combine_chunks()
     inner_null = np.flatnonzero(labels.flatten().is_null().to_numpy(zero_copy_only=False))
     if not len(inner_null):
         return []
     rows = pa.compute.list_parent_indices(labels).to_numpy()[inner_null]
-    return [f"{schema.ITEMS}: column 'labels' holds a null label in {len(set(rows))} row(s), first at row {rows[0]}"]
+    file, at = _first_at(place, rows)
+    return [f"{file}: column 'labels' holds a null label in {len(set(rows))} row(s), {at}"]
 
 
-def _item_frame(root: str, problems: list[str]) -> pd.DataFrame | None:
+def _item_frame(root: str, problems: list[str]) -> tuple[pd.DataFrame | None, Place]:
     """items.parquet without the image bytes: `image_ref` says where each image is, or None."""
-    path = os.path.join(root, schema.ITEMS)
     columns = ["item_id", "owner_id", "text", "labels", "image_path"]
-    items = _read_table(root, schema.ITEMS, problems, columns)  # names the file when it is not Parquet
+    items, place = _read_table(root, schema.ITEMS, problems, columns)  # names a file that is not Parquet
     if items is None:
-        return None
-    names = pq.read_schema(path).names
+        return None, place
+    names = schema.table_schema(root, schema.ITEMS).names
     if "image" not in names and "image_path" not in names:
         problems.append(f"{schema.ITEMS}: needs an 'image' (binary) or an 'image_path' (string) column")
     if "labels" in names:
-        problems.extend(_null_label_violations(pq.read_table(path, columns=["labels"]).column("labels")))
+        problems.extend(_null_label_violations(schema.read_columns(root, schema.ITEMS, ["labels"])["labels"], place))
     if "image" in names:
         # Only whether each row has bytes: the bytes themselves stay on disk.
-        image = pq.read_table(path, columns=["image"]).column("image")
+        image = schema.read_columns(root, schema.ITEMS, ["image"]).column("image")
         items["image_ref"] = np.where(pa.compute.is_valid(image).to_numpy(zero_copy_only=False), "embedded", None)
     elif "image_path" in items:
         items["image_ref"] = items["image_path"]
     else:
         items["image_ref"] = None
-    return _clean_items(items.drop(columns=["image_path"], errors="ignore"), problems)
+    return _clean_items(items.drop(columns=["image_path"], errors="ignore"), place, problems), place
 
 
 def _optional(root: str, name: str, problems: list[str], known: pd.Index) -> pd.DataFrame | None:
-    if not os.path.exists(os.path.join(root, name)):
+    if not schema.has_table(root, name):
         return None
-    frame = _read_table(root, name, problems)
+    frame, place = _read_table(root, name, problems)
     if frame is None:
         return None
-    problems.extend(_null_violations(name, frame, schema.REQUIRED[name]))
+    problems.extend(_null_violations(place, frame, schema.REQUIRED[name]))
     if name in (schema.TAGS, schema.COMMENTS):
-        problems.extend(_unknown_item_violations(name, frame, known))
+        problems.extend(_unknown_item_violations(place, frame, known))
     if name == schema.SOCIAL:
         bad = np.flatnonzero(~frame["kind"].isin(schema.SOCIAL_KINDS).to_numpy())
         if len(bad):
+            file, at = _first_at(place, bad)
             problems.append(
-                f"{name}: column 'kind' must be one of {schema.SOCIAL_KINDS}; "
-                f"{len(bad)} row(s) are not, first at row {bad[0]} ('{frame['kind'].iloc[bad[0]]}')"
+                f"{file}: column 'kind' must be one of {schema.SOCIAL_KINDS}; "
+                f"{len(bad)} row(s) are not, {at} ('{frame['kind'].iloc[bad[0]]}')"
             )
     return frame
 
@@ -231,7 +270,7 @@ def _read_meta(root: str, problems: list[str]) -> dict:
     return meta
 
 
-def _reference_violations(items: pd.DataFrame, meta: dict, source: str | None) -> list[str]:
+def _reference_violations(items: pd.DataFrame, place: Place, meta: dict, source: str | None) -> list[str]:
     """image_path rows that name something outside the dataset without dataset.yaml's opt-in."""
     paths = items["image_ref"]
     named = paths.notna() & (paths != "embedded") if "image_ref" in items else pd.Series(False, index=items.index)
@@ -239,40 +278,52 @@ def _reference_violations(items: pd.DataFrame, meta: dict, source: str | None) -
     for row in np.flatnonzero(named.to_numpy()):
         reason = reference_problem(paths.iloc[row], meta.get(EXTERNAL_KEY) is True, source)
         if reason:
-            problems.append(f"{schema.ITEMS}: column 'image_path' at row {row} ({paths.iloc[row]!r}) {reason}")
+            file, at = place.of(int(row))
+            problems.append(f"{file}: column 'image_path' at row {at} ({paths.iloc[row]!r}) {reason}")
     if len(problems) > 5:
         problems = problems[:5] + [f"{schema.ITEMS}: ... and {len(problems) - 5} more image_path rows like these"]
     return problems
+
+
+def _layout_violations(root: str) -> list[str]:
+    """A table stored both ways, or a required one stored neither way."""
+    problems = [
+        f"{name}: both {name} and a folder {schema.shard_folder(name)}/ of shards are in {root}; keep one"
+        for name in schema.SCHEMAS
+        if os.path.isfile(os.path.join(root, name)) and os.path.isdir(os.path.join(root, schema.shard_folder(name)))
+    ]
+    return problems + [
+        f"{name}: required file is missing from {root} (or a folder {schema.shard_folder(name)}/ of Parquet shards)"
+        for name in (schema.INTERACTIONS, schema.ITEMS)
+        if not schema.has_table(root, name)
+    ]
 
 
 def read_dataset_lenient(root: str, source: str | None = None) -> tuple[Dataset | None, list[str]]:
     """The dataset and every contract violation found (the dataset is None when it cannot be read)."""
     if not os.path.isdir(root):
         return None, [f"{root}: dataset directory does not exist"]
-    problems = [
-        f"{name}: required file is missing from {root}"
-        for name in (schema.INTERACTIONS, schema.ITEMS)
-        if not os.path.exists(os.path.join(root, name))
-    ]
+    problems = _layout_violations(root)
     if problems:
         return None, problems
     handled: dict = {}
-    interactions = _read_table(root, schema.INTERACTIONS, problems)
-    items = _item_frame(root, problems)
+    interactions, interaction_place = _read_table(root, schema.INTERACTIONS, problems)
+    items, item_place = _item_frame(root, problems)
     if interactions is not None:
-        interactions = _clean_interactions(interactions, problems, handled)
+        interactions = _clean_interactions(interactions, interaction_place, problems)
     if items is None or interactions is None:
         return None, problems
     known = pd.Index(items["item_id"])
     if not interactions.empty:
-        problems.extend(_unknown_item_violations(schema.INTERACTIONS, interactions, known))
+        problems.extend(_unknown_item_violations(interaction_place, interactions, known))
+        interactions = _without_duplicates(interactions, handled)
     tags = _optional(root, schema.TAGS, problems, known)
     social = _optional(root, schema.SOCIAL, problems, known)
     if social is not None:
         social = _without_self_links(social, handled)
     comments = _optional(root, schema.COMMENTS, problems, known)
     meta = _read_meta(root, problems)
-    problems.extend(_reference_violations(items, meta, source))
+    problems.extend(_reference_violations(items, item_place, meta, source))
     dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled, source)
     return dataset, problems
 

@@ -1,6 +1,9 @@
-"""The dataset contract: one Arrow schema per file, and the rules every reader enforces."""
+"""The dataset contract: one Arrow schema per table, where its files lie, and the rules every reader enforces."""
+
+import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 INTERACTIONS = "interactions.parquet"
 ITEMS = "items.parquet"
@@ -99,3 +102,40 @@ ACCEPTS = {
     "float": {"float", "integer"},
     "list<string>": {"list<string>"},
 }
+
+
+def shard_folder(name: str) -> str:
+    """The folder that holds a table's shards: items.parquet -> items."""
+    return name.removesuffix(".parquet")
+
+
+def table_files(root: str, name: str) -> list[str]:
+    """The Parquet files of table `name`, relative to the dataset root, in row order: the single file
+    (items.parquet), or else the shards of its folder (items/*.parquet, by name); [] where it has neither."""
+    if os.path.isfile(os.path.join(root, name)):
+        return [name]
+    folder = shard_folder(name)
+    if not os.path.isdir(os.path.join(root, folder)):
+        return []
+    return [f"{folder}/{f}" for f in sorted(os.listdir(os.path.join(root, folder))) if f.endswith(".parquet")]
+
+
+def has_table(root: str, name: str) -> bool:
+    return bool(table_files(root, name))
+
+
+def table_schema(root: str, name: str) -> pa.Schema:
+    """The stored schema of a table's first file (every shard is checked against the contract on read)."""
+    return pq.read_schema(os.path.join(root, table_files(root, name)[0]))
+
+
+def read_columns(root: str, name: str, columns: list[str]) -> pa.Table:
+    """`columns` of a table across its files, in row order."""
+    return pa.concat_tables(
+        [pq.read_table(os.path.join(root, f), columns=columns) for f in table_files(root, name)], promote_options="default"
+    )
+
+
+def parquet_files(root: str, name: str) -> list[pq.ParquetFile]:
+    """A table's files opened for batch-by-batch reading, in row order."""
+    return [pq.ParquetFile(os.path.join(root, f)) for f in table_files(root, name)]

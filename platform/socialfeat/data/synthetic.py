@@ -357,13 +357,30 @@ def generate(cfg: SynthConfig, out: str, progress: bool = False) -> dict:
         },
     }
     with atomic_dir(out) as tmp:
-        write_contract(tmp, interactions, items, tags, social, meta, comments)
+        write_contract(tmp, interactions, items, tags, social, meta, comments, shards=cfg.shards)
     log.info("synthetic dataset: %s", counts)
     return counts
 
 
-def write_contract(root: str, interactions, items, tags=None, social=None, meta=None, comments=None) -> None:
-    """Write DataFrames as the contract's Parquet files (with the contract's schemas) and dataset.yaml."""
+def _write_table(root: str, name: str, table: pa.Table, shards: int) -> None:
+    """One Parquet file, or `shards` files of consecutive rows in the table's folder (items/part-00000.parquet ...)."""
+    row_group_size = 2048 if name == schema.ITEMS else None
+    if shards == 1:
+        pq.write_table(table, os.path.join(root, name), row_group_size=row_group_size)
+        return
+    folder = os.path.join(root, schema.shard_folder(name))
+    os.makedirs(folder)
+    bounds = np.linspace(0, len(table), shards + 1).round().astype(int)
+    for shard, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        path = os.path.join(folder, f"part-{shard:05d}.parquet")
+        pq.write_table(table.slice(start, stop - start), path, row_group_size=row_group_size)
+
+
+def write_contract(
+    root: str, interactions, items, tags=None, social=None, meta=None, comments=None, shards: int = 1
+) -> None:
+    """Write DataFrames as the contract's Parquet files (with the contract's schemas), each table as one file
+    or `shards` shards, and dataset.yaml."""
     frames = {
         schema.INTERACTIONS: interactions,
         schema.ITEMS: items,
@@ -376,6 +393,6 @@ def write_contract(root: str, interactions, items, tags=None, social=None, meta=
             continue
         arrow_schema = pa.schema([f for f in schema.SCHEMAS[name] if f.name in frame.columns])
         table = pa.Table.from_pandas(frame[arrow_schema.names], schema=arrow_schema, preserve_index=False)
-        pq.write_table(table, os.path.join(root, name), row_group_size=2048 if name == schema.ITEMS else None)
+        _write_table(root, name, table, shards)
     with open(os.path.join(root, schema.META), "w") as handle:
         yaml.safe_dump(meta or {}, handle, sort_keys=False, allow_unicode=True)

@@ -1,7 +1,5 @@
 """Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
 
-import os
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,6 +7,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
+from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
@@ -111,26 +110,31 @@ def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str,
     return out | {name: values[positions] for name, values in lookup["columns"].items()}
 
 
-def _share_with_image(file: pq.ParquetFile, column: str) -> float:
+def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
     """The share of rows whose `column` is not null, by the row groups' statistics (1 where they are missing)."""
-    index = file.schema_arrow.get_field_index(column)
-    groups = [file.metadata.row_group(g) for g in range(file.metadata.num_row_groups)]
-    stats = [group.column(index).statistics for group in groups]
+    groups = [
+        (f.schema_arrow.get_field_index(column), f.metadata.row_group(g))
+        for f in files
+        for g in range(f.metadata.num_row_groups)
+    ]
+    stats = [group.column(index).statistics for index, group in groups]
     if not groups or any(s is None or not s.has_null_count for s in stats):
         return 1.0
-    rows = sum(group.num_rows for group in groups)
+    rows = sum(group.num_rows for _, group in groups)
     return 1.0 - sum(s.null_count for s in stats) / max(1, rows)
 
 
-def _named_item_blocks(file: pq.ParquetFile, column: str, named: list, rows_per_block: int) -> list:
-    """Object refs to the rows of items.parquet (`file`) that name an item in `named` and have an image, in
-    blocks of `rows_per_block` rows. A block is one decode task's work, and a file is read as one block
-    per row group (often one in all), so the rows are re-cut here; the file is read batch by batch, so
-    the driver holds one block at a time, never the whole image column."""
+def _named_item_blocks(files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list:
+    """Object refs to the rows of the item files (items.parquet or its shards, in order) that name an item in
+    `named` and have an image, in blocks of `rows_per_block` rows. A block is one decode task's work, and a
+    file is read as one block per row group (often one in all), so the rows are re-cut here, across shard
+    boundaries too (the blocks, and so a seeded run, do not depend on how the items were sharded); the files
+    are read batch by batch, so the driver holds one block at a time, never the whole image column."""
 
     wanted = pa.array(named)
     refs, carry = [], None
-    for batch in file.iter_batches(batch_size=rows_per_block, columns=["item_id", column]):
+    batches = (b for f in files for b in f.iter_batches(batch_size=rows_per_block, columns=["item_id", column]))
+    for batch in batches:
         keep = pc.and_(pc.is_in(batch["item_id"], value_set=wanted), pc.is_valid(batch[column]))
         table = pa.Table.from_batches([batch.filter(keep)])
         table = table if carry is None else pa.concat_tables([carry, table])
@@ -150,10 +154,10 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     for position, item_id in enumerate(rows[image_column]):
         by_item.setdefault(item_id, []).append(position)
     lookup = {"rows": by_item, "columns": row_columns(rows, (image_column,))}
-    file = pq.ParquetFile(os.path.join(policy.root, "items.parquet"))
-    with_image = round(len(by_item) * _share_with_image(file, column))
+    files = schema.parquet_files(policy.root, schema.ITEMS)
+    with_image = round(len(by_item) * _share_with_image(files, column))
     per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(file, column, list(by_item), per_task)
+    blocks = _named_item_blocks(files, column, list(by_item), per_task)
     if not blocks:
         return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
     blocks_ds = ray.data.from_arrow_refs(blocks)

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from socialfeat import artifacts
+from socialfeat.data import schema
 from socialfeat.data.images import item_image_bytes
 from socialfeat.errors import UserError
 from socialfeat.evaluation.baselines import baseline_features
@@ -34,7 +34,7 @@ def stored_images(ctx: StageContext, ids) -> list:
     """The encoded image (bytes) of each of `ids`, as the dataset stores it (None where it has none)."""
     dataset = ctx.dataset()
     column = dataset.image_column
-    table = pq.read_table(os.path.join(dataset.root, "items.parquet"), columns=["item_id", column]).to_pandas()
+    table = schema.read_columns(dataset.root, schema.ITEMS, ["item_id", column]).to_pandas()
     stored = table.set_index("item_id")[column].reindex(ids)
     return [
         item_image_bytes(dataset.images, v, None) if column == "image" else item_image_bytes(dataset.images, None, v)
