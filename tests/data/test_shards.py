@@ -1,0 +1,107 @@
+"""Sharded datasets: tables as folders of Parquet files read as their single-file form, every violation
+named by shard file and the row within it (tests/methods/test_contract.py runs every method on shards)."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socialfeat.cli import main
+from socialfeat.config import SynthConfig
+from socialfeat.data import keys, schema
+from socialfeat.data.reader import DatasetError, read_dataset
+from socialfeat.data.synthetic import generate, write_contract
+
+SMALL = {"users": 120, "items": 90, "image_size": 24, "styles": 3}
+TABLES = ("interactions", "items", "tags", "social", "comments")
+
+
+@pytest.fixture(scope="module")
+def both_forms(tmp_path_factory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("forms")
+    single, sharded = str(root / "single"), str(root / "sharded")
+    generate(SynthConfig(**SMALL), single)
+    generate(SynthConfig(**SMALL, shards=4), sharded)
+    return single, sharded
+
+
+def test_synth_shards_every_table_and_reads_back_as_the_single_file(both_forms):
+    single, sharded = both_forms
+    assert sorted(os.listdir(os.path.join(sharded, "items"))) == [f"part-0000{i}.parquet" for i in range(4)]
+    assert not os.path.exists(os.path.join(sharded, "items.parquet"))
+    one, many = read_dataset(single), read_dataset(sharded)
+    for table in TABLES:
+        pd.testing.assert_frame_equal(getattr(one, table), getattr(many, table))
+    assert keys.dataset_fingerprint(single) != keys.dataset_fingerprint(sharded)  # the bytes are keyed
+    assert schema.read_columns(sharded, schema.ITEMS, ["item_id"]).num_rows == SMALL["items"]
+
+
+def test_image_rows_of_a_sharded_dataset_are_those_of_the_single_file(both_forms, ray_session):
+    from socialfeat.distributed.data import image_rows
+
+    single, sharded = both_forms
+    rows = pd.DataFrame({"item": read_dataset(single).items["item_id"][::-2], "label": np.arange(45)})
+    one, many = (image_rows(root, "image", rows, ("item",), 24).take_all() for root in (single, sharded))
+    assert len(one) == len(many) == 45
+    for a, b in zip(one, many):  # the same rows in the same order: a seeded training run is the same
+        assert a["label"] == b["label"] and np.array_equal(a["item"], b["item"])
+
+
+def _sharded(root, interactions: pd.DataFrame, items: pd.DataFrame) -> str:
+    os.makedirs(root)
+    write_contract(str(root), interactions, items, shards=3)
+    return str(root)
+
+
+def _views(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [f"u{i % 7}" for i in range(n)], "item_id": [f"i{i % 5}" for i in range(n)]})
+
+
+def _items() -> pd.DataFrame:
+    return pd.DataFrame({"item_id": [f"i{i}" for i in range(5)], "image_path": [f"{i}.jpg" for i in range(5)]})
+
+
+def test_an_unknown_item_is_named_by_its_shard_and_the_row_within_it(tmp_path, capsys):
+    views = _views(30)
+    views.loc[24, "item_id"] = "nowhere"  # 30 rows in three shards of 10: the third shard's row 4
+    root = _sharded(tmp_path / "ds", views, _items())
+    expected = (
+        "interactions/part-00002.parquet: column 'item_id' names 1 item(s) absent from items.parquet, "
+        "first at row 4 ('nowhere')"
+    )
+    with pytest.raises(DatasetError) as error:
+        read_dataset(root)
+    assert error.value.violations == [expected]
+    assert main(["data", "check", root]) == 1
+    assert expected in capsys.readouterr().err
+
+
+def test_a_null_a_repeated_id_and_a_mistyped_shard_are_named_by_shard(tmp_path):
+    items = pd.concat([_items(), _items().iloc[[0]]], ignore_index=True)  # 6 rows: shards of 2, i0 again last
+    root = _sharded(tmp_path / "a", _views(30), items)
+    views = pd.read_parquet(os.path.join(root, "interactions", "part-00001.parquet"))
+    views.loc[3, "user_id"] = None  # the contract's writer refuses a null id, as a user's exporter may not
+    views.to_parquet(os.path.join(root, "interactions", "part-00001.parquet"))
+    with pytest.raises(DatasetError) as error:
+        read_dataset(root)
+    assert "interactions/part-00001.parquet: column 'user_id' is null in 1 row(s), first at row 3" in str(error.value)
+    assert "items/part-00002.parquet: column 'item_id' repeats in 1 row(s), first at row 1 ('i0')" in str(error.value)
+    root = _sharded(tmp_path / "b", _views(30), _items())
+    pd.DataFrame({"user_id": [1], "item_id": ["i0"]}).to_parquet(os.path.join(root, "interactions", "part-00003.parquet"))
+    with pytest.raises(DatasetError, match="interactions/part-00003.parquet: column 'user_id' has type int64"):
+        read_dataset(root)
+
+
+def test_a_table_in_both_forms_or_in_neither_is_refused(tmp_path):
+    root = _sharded(tmp_path / "ds", _views(30), _items())
+    os.makedirs(tmp_path / "one")
+    write_contract(str(tmp_path / "one"), _views(30), _items())
+    os.replace(tmp_path / "one" / "items.parquet", os.path.join(root, "items.parquet"))
+    with pytest.raises(DatasetError, match="both items.parquet and a folder items/ of shards"):
+        read_dataset(root)
+    os.remove(os.path.join(root, "items.parquet"))
+    for shard in os.listdir(os.path.join(root, "items")):
+        os.remove(os.path.join(root, "items", shard))
+    with pytest.raises(DatasetError, match=r"items.parquet: required file is missing .* a folder items/"):
+        read_dataset(root)
