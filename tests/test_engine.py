@@ -2,6 +2,7 @@
 and its code are the same; an undeclared config read or file fails loudly."""
 
 import importlib
+import os
 import sys
 import textwrap
 
@@ -131,3 +132,25 @@ def test_the_fingerprint_follows_what_a_stage_runs():
     assert not any("training" in name for name in factorization)  # training code does not key it
     assert "socialfeat.factorization.sampling:sample_negatives" in code_parts(stages.sampling)
     assert code_fingerprint(stages.factorization) != code_fingerprint(cfl_stages.clusters)
+
+
+def test_every_stage_key_is_the_same_in_every_process():
+    # Python salts str hashes per process, so a walk that depended on set order (the generated __repr__ of two
+    # dataclasses in one module shared a name) keyed the same code differently in two runs: nothing reused
+    import subprocess
+
+    script = (
+        "from socialfeat.methods import METHODS, load_config\n"
+        "from socialfeat.stages import plan_keys, read_dataset\n"
+        "from socialfeat.fingerprint import code_fingerprint\n"
+        "print(code_fingerprint(read_dataset))  # in the dataset's key\n"
+        "for name, method in sorted(METHODS.items()):\n"
+        "    print(name, sorted(plan_keys(method, load_config(None, [f'method={name}']), 'd').items()))\n"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout
+        for seed in ("1", "2")  # two seeds that ordered the walk differently
+    }
+    assert len(keys) == 1 and "cfl" in next(iter(keys))

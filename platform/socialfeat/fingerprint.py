@@ -131,8 +131,15 @@ class _Walk:
                 value = value.__func__
             if isinstance(value, property):
                 value = value.fget
-            if isinstance(value, types.FunctionType):
+            # a method the class's decorator generated (dataclass __init__, __repr__ ...) follows from the class
+            # source; every dataclass's share one qualname, so keying them made the hash depend on visit order
+            if isinstance(value, types.FunctionType) and not _generated(value):
                 self.function(value)
+
+
+def _generated(function: types.FunctionType) -> bool:
+    """Code a decorator wrote (dataclass __init__, __repr__ under its recursion guard ...): no file behind it."""
+    return inspect.unwrap(function).__code__.co_filename.startswith("<")
 
 
 def _root_module(function) -> str:

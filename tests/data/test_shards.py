@@ -88,7 +88,9 @@ def test_a_null_a_repeated_id_and_a_mistyped_shard_are_named_by_shard(tmp_path):
     assert "interactions/part-00001.parquet: column 'user_id' is null in 1 row(s), first at row 3" in str(error.value)
     assert "items/part-00002.parquet: column 'item_id' repeats in 1 row(s), first at row 1 ('i0')" in str(error.value)
     root = _sharded(tmp_path / "b", _views(30), _items())
-    pd.DataFrame({"user_id": [1], "item_id": ["i0"]}).to_parquet(os.path.join(root, "interactions", "part-00003.parquet"))
+    pd.DataFrame({"user_id": [1], "item_id": ["i0"]}).to_parquet(
+        os.path.join(root, "interactions", "part-00003.parquet")
+    )
     with pytest.raises(DatasetError, match="interactions/part-00003.parquet: column 'user_id' has type int64"):
         read_dataset(root)
 
@@ -105,3 +107,28 @@ def test_a_table_in_both_forms_or_in_neither_is_refused(tmp_path):
         os.remove(os.path.join(root, "items", shard))
     with pytest.raises(DatasetError, match=r"items.parquet: required file is missing .* a folder items/"):
         read_dataset(root)
+
+
+def test_data_check_scans_the_log_batch_by_batch_and_counts_as_the_reader(both_forms, tmp_path, monkeypatch):
+    import socialfeat.data.reader as reader
+    from socialfeat.data.check import dataset_counts
+
+    monkeypatch.setattr(reader, "SCAN_ROWS", 1000)  # several batches a file
+    single, sharded = both_forms
+    held = dataset_counts(read_dataset(single))
+    for root in (single, sharded):
+        scanned, problems = reader.read_dataset_lenient(root, scan=True)
+        assert not problems and scanned.interactions is None and dataset_counts(scanned) == held
+    repeated = pd.concat([_views(30), _views(30).iloc[:4]], ignore_index=True)  # 4 repeats, in the last shard
+    scanned, problems = reader.read_dataset_lenient(_sharded(tmp_path / "dup", repeated, _items()), scan=True)
+    assert not problems and dataset_counts(scanned)["interactions"] == 30
+    assert dataset_counts(scanned)["duplicate_interactions_removed"] == 4
+    monkeypatch.setattr(reader, "SCAN_ROWS", 4)
+    root = _sharded(tmp_path / "null", _views(30), _items())
+    for shard in sorted(os.listdir(os.path.join(root, "interactions")))[1:]:
+        os.remove(os.path.join(root, "interactions", shard))  # one file of 10 rows: three batches
+    views = pd.read_parquet(os.path.join(root, "interactions", "part-00000.parquet"))
+    views.loc[9, "item_id"] = None
+    views.to_parquet(os.path.join(root, "interactions", "part-00000.parquet"))
+    _, problems = reader.read_dataset_lenient(root, scan=True)
+    assert problems[0] == "interactions/part-00000.parquet: column 'item_id' is null in 1 row(s), first at row 9"

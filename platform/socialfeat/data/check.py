@@ -1,10 +1,8 @@
 """`socialfeat data check`: the counts of a dataset and a census of its images."""
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from socialfeat.data import schema
@@ -67,15 +65,19 @@ def image_census(dataset: Dataset, progress: bool = False) -> dict:
 
 def dataset_counts(dataset: Dataset) -> dict:
     """Users, items, interactions, density, tags, owners and labels of a validated dataset."""
-    interactions, items = dataset.interactions, dataset.items
-    users = interactions["user_id"].nunique()
-    n_items = len(items)
+    items, n_items = dataset.items, len(dataset.items)
+    if dataset.interactions is None:  # scanned batch by batch (read_dataset_lenient(scan=True))
+        users, viewed, views = (dataset.scanned[k] for k in ("users", "items", "rows"))
+        views -= dataset.scanned["duplicates"]  # as the reader counts them: duplicates removed
+    else:
+        interactions = dataset.interactions
+        users, viewed, views = interactions["user_id"].nunique(), interactions["item_id"].nunique(), len(interactions)
     counts = {
         "users": int(users),
         "items": int(n_items),
-        "items_with_interactions": int(interactions["item_id"].nunique()),
-        "interactions": int(len(interactions)),
-        "density": float(len(interactions) / max(1, users * n_items)),
+        "items_with_interactions": int(viewed),
+        "interactions": int(views),
+        "density": float(views / max(1, users * n_items)),
         "tags": 0 if dataset.tags is None else int(len(dataset.tags)),
         "distinct_tags": 0 if dataset.tags is None else int(dataset.tags["tag"].nunique()),
         "social_links": 0 if dataset.social is None else int(len(dataset.social)),

@@ -10,8 +10,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
 import yaml
+from PIL import Image, ImageFile, UnidentifiedImageError
+
 from socialfeat import storage
 
 log = logging.getLogger(__name__)

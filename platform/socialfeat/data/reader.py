@@ -35,7 +35,7 @@ class Dataset:
     """A validated dataset in memory; image bytes stay on disk until a stage asks for them."""
 
     root: str
-    interactions: pd.DataFrame  # user_id, item_id, value (float32), timestamp (int64, optional)
+    interactions: pd.DataFrame | None  # user_id, item_id, value (float32), timestamp (int64, optional)
     items: pd.DataFrame  # item_id, owner_id, text, labels, image_ref: "embedded" | path | None
     tags: pd.DataFrame | None = None
     social: pd.DataFrame | None = None
@@ -45,6 +45,7 @@ class Dataset:
     source: str | None = None  # the storage URI the dataset was fetched from (None: a local directory)
     max_bytes: int = MAX_BYTES  # images.max_bytes
     images_refused_for: str | None = None  # a stage that may not read images (it does not declare them)
+    scanned: dict | None = None  # counts of interactions validated batch by batch and not held (data check)
 
     @property
     def images(self) -> ImagePolicy:
@@ -115,20 +116,28 @@ def _null_violations(place: Place, frame: pd.DataFrame, columns) -> list[str]:
     return problems
 
 
+def _readable_columns(root: str, name: str, file: str, problems: list[str], columns=None) -> list[str] | None:
+    """The contract's columns (or `columns`) that one file of table `name` holds; None, with its problems
+    named, when the file is not Parquet or breaks the contract's types."""
+    try:
+        arrow_schema = pq.read_schema(os.path.join(root, file))
+    except (pa.ArrowInvalid, OSError) as error:
+        problems.append(f"{file}: not a readable Parquet file ({error})")
+        return None
+    type_problems = _type_violations(name, file, arrow_schema)
+    problems.extend(type_problems)
+    if type_problems:
+        return None
+    return [c for c in (columns or schema.SCHEMAS[name].names) if c in arrow_schema.names]
+
+
 def _read_table(root: str, name: str, problems: list[str], columns=None) -> tuple[pd.DataFrame | None, Place]:
     """A table's rows across its files, each file's schema checked against the contract and named."""
     files, frames, starts = schema.table_files(root, name), [], [0]
     for file in files:
-        try:
-            arrow_schema = pq.read_schema(os.path.join(root, file))
-        except (pa.ArrowInvalid, OSError) as error:
-            problems.append(f"{file}: not a readable Parquet file ({error})")
+        wanted = _readable_columns(root, name, file, problems, columns)
+        if wanted is None:
             continue
-        type_problems = _type_violations(name, file, arrow_schema)
-        problems.extend(type_problems)
-        if type_problems:
-            continue
-        wanted = [c for c in (columns or schema.SCHEMAS[name].names) if c in arrow_schema.names]
         frames.append(pq.read_table(os.path.join(root, file), columns=wanted).to_pandas())
         starts.append(starts[-1] + len(frames[-1]))
     place = Place(name, tuple(files), tuple(starts[:-1]))
@@ -155,6 +164,42 @@ def _clean_interactions(frame: pd.DataFrame, place: Place, problems: list[str]) 
     if "timestamp" in frame:
         problems.extend(_null_violations(place, frame, ("timestamp",)))
     return frame
+
+
+SCAN_ROWS = 1 << 20  # interactions validated at a time by scan_interactions
+MAX_SCAN_PROBLEMS = 20  # each batch names its own violations: a bad exporter would print thousands
+
+
+def _pair_hashes(frame: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame[["user_id", "item_id"]], index=False).to_numpy()
+
+
+def scan_interactions(root: str, known: pd.Index, problems: list[str]) -> dict:
+    """Validate interactions.parquet (or its shards) SCAN_ROWS rows at a time, as the reader does the whole
+    table, and count them: memory is one batch plus 8 bytes a view (the hash of each (user, item) pair,
+    for the duplicates), never the log as strings. Violations name the file and the row within it."""
+    name, rows, users, items, pairs = schema.INTERACTIONS, 0, np.zeros(0, np.uint64), np.zeros(0, np.uint64), []
+    for file in schema.table_files(root, name):
+        wanted = _readable_columns(root, name, file, problems)
+        if wanted is None:
+            continue
+        start = 0
+        for batch in pq.ParquetFile(os.path.join(root, file)).iter_batches(batch_size=SCAN_ROWS, columns=wanted):
+            frame = batch.to_pandas()
+            place = Place(name, (file,), (-start,))
+            frame = _clean_interactions(frame, place, problems) if len(frame) else frame
+            if len(frame):
+                problems.extend(_unknown_item_violations(place, frame, known))
+                users = np.union1d(users, pd.util.hash_pandas_object(frame["user_id"], index=False).to_numpy())
+                items = np.union1d(items, pd.util.hash_pandas_object(frame["item_id"], index=False).to_numpy())
+                pairs.append(np.unique(_pair_hashes(frame)))
+            start, rows = start + len(batch), rows + len(batch)
+    if not rows:
+        problems.append(f"{name}: has no rows; at least one interaction is needed")
+    if len(problems) > MAX_SCAN_PROBLEMS:
+        problems[MAX_SCAN_PROBLEMS:] = [f"{name}: ... and {len(problems) - MAX_SCAN_PROBLEMS} more problems like these"]
+    distinct = len(np.unique(np.concatenate(pairs))) if pairs else 0
+    return {"rows": rows, "users": len(users), "items": len(items), "duplicates": rows - distinct}
 
 
 def _without_duplicates(frame: pd.DataFrame, handled: dict) -> pd.DataFrame:
@@ -299,24 +344,32 @@ def _layout_violations(root: str) -> list[str]:
     ]
 
 
-def read_dataset_lenient(root: str, source: str | None = None) -> tuple[Dataset | None, list[str]]:
-    """The dataset and every contract violation found (the dataset is None when it cannot be read)."""
+def read_dataset_lenient(root: str, source: str | None = None, scan: bool = False) -> tuple[Dataset | None, list[str]]:
+    """The dataset and every contract violation found (the dataset is None when it cannot be read).
+    `scan`: validate and count the interactions batch by batch (scan_interactions) instead of holding
+    them; the dataset's `interactions` is then None and `scanned` holds their counts."""
     if not os.path.isdir(root):
         return None, [f"{root}: dataset directory does not exist"]
     problems = _layout_violations(root)
     if problems:
         return None, problems
     handled: dict = {}
-    interactions, interaction_place = _read_table(root, schema.INTERACTIONS, problems)
     items, item_place = _item_frame(root, problems)
-    if interactions is not None:
-        interactions = _clean_interactions(interactions, interaction_place, problems)
-    if items is None or interactions is None:
+    if items is None:
         return None, problems
     known = pd.Index(items["item_id"])
-    if not interactions.empty:
-        problems.extend(_unknown_item_violations(interaction_place, interactions, known))
-        interactions = _without_duplicates(interactions, handled)
+    interactions, scanned = None, None
+    if scan:
+        scanned = scan_interactions(root, known, problems)
+        handled["duplicate_interactions_removed"] = scanned["duplicates"]
+    else:
+        interactions, interaction_place = _read_table(root, schema.INTERACTIONS, problems)
+        if interactions is None:
+            return None, problems
+        interactions = _clean_interactions(interactions, interaction_place, problems)
+        if not interactions.empty:
+            problems.extend(_unknown_item_violations(interaction_place, interactions, known))
+            interactions = _without_duplicates(interactions, handled)
     tags = _optional(root, schema.TAGS, problems, known)
     social = _optional(root, schema.SOCIAL, problems, known)
     if social is not None:
@@ -324,7 +377,7 @@ def read_dataset_lenient(root: str, source: str | None = None) -> tuple[Dataset 
     comments = _optional(root, schema.COMMENTS, problems, known)
     meta = _read_meta(root, problems)
     problems.extend(_reference_violations(items, item_place, meta, source))
-    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled, source)
+    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled, source, scanned=scanned)
     return dataset, problems
 
 

@@ -132,7 +132,8 @@ def table_schema(root: str, name: str) -> pa.Schema:
 def read_columns(root: str, name: str, columns: list[str]) -> pa.Table:
     """`columns` of a table across its files, in row order."""
     return pa.concat_tables(
-        [pq.read_table(os.path.join(root, f), columns=columns) for f in table_files(root, name)], promote_options="default"
+        [pq.read_table(os.path.join(root, f), columns=columns) for f in table_files(root, name)],
+        promote_options="default",
     )
 
 
