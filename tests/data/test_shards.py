@@ -1,9 +1,9 @@
 """Sharded datasets: tables as folders of Parquet files read as their single-file form, every violation
-named by shard file and the row within it (tests/methods/test_contract.py runs every method on shards)."""
+named by shard file and the row within it (tests/distributed/test_image_rows.py decodes both forms alike,
+tests/methods/test_contract.py runs every method on shards)."""
 
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,17 +35,6 @@ def test_synth_shards_every_table_and_reads_back_as_the_single_file(both_forms):
         pd.testing.assert_frame_equal(getattr(one, table), getattr(many, table))
     assert keys.dataset_fingerprint(single) != keys.dataset_fingerprint(sharded)  # the bytes are keyed
     assert schema.read_columns(sharded, schema.ITEMS, ["item_id"]).num_rows == SMALL["items"]
-
-
-def test_image_rows_of_a_sharded_dataset_are_those_of_the_single_file(both_forms, ray_session):
-    from socialfeat.distributed.data import image_rows
-
-    single, sharded = both_forms
-    rows = pd.DataFrame({"item": read_dataset(single).items["item_id"][::-2], "label": np.arange(45)})
-    one, many = (image_rows(root, "image", rows, ("item",), 24).take_all() for root in (single, sharded))
-    assert len(one) == len(many) == 45
-    for a, b in zip(one, many):  # the same rows in the same order: a seeded training run is the same
-        assert a["label"] == b["label"] and np.array_equal(a["item"], b["item"])
 
 
 def _sharded(root, interactions: pd.DataFrame, items: pd.DataFrame) -> str:
