@@ -179,25 +179,27 @@ def scan_interactions(root: str, known: pd.Index, problems: list[str]) -> dict:
     table, and count them: memory is one batch plus 8 bytes a view (the hash of each (user, item) pair,
     for the duplicates), never the log as strings. Violations name the file and the row within it."""
     name, rows, users, items, pairs = schema.INTERACTIONS, 0, np.zeros(0, np.uint64), np.zeros(0, np.uint64), []
+    found: list[str] = []  # this table's violations, capped below; `problems` may hold others already
     for file in schema.table_files(root, name):
-        wanted = _readable_columns(root, name, file, problems)
+        wanted = _readable_columns(root, name, file, found)
         if wanted is None:
             continue
         start = 0
         for batch in pq.ParquetFile(os.path.join(root, file)).iter_batches(batch_size=SCAN_ROWS, columns=wanted):
             frame = batch.to_pandas()
             place = Place(name, (file,), (-start,))
-            frame = _clean_interactions(frame, place, problems) if len(frame) else frame
+            frame = _clean_interactions(frame, place, found) if len(frame) else frame
             if len(frame):
-                problems.extend(_unknown_item_violations(place, frame, known))
+                found.extend(_unknown_item_violations(place, frame, known))
                 users = np.union1d(users, pd.util.hash_pandas_object(frame["user_id"], index=False).to_numpy())
                 items = np.union1d(items, pd.util.hash_pandas_object(frame["item_id"], index=False).to_numpy())
                 pairs.append(np.unique(_pair_hashes(frame)))
             start, rows = start + len(batch), rows + len(batch)
     if not rows:
-        problems.append(f"{name}: has no rows; at least one interaction is needed")
-    if len(problems) > MAX_SCAN_PROBLEMS:
-        problems[MAX_SCAN_PROBLEMS:] = [f"{name}: ... and {len(problems) - MAX_SCAN_PROBLEMS} more problems like these"]
+        found.append(f"{name}: has no rows; at least one interaction is needed")
+    if len(found) > MAX_SCAN_PROBLEMS:
+        found[MAX_SCAN_PROBLEMS:] = [f"{name}: ... and {len(found) - MAX_SCAN_PROBLEMS} more problems like these"]
+    problems.extend(found)
     distinct = len(np.unique(np.concatenate(pairs))) if pairs else 0
     return {"rows": rows, "users": len(users), "items": len(items), "duplicates": rows - distinct}
 
