@@ -1,3 +1,3 @@
 """socialfeat: image features from user behaviour."""
 
-__version__ = "0.3.2"
+__version__ = "0.3.3"

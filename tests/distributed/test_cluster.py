@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from socialfeat.cli import main
+from conftest import _free_port
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SMALL = "--until factorization --set data.synth.users=200 --set data.synth.items=150 --set data.synth.image_size=24"
@@ -36,12 +36,19 @@ def test_kuberay_manifest_runs_socialfeat():
     assert job["spec"]["rayClusterSpec"]["rayVersion"].startswith("2.60")
 
 
-def test_an_unreachable_ray_address_fails_in_seconds(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+def test_an_unreachable_ray_address_fails_in_seconds(tmp_path):
+    # a process of its own: in this one the session's Ray may be up already, and the CLI would join it
+    socialfeat = shutil.which("socialfeat", path=os.path.dirname(sys.executable))
     started = time.perf_counter()
-    assert main(["run", "--out", str(tmp_path / "run")]) == 2
-    assert time.perf_counter() - started < 10
-    assert "127.0.0.1:1 (RAY_ADDRESS / --address) is unreachable" in capsys.readouterr().err
+    done = subprocess.run(
+        [socialfeat, "run", "--out", str(tmp_path / "run")],
+        env=os.environ | {"RAY_ADDRESS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and time.perf_counter() - started < 15
+    assert "127.0.0.1:1 (RAY_ADDRESS / --address) is unreachable" in done.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -55,6 +62,9 @@ def ray_head(tmp_path_factory):
         "RAY_TMPDIR": tempfile.mkdtemp(prefix="rh", dir="/tmp"),
     }  # short: Unix socket paths max ~107 bytes
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
+    # free ports, not Ray's defaults: another Ray on this machine (the session's, another test worker's)
+    # holds the dashboard agent's 52365, and then this head has no job agent ("No available agent")
+    gcs, dashboard, agent = _free_port(), _free_port(), _free_port()
     started = subprocess.run(
         [
             ray,
@@ -63,7 +73,7 @@ def ray_head(tmp_path_factory):
             "--node-ip-address",
             "127.0.0.1",
             "--port",
-            "6390",
+            str(gcs),
             "--num-cpus",
             "2",
             "--include-dashboard",
@@ -71,7 +81,9 @@ def ray_head(tmp_path_factory):
             "--dashboard-host",
             "127.0.0.1",
             "--dashboard-port",
-            "8275",
+            str(dashboard),
+            "--dashboard-agent-listen-port",
+            str(agent),
             "--disable-usage-stats",
         ],
         env=env,
@@ -80,7 +92,7 @@ def ray_head(tmp_path_factory):
     )
     try:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-        yield "http://127.0.0.1:8275", env
+        yield f"http://127.0.0.1:{dashboard}", env
     finally:
         _stop_cluster(env["RAY_TMPDIR"])
 

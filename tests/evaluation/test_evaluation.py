@@ -147,3 +147,33 @@ def test_compare_tables_runs_and_names_a_directory_without_metrics(tmp_path, cap
     assert lines[0] == "metric,a,b" and "mf/pr,0.2,0.1" in lines and "retrieval/cnn/jaccard@10,0.05,-" in lines
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
     assert "nothing: no metrics.json" in capsys.readouterr().err
+
+
+def test_the_probe_solver_fits_scikit_learns_objective():
+    from sklearn.linear_model import LogisticRegression
+
+    from socialfeat.evaluation.probes import _fit
+
+    rng = np.random.default_rng(1)
+    classes = rng.integers(0, 4, 400)
+    vectors = np.eye(4)[classes] @ rng.standard_normal((4, 8)) + rng.standard_normal((400, 8))
+    for c in (0.01, 1.0):
+        ours = _fit(c, vectors, classes, multilabel=False)
+        theirs = LogisticRegression(C=c, max_iter=2000, tol=1e-8).fit(vectors, classes)
+        assert np.abs(ours.weight.T - theirs.coef_).max() < 1e-3 * max(1, np.abs(theirs.coef_).max())
+        assert (ours.predict(vectors) == theirs.predict(vectors)).mean() > 0.99
+
+
+def test_cosine_neighbours_are_exact_and_never_the_query_itself_even_among_duplicates():
+    from socialfeat.stats.retrieval import cosine_neighbours, normalise
+
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((60, 5))
+    vectors[10:20] = vectors[10]  # ten copies: each may outrank itself
+    found = cosine_neighbours(vectors, vectors, 4, exclude_self=True)
+    assert found.shape == (60, 4) and not (found == np.arange(60)[:, None]).any()
+    scores = normalise(vectors) @ normalise(vectors).T
+    np.fill_diagonal(scores, -np.inf)
+    best = np.sort(scores, axis=1)[:, ::-1][:, :4]
+    assert np.allclose(np.take_along_axis(scores, found, axis=1), best, atol=1e-5)
+    assert set(found[10]) <= set(range(11, 20))

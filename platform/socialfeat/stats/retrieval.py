@@ -1,9 +1,8 @@
 """Neighbours by cosine similarity and the Jaccard overlap of their viewer sets (Fang et al. Fig. 4/5)."""
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
-
-from socialfeat.stats.ranking import top_k
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -11,19 +10,24 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def cosine_neighbours(
-    queries: np.ndarray, database: np.ndarray, k: int, exclude_self: bool = False, block: int = 1024
-) -> np.ndarray:
-    """queries x k indices into `database` by cosine similarity, in blocks to bound memory."""
-    q, d = normalise(queries), normalise(database)
-    result = []
-    for start in range(0, len(q), block):
-        scores = q[start : start + block] @ d.T
-        if exclude_self:
-            rows = np.arange(scores.shape[0])
-            scores[rows, rows + start] = -np.inf
-        result.append(top_k(scores, k))
-    return np.concatenate(result) if result else np.zeros((0, k), np.int64)
+def cosine_neighbours(queries: np.ndarray, database: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
+    """queries x k indices into `database` by cosine similarity, best first: faiss's exact inner-product search
+    of the unit vectors (blocked BLAS and a heap per query: memory in the block, not in queries x database).
+    `exclude_self`: queries are database[0..], and a query is never its own neighbour."""
+    k = min(k, len(database) - exclude_self)
+    if k <= 0 or not len(queries):
+        return np.zeros((len(queries), max(k, 0)), np.int64)
+    index = faiss.IndexFlatIP(database.shape[1])
+    index.add(normalise(database))
+    _, found = index.search(normalise(queries), k + exclude_self)
+    return _without_self(found, k) if exclude_self else found.astype(np.int64)
+
+
+def _without_self(found: np.ndarray, k: int) -> np.ndarray:
+    """The first k of each row that are not the row's own index (a duplicate vector may outrank itself)."""
+    own = found == np.arange(len(found))[:, None]
+    own[:, -1] |= ~own.any(axis=1)  # self not among the k + 1 (ties): drop the last instead
+    return found[~own].reshape(len(found), k).astype(np.int64)
 
 
 def jaccard_pairs(item_users: sp.csr_matrix, left: np.ndarray, right: np.ndarray) -> np.ndarray:
