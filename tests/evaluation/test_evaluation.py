@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from socialfeat.cli import main
 from socialfeat.config import TrainingConfig
 from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights, weights_encoder
-from socialfeat.evaluation.probes import linear_probe
+from socialfeat.evaluation.probes import _fit, linear_probe
 from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval, retrieval
 from socialfeat.features.encoder import build_encoder, save_encoder
 from socialfeat.features.extract import read_features, write_features
+from socialfeat.stats.retrieval import cosine_neighbours, normalise
 from socialfeat.vision.backbones import build, embed
 
 
@@ -150,10 +152,6 @@ def test_compare_tables_runs_and_names_a_directory_without_metrics(tmp_path, cap
 
 
 def test_the_probe_solver_fits_scikit_learns_objective():
-    from sklearn.linear_model import LogisticRegression
-
-    from socialfeat.evaluation.probes import _fit
-
     rng = np.random.default_rng(1)
     classes = rng.integers(0, 4, 400)
     vectors = np.eye(4)[classes] @ rng.standard_normal((4, 8)) + rng.standard_normal((400, 8))
@@ -165,8 +163,6 @@ def test_the_probe_solver_fits_scikit_learns_objective():
 
 
 def test_cosine_neighbours_are_exact_and_never_the_query_itself_even_among_duplicates():
-    from socialfeat.stats.retrieval import cosine_neighbours, normalise
-
     rng = np.random.default_rng(2)
     vectors = rng.standard_normal((60, 5))
     vectors[10:20] = vectors[10]  # ten copies: each may outrank itself

@@ -33,11 +33,14 @@ class _Logistic:
     bias: np.ndarray
     classes: np.ndarray | None  # None: multi-label
 
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight + self.bias
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.classes[(x @ self.weight + self.bias).argmax(axis=1)]
+        return self.classes[self.logits(x).argmax(axis=1)]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return expit(x @ self.weight + self.bias)
+        return expit(self.logits(x))
 
 
 def _fit(c: float, x: np.ndarray, y: np.ndarray, multilabel: bool) -> _Logistic:
