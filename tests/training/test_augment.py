@@ -19,7 +19,7 @@ def _crop(image, y: int, x: int, flipped: bool):
 def test_each_training_input_is_a_crop_of_its_own_image_and_both_flips_occur():
     images = torch.randint(0, 256, (64, 12, 12, 3), dtype=torch.uint8)
     batch = to_input(images, 8, train=True, generator=torch.Generator().manual_seed(0))
-    assert batch.shape == (64, 3, 8, 8) and batch.is_contiguous()
+    assert batch.shape == (64, 3, 8, 8) and batch.is_contiguous(memory_format=torch.channels_last)
     seen = set()
     for image, augmented in zip(images, batch):
         placements = [(y, x, flipped) for y in range(5) for x in range(5) for flipped in (False, True)]

@@ -16,8 +16,7 @@ def model_inputs(batch: dict, task: Task, device, crop: int, train: bool, genera
     on a GPU the uint8 images are 4x smaller to move."""
     moved = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
     for column in task.image_columns:
-        images = to_input(moved[column], crop, train, generator)
-        moved[column] = images.to(memory_format=torch.channels_last) if device.type == "cuda" else images
+        moved[column] = to_input(moved[column], crop, train, generator)
     return moved
 
 
