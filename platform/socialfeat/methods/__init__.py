@@ -1,16 +1,31 @@
 """The registry of methods: a method is a folder here and one line below."""
 
+import importlib
+
 from socialfeat import config
 from socialfeat.config import ConfigError, ExperimentConfig
-from socialfeat.methods import cfl, comparative, hashtags, words
 from socialfeat.stages import Method
 
-METHODS = {"cfl": cfl.METHOD, "words": words.METHOD, "hashtags": hashtags.METHOD, "comparative": comparative.METHOD}
+# Each method's graph lives in its method.py and is imported on first use: a Ray worker unpickling a
+# method's task imports this package and the method's own first, and the pipeline with sklearn and scipy
+# would add seconds to every train worker and Ray Data task.
+NAMES = ("cfl", "words", "hashtags", "comparative")
+
+
+def methods() -> dict[str, Method]:
+    """Every registered method by name."""
+    return {name: importlib.import_module(f"socialfeat.methods.{name}.method").METHOD for name in NAMES}
+
+
+def __getattr__(attribute: str):
+    if attribute == "METHODS":
+        return methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def configs() -> dict[str, type[ExperimentConfig]]:
     """Each registered method's config class (the shared sections and its own)."""
-    return {name: method.config for name, method in METHODS.items()}
+    return {name: method.config for name, method in methods().items()}
 
 
 def load_config(path: str | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -24,6 +39,6 @@ def build_config(raw: dict, source: str = "config") -> ExperimentConfig:
 
 def named(name: str, source: str = "config") -> Method:
     """The registered method `name`; an unknown one is a config error naming the key."""
-    if name not in METHODS:
-        raise ConfigError(f"{source}: config key 'method': unknown method {name!r}; methods: {', '.join(METHODS)}")
-    return METHODS[name]
+    if name not in NAMES:
+        raise ConfigError(f"{source}: config key 'method': unknown method {name!r}; methods: {', '.join(NAMES)}")
+    return importlib.import_module(f"socialfeat.methods.{name}.method").METHOD
