@@ -20,7 +20,8 @@ def _run(out, *arguments: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_default_run_prints_a_line_per_stage_and_logs_the_rest(tmp_path):
-    finished = _run(tmp_path / "run", "--set", "training.epochs=2")
+    small = ("training.epochs=1", "training.image_size=28", "training.crop_size=24")
+    finished = _run(tmp_path / "run", *(arg for setting in small for arg in ("--set", setting)))
     assert finished.returncode == 0, finished.stderr[-3000:]
     console = (finished.stdout + finished.stderr).splitlines()
     assert len(console) <= 18, "\n".join(console)  # 12 stage lines, the header and the closing lines

@@ -50,9 +50,9 @@ def _outputs(files: set[str]) -> set[str]:
 
 @pytest.mark.slow
 def test_a_run_to_s3_writes_the_files_a_local_run_writes(ray_session, bucket, tmp_path, capsys):
-    local = tmp_path / "local"
-    assert main(["run", "--out", str(local), *SMALL, *CNN]) == 0
-    assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN]) == 0
+    local, until = tmp_path / "local", ["--until", "features"]  # the stages that write checkpoints and images
+    assert main(["run", "--out", str(local), *SMALL, *CNN, *until]) == 0
+    assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN, *until]) == 0
     assert f"metrics: {bucket}/run/metrics.json" in capsys.readouterr().out
     remote = _files(f"{bucket}/run")
     checkpoints = {f for f in remote if f.startswith("checkpoints/")}
@@ -65,9 +65,9 @@ def test_a_run_to_s3_writes_the_files_a_local_run_writes(ray_session, bucket, tm
     assert yaml.safe_load(_read(f"{bucket}/run/config.yaml")) == yaml.safe_load((local / "config.yaml").read_text())
 
     shutil.rmtree(os.environ["SOCIALFEAT_CACHE"])  # another machine: nothing local, every stage is in the bucket
-    assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN]) == 0
+    assert main(["run", "--out", f"{bucket}/run", *SMALL, *CNN, *until]) == 0
     stages = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
-    assert len(stages) == 12 and all(words[1] == "reused" for words in stages)  # synth .. coldstart
+    assert len(stages) == 9 and all(words[1] == "reused" for words in stages)  # synth .. features
 
 
 def test_a_dataset_in_s3_is_fetched_once_and_gives_the_local_results(ray_session, synth_dir, bucket, tmp_path):

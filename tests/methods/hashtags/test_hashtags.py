@@ -14,20 +14,21 @@ EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experime
 
 
 # 32-pixel crops train in half the time of the experiment's 64 and tag as well (2-core CPU, 2026-12-02: A@1
-# tensor 0.829, mcll 0.252, user_frequency 0.750; label precision@10 0.95)
-SMALL_IMAGES = ["--set", "training.image_size=36", "--set", "training.crop_size=32"]
+# tensor 0.829, mcll 0.252, user_frequency 0.750; label precision@10 0.95). Not fewer epochs: at 12 of the 20
+# the tensor model's 0.675 trails the user's own tag frequency (2026-12-03)
+SMALL = ["--set", "training.image_size=36", "--set", "training.crop_size=32"]
 
 
-def _run(out: str, model: str) -> dict:
-    assert main(["run", EXPERIMENT, "--out", out, "--set", f"hashtags.model={model}", *SMALL_IMAGES]) == 0
+def _run(out: str, model: str, *until: str) -> dict:
+    assert main(["run", EXPERIMENT, "--out", out, "--set", f"hashtags.model={model}", *SMALL, *until]) == 0
     return json.load(open(os.path.join(out, "metrics.json")))
 
 
 @pytest.mark.slow
 def test_the_tensor_model_beats_mcll_and_the_users_own_tag_frequency(ray_session, tmp_path):
     out = str(tmp_path / "run")
-    tensor, mcll = _run(out, "tensor"), _run(out, "mcll")
-    assert mcll["run/stages_reused"] >= 5  # data, filter, split, posts (and synth) are the tensor run's
+    tensor, mcll = _run(out, "tensor"), _run(out, "mcll", "--until", "tagging")  # features: the tensor run's
+    assert mcll["run/stages_reused"] == 3  # synth, data, posts are the tensor run's (filter, split: evaluate's)
     assert tensor["hashtags/test_posts"] == mcll["hashtags/test_posts"] > 300
     # the issue's acceptance bounds; README has the measured numbers
     assert tensor["hashtags/tensor/accuracy@1"] >= mcll["hashtags/mcll/accuracy@1"] + 0.10
