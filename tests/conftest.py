@@ -1,5 +1,7 @@
 """Shared fixtures: one Ray per test session, a loopback S3 server, a small synthetic dataset, MovieLens."""
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -154,3 +156,72 @@ def release_stopped_trainers(ray_session):
     while ray_session.available_resources().get("CPU", 0) < cpus and time.time() < deadline:
         time.sleep(0.5)
     assert ray_session.available_resources().get("CPU", 0) >= cpus, "the sweep left CPUs held"
+
+
+EXPERIMENTS = os.path.join(os.path.dirname(__file__), "..", "experiments")
+SMALL_CROPS = ("training.image_size=36", "training.crop_size=32")  # half the training time of 64-pixel crops
+TINY_CROPS = ("training.image_size=28", "training.crop_size=24")  # words and hashtags learn as well from these
+SHARDED = ("data.synth.shards=3",)  # a method's shared run reads a sharded dataset (tests/methods/test_contract.py)
+# The one run per method that its end-to-end test and the contract test share: (experiment, overrides).
+# cfl's is the default run (`socialfeat run`), and its contract run adds a second pseudo-class round to it.
+METHOD_RUNS = {
+    "cfl": (None, ()),
+    "words": ("words_local.yaml", (*TINY_CROPS, *SHARDED)),
+    "hashtags": ("hashtags_local.yaml", ("hashtags.model=tensor", *TINY_CROPS, *SHARDED)),
+    # two of the experiment's five epochs: the order of CDL, TwoNets and the baselines already holds
+    "comparative": ("comparative_local.yaml", ("comparative.model=cdl", "training.epochs=2", *SMALL_CROPS, *SHARDED)),
+}
+CFL_ROUND2 = ("clustering.rounds=2", "clustering.feature_weight=2", "clustering.round_epochs=2")
+
+
+def run_arguments(experiment: str | None, out: str, overrides, until: str | None = None) -> list[str]:
+    """`socialfeat run` arguments: the experiment (None: the defaults) into `out`, with overrides."""
+    sets = [arg for text in overrides for arg in ("--set", text)]
+    return ["run", *([experiment] if experiment else []), "--out", out, *sets, *(["--until", until] if until else [])]
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedRun:
+    """A finished `socialfeat run`: its directory, experiment, overrides and the metrics it wrote."""
+
+    out: str
+    experiment: str | None
+    overrides: tuple[str, ...]
+    metrics: dict
+
+    def again(self, *overrides: str, until: str | None = None) -> list[str]:
+        """`socialfeat run` arguments for this run's experiment with more overrides, into the same directory."""
+        return run_arguments(self.experiment, self.out, (*self.overrides, *overrides), until)
+
+    def context(self):
+        """(config, metrics, StageContext) of the run, every stage reused: what the contract test reads."""
+        from socialfeat.methods import load_config, named
+        from socialfeat.stages import run_experiment
+
+        cfg = load_config(self.experiment, list(self.overrides))
+        metrics, ctx = run_experiment(named(cfg.method), cfg, self.out)
+        assert metrics["run/stages_reused"] == len(ctx.results), "the shared run's stages were not all reused"
+        return cfg, metrics, ctx
+
+
+_SHARED: dict[str, SharedRun] = {}
+
+
+def shared_run(name: str, tmp_path_factory, base: str | None = None, extra: tuple[str, ...] = ()) -> SharedRun:
+    """The session's one run called `name`: a METHOD_RUNS entry, or `base`'s run copied and rerun with `extra`
+    (its stages are reused; only what `extra` moves runs)."""
+    from socialfeat.cli import main
+
+    if name not in _SHARED:
+        out = str(tmp_path_factory.mktemp(f"shared-{name}") / "run")
+        if base:
+            source = shared_run(base, tmp_path_factory)
+            shutil.copytree(source.out, out)
+            experiment, overrides = source.experiment, (*source.overrides, *extra)
+        else:
+            experiment, overrides = METHOD_RUNS[name]
+            experiment = experiment and os.path.join(EXPERIMENTS, experiment)
+        assert main(run_arguments(experiment, out, overrides)) == 0
+        with open(os.path.join(out, "metrics.json")) as handle:
+            _SHARED[name] = SharedRun(out, experiment, tuple(overrides), json.load(handle))
+    return _SHARED[name]

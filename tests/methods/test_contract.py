@@ -1,6 +1,7 @@
 """The method contract, over every registered method and a test-only fifth one (after implicit's
 RecommenderBaseTestMixin): a sound graph, tasks that learn without Ray, encoders of their declared size, cache
-keys that move exactly with the config keys each stage declares, and the whole graph run on small data: every
+keys that move exactly with the config keys each stage declares, and the whole graph (the run each method's
+end-to-end test shares, on a sharded dataset but cfl's default one; the test method's on small data): every
 stage's metrics in its declared families, every key-metric pattern matched, the trained task the declared one;
 the data in shards, giving the numbers of its single-file form."""
 
@@ -11,11 +12,12 @@ import pytest
 import tiny
 import torch
 
+from conftest import CFL_ROUND2, shared_run
 from socialfeat import artifacts
 from socialfeat.config import build_config, parse_override, set_dotted
 from socialfeat.features.encoder import load_encoder
 from socialfeat.features.extract import read_sets
-from socialfeat.methods import METHODS
+from socialfeat.methods import METHODS, load_config
 from socialfeat.pipeline.train import task_record
 from socialfeat.stages import (
     Method,
@@ -175,7 +177,7 @@ _RUNS: dict = {}
 
 
 def _whole_run(method: Method, tmp_path_factory):
-    """The method's whole graph on small synthetic data, run once per session and shared by the tests."""
+    """The test-only method's whole graph on small synthetic data, run once per session."""
     if method.name not in _RUNS:
         cfg = small_config(method)
         out = str(tmp_path_factory.mktemp(f"contract-{method.name}") / "run")
@@ -183,8 +185,18 @@ def _whole_run(method: Method, tmp_path_factory):
     return _RUNS[method.name]
 
 
+def _method_run(name: str, tmp_path_factory):
+    """A registered method's whole graph: the run its end-to-end test shares (conftest.METHOD_RUNS); cfl's
+    with a second pseudo-class round, so that the rounds' stages are in the graph."""
+    if name == "cfl":
+        return shared_run("cfl_round2", tmp_path_factory, base="cfl", extra=CFL_ROUND2)
+    return shared_run(name, tmp_path_factory)
+
+
 @pytest.fixture
 def whole_run(method, ray_session, tmp_path_factory):
+    if method.name in METHODS:
+        return _method_run(method.name, tmp_path_factory).context()
     return _whole_run(method, tmp_path_factory)
 
 
@@ -224,9 +236,9 @@ def test_every_stage_reports_in_its_families_and_matches_its_key_metrics(method,
 @pytest.mark.slow
 def test_raising_the_rounds_reuses_the_earlier_rounds(ray_session, tmp_path_factory):
     method = METHODS["cfl"]
-    _, _, ctx = _whole_run(method, tmp_path_factory)  # clustering.rounds = 2
-    more = small_config(method, "clustering.rounds=3")
-    metrics, again = run_experiment(method, more, ctx.out)
+    run = _method_run("cfl", tmp_path_factory)  # clustering.rounds = 2
+    more = load_config(run.experiment, [*run.overrides, "clustering.rounds=3"])
+    metrics, again = run_experiment(method, more, run.out)
     assert again.results["round2"].reused and not again.results["round3"].reused
     assert again.results["train"].reused and "retrieval/cnn_r3/jaccard@10" in metrics
 

@@ -9,6 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from conftest import CFL_ROUND2, shared_run
 from socialfeat.cli import main
 
 
@@ -50,9 +51,7 @@ def test_later_rounds_are_refused_for_an_objective_without_pseudo_classes(tmp_pa
 
 @pytest.fixture(scope="module")
 def default_run(ray_session, tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("cfl") / "run")
-    assert main(["run", "--out", out]) == 0
-    return out
+    return shared_run("cfl", tmp_path_factory).out  # `socialfeat run`: the defaults
 
 
 @pytest.mark.slow
@@ -116,13 +115,13 @@ def test_compare_marks_cnn_against_a_random_cnn_but_not_most_metrics_of_another_
 
 @pytest.mark.slow
 def test_a_second_pseudo_class_round_is_its_own_cached_stage_and_reported_beside_the_first(
-    default_run, tmp_path, capsys
+    ray_session, tmp_path_factory
 ):
-    rounds = str(tmp_path / "rounds")
-    shutil.copytree(default_run, rounds)  # round 1 (kmeans, train, features) is reused
-    settings = ["clustering.rounds=2", "clustering.feature_weight=2", "clustering.round_epochs=2"]
-    assert main(["run", "--out", rounds, *(arg for s in settings for arg in ("--set", s))]) == 0
-    metrics = json.load(open(os.path.join(rounds, "metrics.json")))
+    # the default run copied, with clustering.rounds=2: round 1 (kmeans, train, features) is reused. The
+    # contract test shares it (tests/methods/test_contract.py), and raises the rounds to 3 there.
+    run = shared_run("cfl_round2", tmp_path_factory, base="cfl", extra=CFL_ROUND2)
+    rounds, metrics = run.out, run.metrics
+    assert metrics["run/stages_reused"] >= 7  # synth .. features
     assert 0.2 < metrics["rounds/r2/nmi_previous"] < 1.0  # new pseudo classes, related to round 1's
     assert metrics["rounds/r2/label_precision@10/ci_low"] < metrics["rounds/r2/label_precision@10"]
     for set_metric in ("retrieval/{}/jaccard@10", "probe/{}/accuracy", "coldstart/{}/auc"):

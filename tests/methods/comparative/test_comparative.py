@@ -8,26 +8,20 @@ import os
 import pandas as pd
 import pytest
 
+from conftest import shared_run
 from socialfeat.cli import main
-
-EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "comparative_local.yaml")
-
-
-def _run(out: str, *overrides: str, until: str | None = None) -> dict:
-    sets = [arg for o in overrides for arg in ("--set", o)]
-    assert main(["run", EXPERIMENT, "--out", out, *sets, *(["--until", until] if until else [])]) == 0
-    return json.load(open(os.path.join(out, "metrics.json")))
 
 
 @pytest.mark.slow
-def test_cdl_beats_twonets_and_both_beat_chance(ray_session, tmp_path):
-    # two of the experiment's five epochs on 32-pixel crops (2-core CPU, 2026-12-03: CDL P@20 0.617, TwoNets
-    # 0.591, popularity 0.580, Borda of random-CNN features 0.199; cold start 0.858 against a random CNN's
-    # 0.636): the order holds, in 187 s against 390 s at 64 pixels
-    out, small = str(tmp_path / "run"), ("training.epochs=2", "training.image_size=36", "training.crop_size=32")
-    cdl = _run(out, "comparative.model=cdl", *small)
+def test_cdl_beats_twonets_and_both_beat_chance(ray_session, tmp_path_factory):
+    # the shared run: two of the experiment's five epochs on 32-pixel crops (2-core CPU, 2026-12-03: CDL P@20
+    # 0.617, TwoNets 0.591, popularity 0.580, Borda of random-CNN features 0.199; cold start 0.858 against a
+    # random CNN's 0.636): the order holds, in 187 s against 390 s at 64 pixels
+    run = shared_run("comparative", tmp_path_factory)
+    cdl, out = run.metrics, run.out
     # TwoNets to its ranking only: cold start and the random CNN are the CDL run's
-    twonets = _run(out, "comparative.model=twonets", "features.random_cnn=false", *small, until="recommend")
+    assert main(run.again("comparative.model=twonets", "features.random_cnn=false", until="recommend")) == 0
+    twonets = json.load(open(os.path.join(out, "metrics.json")))
     assert twonets["run/stages_reused"] >= 6  # synth, data, filter, likes, users, triplets (split: evaluate's)
     assert cdl["comparative/test_users"] == twonets["comparative/test_users"] == cdl["likes/test_users"] > 50
     assert cdl["triplets/social_negatives"] == cdl["triplets/triplets"]  # every synthetic user has a circle
