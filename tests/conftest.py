@@ -171,7 +171,9 @@ METHOD_RUNS = {
     # two of the experiment's five epochs: the order of CDL, TwoNets and the baselines already holds
     "comparative": ("comparative_local.yaml", ("comparative.model=cdl", "training.epochs=2", *SMALL_CROPS, *SHARDED)),
 }
+# Runs made from another one: its directory copied and rerun with more overrides (only what they move runs).
 CFL_ROUND2 = ("clustering.rounds=2", "clustering.feature_weight=2", "clustering.round_epochs=2")
+DERIVED_RUNS = {"cfl_round2": ("cfl", CFL_ROUND2)}
 
 
 def run_arguments(experiment: str | None, out: str, overrides, until: str | None = None) -> list[str]:
@@ -207,14 +209,14 @@ class SharedRun:
 _SHARED: dict[str, SharedRun] = {}
 
 
-def shared_run(name: str, tmp_path_factory, base: str | None = None, extra: tuple[str, ...] = ()) -> SharedRun:
-    """The session's one run called `name`: a METHOD_RUNS entry, or `base`'s run copied and rerun with `extra`
-    (its stages are reused; only what `extra` moves runs)."""
+def shared_run(name: str, tmp_path_factory) -> SharedRun:
+    """The session's one run called `name`: a METHOD_RUNS or DERIVED_RUNS entry."""
     from socialfeat.cli import main
 
     if name not in _SHARED:
         out = str(tmp_path_factory.mktemp(f"shared-{name}") / "run")
-        if base:
+        if name in DERIVED_RUNS:
+            base, extra = DERIVED_RUNS[name]
             source = shared_run(base, tmp_path_factory)
             shutil.copytree(source.out, out)
             experiment, overrides = source.experiment, (*source.overrides, *extra)

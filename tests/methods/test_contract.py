@@ -12,7 +12,7 @@ import pytest
 import tiny
 import torch
 
-from conftest import CFL_ROUND2, shared_run
+from conftest import shared_run
 from socialfeat import artifacts
 from socialfeat.config import build_config, parse_override, set_dotted
 from socialfeat.features.encoder import load_encoder
@@ -189,7 +189,7 @@ def _method_run(name: str, tmp_path_factory):
     """A registered method's whole graph: the run its end-to-end test shares (conftest.METHOD_RUNS); cfl's
     with a second pseudo-class round, so that the rounds' stages are in the graph."""
     if name == "cfl":
-        return shared_run("cfl_round2", tmp_path_factory, base="cfl", extra=CFL_ROUND2)
+        return shared_run("cfl_round2", tmp_path_factory)
     return shared_run(name, tmp_path_factory)
 
 

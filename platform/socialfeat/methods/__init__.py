@@ -12,9 +12,13 @@ from socialfeat.stages import Method
 NAMES = ("cfl", "words", "hashtags", "comparative")
 
 
+def _load(name: str) -> Method:
+    return importlib.import_module(f"socialfeat.methods.{name}.method").METHOD
+
+
 def methods() -> dict[str, Method]:
     """Every registered method by name."""
-    return {name: importlib.import_module(f"socialfeat.methods.{name}.method").METHOD for name in NAMES}
+    return {name: _load(name) for name in NAMES}
 
 
 def __getattr__(attribute: str):
@@ -41,4 +45,4 @@ def named(name: str, source: str = "config") -> Method:
     """The registered method `name`; an unknown one is a config error naming the key."""
     if name not in NAMES:
         raise ConfigError(f"{source}: config key 'method': unknown method {name!r}; methods: {', '.join(NAMES)}")
-    return importlib.import_module(f"socialfeat.methods.{name}.method").METHOD
+    return _load(name)

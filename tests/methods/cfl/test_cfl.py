@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import CFL_ROUND2, shared_run
+from conftest import shared_run
 from socialfeat.cli import main
 
 
@@ -119,7 +119,7 @@ def test_a_second_pseudo_class_round_is_its_own_cached_stage_and_reported_beside
 ):
     # the default run copied, with clustering.rounds=2: round 1 (kmeans, train, features) is reused. The
     # contract test shares it (tests/methods/test_contract.py), and raises the rounds to 3 there.
-    run = shared_run("cfl_round2", tmp_path_factory, base="cfl", extra=CFL_ROUND2)
+    run = shared_run("cfl_round2", tmp_path_factory)
     rounds, metrics = run.out, run.metrics
     assert metrics["run/stages_reused"] >= 7  # synth .. features
     assert 0.2 < metrics["rounds/r2/nmi_previous"] < 1.0  # new pseudo classes, related to round 1's
