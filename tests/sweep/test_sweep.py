@@ -177,7 +177,9 @@ def _wait_for(out: str, trials: int, driver: subprocess.Popen) -> None:
 def test_an_interrupted_then_killed_sweep_resumes_without_rerunning_finished_trials(
     ray_session, synth_dir, tmp_path, capsys
 ):
+    # a thousand ALS epochs make a trial last a second or two, so that each signal lands mid-sweep
     fields = {"samples": 6, "until": "factorization", "objectives": [{"metric": "mf/pr", "mode": "min"}]}
+    fields["fixed"] = [*SHRINK, "factorization.epochs=1000"]
     parameters = {"factorization.reg": {"loguniform": [0.5, 20]}, "factorization.dim": {"int": [4, 24]}}
     space, out = space_file(tmp_path, **fields, space=parameters), str(tmp_path / "sweep")
     # Ctrl-C, on a Ray of the driver's own (so that what it leaves behind can be counted)
