@@ -186,6 +186,7 @@ class EvaluationConfig(Strict):
     """What the evaluation compares beyond the run's own features (Fang et al. 4.3, 4.4)."""
 
     ranks: int = Field(100, ge=1, le=1000)  # neighbours per te query: Jaccard at ranks 1..ranks
+    coldstart_max_users: PositiveInt = 10_000  # cold start scores a seeded sample of at most this many users
     feature_files: dict[str, str] = {}  # name -> parquet of (item_id, vector), e.g. features of another model
     weights: str | None = None  # a torchvision state dict for training.model (torch.load(weights_only=True))
 

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.linear_model import LogisticRegression
 
@@ -14,9 +15,11 @@ from socialfeat.cli import main
 from socialfeat.config import TrainingConfig
 from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights, weights_encoder
 from socialfeat.evaluation.probes import _fit, linear_probe
-from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval, retrieval
+from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval
+from socialfeat.evaluation.suite import retrieval as retrieval_of
 from socialfeat.features.encoder import build_encoder, save_encoder
 from socialfeat.features.extract import read_features, write_features
+from socialfeat.stats import retrieval
 from socialfeat.stats.retrieval import cosine_neighbours, normalise
 from socialfeat.vision.backbones import build, embed
 
@@ -43,13 +46,13 @@ def test_retrieval_finds_co_viewed_items_and_needs_te_items():
     ids = np.array([f"i{i}" for i in range(20)], dtype=object)
     vectors = np.array([[1.0, 0.0] if i < 10 else [0.0, 1.0] for i in range(20)]) + 0.01 * np.arange(20)[:, None]
     parts = pd.Series(["te" if i in (0, 10) else "tr" for i in range(20)], index=ids)
-    samples, curve = retrieval("toy", vectors, ids, parts, item_users, items, users, None, k=5)
+    samples, curve = retrieval_of("toy", vectors, ids, parts, item_users, items, users, None, k=5)
     random_samples, _ = random_retrieval(parts, item_users, items, 5, seed=0)
     queries, at_1 = samples["retrieval/toy/jaccard@1"]
     assert sorted(queries) == ["i0", "i10"] and at_1.mean() == curve[0]  # one value per te query
     assert at_1.mean() > 2 * random_samples["retrieval/random/jaccard@1"][1].mean()
     with pytest.raises(EvaluationError, match="0 te"):
-        retrieval("toy", vectors, ids, pd.Series(["tr"] * 20, index=ids), item_users, items, users, None)
+        retrieval_of("toy", vectors, ids, pd.Series(["tr"] * 20, index=ids), item_users, items, users, None)
 
 
 def test_feature_files_round_trip_and_nan_is_named(tmp_path):
@@ -173,3 +176,56 @@ def test_cosine_neighbours_are_exact_and_never_the_query_itself_even_among_dupli
     best = np.sort(scores, axis=1)[:, ::-1][:, :4]
     assert np.allclose(np.take_along_axis(scores, found, axis=1), best, atol=1e-5)
     assert set(found[10]) <= set(range(11, 20))
+
+
+def _clustered(items: int, dim: int, seed: int) -> np.ndarray:
+    """Vectors around 40 centres, overlapping enough that an IVF index misses some true neighbours."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dim))
+    return centres[rng.integers(0, 40, items)] + rng.standard_normal((items, dim))
+
+
+def test_past_the_exact_budget_an_ivf_index_answers_and_reports_its_sampled_recall(monkeypatch):
+    vectors = _clustered(6000, 16, seed=3)
+    exact = retrieval.neighbour_search(vectors, vectors, 10, exclude_self=True)
+    assert exact.recall is None and exact.checked is None
+    monkeypatch.setattr(retrieval, "EXACT_PAIRS", 6000 * 5000)
+    found = retrieval.neighbour_search(vectors, vectors, 10, exclude_self=True)
+    overlap = np.mean([len(np.intersect1d(a, b)) for a, b in zip(found.indices, exact.indices)]) / 10
+    assert 0.85 < found.recall < 0.99 and abs(found.recall - overlap) < 0.02  # the sample tells the whole's recall
+    assert len(found.checked) == retrieval.RECALL_QUERIES and not (found.indices == np.arange(6000)[:, None]).any()
+    monkeypatch.setattr(retrieval, "IVF_PROBES", 1)
+    assert retrieval.neighbour_search(vectors, vectors, 10, exclude_self=True).recall < 0.6  # one list of 309
+    one_list = retrieval.neighbour_search(vectors, vectors, 30, exclude_self=True)  # ~19 vectors a list: short
+    assert (one_list.indices >= 0).all() and not (one_list.indices == np.arange(6000)[:, None]).any()
+
+
+def test_retrieval_past_the_exact_budget_reports_the_search_recall_beside_the_jaccard(monkeypatch):
+    ids = np.array([f"i{n}" for n in range(3000)])
+    parts = pd.Series(np.where(np.arange(3000) % 5 == 0, "te", "tr"), index=ids)
+    users = [f"u{n % 400}" for n in range(12000)]
+    interactions = pd.DataFrame({"user_id": users, "item_id": ids[np.arange(12000) * 7 % 3000]})
+    item_users, items, user_index = _viewers(interactions)
+    vectors = _clustered(3000, 8, seed=4)
+    args = ("cnn", vectors, ids, parts, item_users, items, user_index, None)
+    exact, _ = retrieval_of(*args, k=10)
+    assert not [name for name in exact if "search_recall" in name]
+    monkeypatch.setattr(retrieval, "EXACT_PAIRS", 600 * 2000)
+    approximate, _ = retrieval_of(*args, k=10)
+    queries, recall = approximate["retrieval/cnn/search_recall@10"]
+    assert len(queries) == min(600, retrieval.RECALL_QUERIES) and set(queries) <= set(ids[parts == "te"])
+    assert 0.5 < recall.mean() <= 1
+
+
+def test_jaccard_over_blocks_of_pairs_is_the_jaccard_of_the_viewer_sets(monkeypatch):
+    item_users = sp.random(50, 80, density=0.1, random_state=5, format="csr")
+    rng = np.random.default_rng(5)
+    left, right = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
+    viewers = [set(item_users[i].indices) for i in range(50)]
+    union = [len(viewers[a] | viewers[b]) for a, b in zip(left, right)]
+    expected = [len(viewers[a] & viewers[b]) / u if u else 0.0 for a, b, u in zip(left, right, union)]
+    whole = retrieval.jaccard_pairs(item_users, left, right)
+    monkeypatch.setattr(retrieval, "PAIRS_NONZEROS", 20)  # blocks of two or three pairs
+    blocked = retrieval.jaccard_pairs(item_users, left, right)
+    assert np.allclose(whole, expected) and np.allclose(blocked, expected)
+    assert retrieval.jaccard_pairs(item_users, left[:0], right[:0]).shape == (0,)

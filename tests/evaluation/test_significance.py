@@ -72,6 +72,11 @@ def test_cold_start_ranks_by_features_that_carry_the_factors_above_random_and_be
         "noise": (item_ids, rng.standard_normal((120, 16))),
     }
     samples, curves = recall_samples(sets, interactions, factors, te, seed=0)
+    sampled, _ = recall_samples(sets, interactions, factors, te, seed=0, max_users=50)
+    users, values = sampled["coldstart/informative/auc"]
+    assert len(users) == 50 and set(users) < set(samples["coldstart/informative/auc"][0])
+    whole = dict(zip(*samples["coldstart/informative/auc"]))
+    assert np.allclose(values, [whole[user] for user in users])  # a user's score does not depend on the sample
     auc = {name: samples[f"coldstart/{name}/auc"][1].mean() for name in ("informative", "noise", "random", "oracle")}
     assert auc["oracle"] > auc["informative"] > 0.7 and abs(auc["noise"] - 0.5) < 0.1 and abs(auc["random"] - 0.5) < 0.1
     assert curves["informative"][9] == pytest.approx(samples["coldstart/informative/recall@10"][1].mean())

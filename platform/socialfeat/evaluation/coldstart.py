@@ -103,13 +103,18 @@ def recall_samples(
     interactions: pd.DataFrame,
     factors: Factors,
     te_ids: np.ndarray,
+    *,
     seed: int,
+    max_users: int | None = None,
 ) -> tuple[Samples, dict[str, list]]:
     """Per-user coldstart/<name>/{auc, recall@K} for each feature set, a random ranking (per user) and the
-    oracle, and each one's mean recall@1..50 curve."""
+    oracle, and each one's mean recall@1..50 curve. Past `max_users` scored users, a seeded sample of them is
+    scored: each user ranks every te item, so the time grows as users x te items."""
     users, views = te_views(interactions, factors, te_ids)
     if not len(users):
         raise UserError("no user of the factorisation viewed a te item: cold start has nothing to score")
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     candidates = {name: predicted_factors(features, factors, te_ids) for name, features in sets.items()}
     candidates["oracle"] = folded_in(factors, views)
     user_factors = factors.user_factors[users]

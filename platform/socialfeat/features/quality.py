@@ -2,14 +2,20 @@
 
 import numpy as np
 
-from socialfeat.stats.retrieval import cosine_neighbours
+from socialfeat.stats.retrieval import neighbour_search
+from socialfeat.stats.significance import Samples
 
 
-def label_precision(vectors: np.ndarray, labels: list, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of the items with labels, the fraction of each one's k nearest neighbours (cosine) sharing
-    at least one of its labels): the metric is their mean."""
+def label_precision(prefix: str, ids: np.ndarray, vectors: np.ndarray, *, labels: list, k: int = 10) -> Samples:
+    """{prefix/label_precision@k: per item with labels, the fraction of its k nearest neighbours (cosine)
+    sharing at least one of its labels}, and prefix/search_recall@k per checked item when an IVF index
+    found the neighbours."""
     has = np.array([bool(l is not None and len(l)) for l in labels])
     label_sets = [set(l) for l, h in zip(labels, has) if h]
-    neighbours = cosine_neighbours(vectors[has], vectors[has], k, exclude_self=True)
-    shared = np.array([[bool(label_sets[q] & label_sets[n]) for n in row] for q, row in enumerate(neighbours)])
-    return np.flatnonzero(has), shared.mean(axis=1)
+    found = neighbour_search(vectors[has], vectors[has], k, exclude_self=True)
+    shared = np.array([[bool(label_sets[q] & label_sets[n]) for n in row] for q, row in enumerate(found.indices)])
+    labelled = ids[has]
+    samples = {f"{prefix}/label_precision@{k}": (labelled, shared.mean(axis=1))}
+    if found.checked is not None:
+        samples[f"{prefix}/search_recall@{k}"] = (labelled[found.checked], found.recall_by_query)
+    return samples

@@ -20,7 +20,10 @@ def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...]) -> dict:
     sets = input_sets(ctx, inputs)
     ids = sets["cnn"][0]  # every set holds the items the encoder embedded
     te_ids = ids[parts.reindex(ids).to_numpy() == "te"]
-    samples, curves = recall_samples(sets, interactions, factors(ctx), te_ids, ctx.cfg.split.seed)
+    cfg = ctx.cfg
+    samples, curves = recall_samples(
+        sets, interactions, factors(ctx), te_ids, seed=cfg.split.seed, max_users=cfg.evaluation.coldstart_max_users
+    )
     artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
     return significance.means(samples) | significance.record(tmp, samples, ctx.cfg.split.seed)
 
@@ -32,7 +35,7 @@ def coldstart_stage(sets: tuple[str, ...] = ()) -> Stage:
     return Stage(
         "coldstart",
         inputs,
-        ("split.seed", "factorization.reg"),
+        ("split.seed", "factorization.reg", "evaluation.coldstart_max_users"),
         lambda ctx, tmp: _coldstart(ctx, tmp, tuple(name for name in inputs if name not in ("split", "factorization"))),
         outputs=("curves.json", "samples.parquet?"),
         metrics=("coldstart",),

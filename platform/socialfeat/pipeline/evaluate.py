@@ -126,7 +126,7 @@ def evaluate_stage(
     return Stage(
         "evaluate",
         inputs,
-        ("evaluation", "split.seed", *WEIGHTS_READ),
+        ("evaluation.ranks", "evaluation.feature_files", "evaluation.weights", "split.seed", *WEIGHTS_READ),
         lambda ctx, tmp: _compute(ctx, tmp, inputs, references),
         outputs=("curves.json", *SET_FILES),
         unkeyed=("features.batch_size", "features.concurrency", "training.use_gpu"),

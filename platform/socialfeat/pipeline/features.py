@@ -46,8 +46,9 @@ def _compute(ctx: StageContext, tmp: str, encoder_stage: str) -> dict:
     samples = {}
     for name, (ids, vectors) in sets.items():
         if labels is not None:
-            found, values = label_precision(vectors, labels.reindex(ids).tolist(), cfg.neighbours)
-            samples[f"features/{name}/label_precision@{cfg.neighbours}"] = (ids[found], values)
+            samples |= label_precision(
+                f"features/{name}", ids, vectors, labels=labels.reindex(ids).tolist(), k=cfg.neighbours
+            )
         result[f"features/{name}/dim"] = int(vectors.shape[1])
     write_sets(tmp, sets)
     return result | significance.means(samples) | significance.record(tmp, samples, training.seed)

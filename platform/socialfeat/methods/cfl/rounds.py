@@ -123,8 +123,7 @@ def _round_features(ctx: StageContext, tmp: str, prefix: str) -> dict:
     if "labels" not in items:
         return {}
     labels = items.set_index("item_id")["labels"].reindex(ids).tolist()
-    found, values = label_precision(vectors, labels, ctx.cfg.features.neighbours)
-    samples = {f"{prefix}/label_precision@{ctx.cfg.features.neighbours}": (ids[found], values)}
+    samples = label_precision(prefix, ids, vectors, labels=labels, k=ctx.cfg.features.neighbours)
     return significance.means(samples) | significance.record(tmp, samples, ctx.cfg.training.seed)
 
 
