@@ -59,7 +59,7 @@ def test_default_run_learns_features_far_better_than_a_random_cnn(default_run):
     out = default_run
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["features/cnn/label_precision@10"] > metrics["features/random_cnn/label_precision@10"] + 0.25
-    assert metrics["run/seconds"] < 300 and metrics["features/items"] == metrics["data/items"]  # every image
+    assert metrics["features/items"] == metrics["data/items"]  # every image (its time: benchmarks, not a test)
     # behaviour-grounded retrieval: learned features find co-viewed items, baselines barely beat random
     assert metrics["retrieval/cnn/jaccard@10"] > 2 * metrics["retrieval/random_cnn/jaccard@10"]
     assert metrics["retrieval/cnn/jaccard@10"] > 2 * metrics["retrieval/random/jaccard@10"]
