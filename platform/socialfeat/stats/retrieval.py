@@ -10,7 +10,8 @@ import scipy.sparse as sp
 log = logging.getLogger(__name__)
 # Exact search costs queries x database vector pairs: past EXACT_PAIRS (200k items against each other, about
 # a minute on 2 cores) an IVF index probing IVF_PROBES lists answers instead, 4x faster at 200k and 10x at
-# 1M items, recall@10 0.985-0.996 on clustered vectors (benchmarks/neighbours.py, benchmarks/results).
+# 1M items; recall@10 0.985-1.000 on clustered vectors, far less where noise swamps the clusters, which is why
+# it is reported (benchmarks/neighbours.py, benchmarks/results/neighbours-ivf-*).
 EXACT_PAIRS = 200_000 * 200_000
 IVF_PROBES = 16
 RECALL_QUERIES = 1000  # queries whose IVF neighbours are checked against exact search
