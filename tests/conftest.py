@@ -142,18 +142,23 @@ def space_file(tmp_path, name="space.yaml", **fields) -> str:
 @pytest.fixture
 def release_stopped_trainers(ray_session):
     """The test session's Ray runs without the dashboard, so Ray Train cannot release the workers of a
-    trial ASHA stopped (the sweep warns): remove their placement groups, as Ray Train's cleaner would."""
+    trial ASHA stopped (the sweep warns): remove their placement groups, as Ray Train's cleaner would.
+    A stopped trainer may still be asking for its group (pending) when the test ends and get it later, so
+    new groups in any live state are removed until none has appeared for 3 s and the CPUs are back."""
     from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
     before = set(placement_group_table())
     cpus = ray_session.available_resources().get("CPU", 0)
     yield
-    for pg_id, info in placement_group_table().items():
-        if pg_id not in before and info["state"] == "CREATED":
+    deadline, quiet_since = time.time() + 30, time.time()
+    while time.time() < deadline:
+        live = [pg for pg, info in placement_group_table().items() if pg not in before and info["state"] != "REMOVED"]
+        for pg_id in live:
             remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
-    deadline = time.time() + 20
-    while ray_session.available_resources().get("CPU", 0) < cpus and time.time() < deadline:
+        quiet_since = time.time() if live else quiet_since
+        if time.time() - quiet_since > 3 and ray_session.available_resources().get("CPU", 0) >= cpus:
+            break
         time.sleep(0.5)
     assert ray_session.available_resources().get("CPU", 0) >= cpus, "the sweep left CPUs held"
 
