@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from socialfeat.errors import UserError
 from socialfeat.evaluation.probes import linear_probe
-from socialfeat.stats.retrieval import Found, jaccard_by_query, neighbour_search
+from socialfeat.stats.retrieval import jaccard_by_query, neighbour_search
 from socialfeat.stats.significance import Samples, means
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,6 @@ def _owner_viewed(owners: pd.Series, queries: np.ndarray, ranked: np.ndarray, it
     return items[queries[known]], np.asarray(counts, np.float64)
 
 
-def _recall_samples(name: str, query_ids: np.ndarray, found: Found) -> Samples:
-    """{retrieval/name/search_recall@k: per checked query} when an IVF index answered, else nothing."""
-    if found.checked is None:
-        return {}
-    return {
-        f"retrieval/{name}/search_recall@{found.indices.shape[1]}": (query_ids[found.checked], found.recall_by_query)
-    }
-
-
 def _rank_samples(prefix: str, query_ids, by_query: np.ndarray) -> Samples:
     """{prefix/jaccard@r: (query ids, each query's Jaccard at rank r)} for the reported ranks."""
     return {f"{prefix}/jaccard@{r}": (query_ids, by_query[:, r - 1]) for r in RANKS if r <= by_query.shape[1]}
@@ -83,9 +74,10 @@ def retrieval(
     found = neighbour_search(vectors[queries], vectors[database], min(k, len(database)))
     neighbours = database[found.indices]
     by_query = jaccard_by_query(item_users, index[queries], index[neighbours])
-    samples = _rank_samples(f"retrieval/{name}", ids[queries], by_query) | _recall_samples(name, ids[queries], found)
+    prefix = f"retrieval/{name}"
+    samples = _rank_samples(prefix, ids[queries], by_query) | found.recall_samples(prefix, ids[queries])
     if owners is not None:
-        samples[f"retrieval/{name}/owner_viewed@{k}"] = _owner_viewed(
+        samples[f"{prefix}/owner_viewed@{k}"] = _owner_viewed(
             owners, index[queries], index[neighbours], item_users, items, users
         )
     return samples, by_query.mean(axis=0)
@@ -141,4 +133,4 @@ def reference_retrieval(name: str, ids: np.ndarray, vectors: np.ndarray, item_us
     found = neighbour_search(vectors, vectors, min(k, len(ids) - 1), exclude_self=True)
     index = items.get_indexer(ids)
     by_query = jaccard_by_query(item_users, index, index[found.indices])
-    return _rank_samples(f"retrieval/{name}", ids, by_query) | _recall_samples(name, ids, found)
+    return _rank_samples(f"retrieval/{name}", ids, by_query) | found.recall_samples(f"retrieval/{name}", ids)

@@ -15,7 +15,4 @@ def label_precision(prefix: str, ids: np.ndarray, vectors: np.ndarray, *, labels
     found = neighbour_search(vectors[has], vectors[has], k, exclude_self=True)
     shared = np.array([[bool(label_sets[q] & label_sets[n]) for n in row] for q, row in enumerate(found.indices)])
     labelled = ids[has]
-    samples = {f"{prefix}/label_precision@{k}": (labelled, shared.mean(axis=1))}
-    if found.checked is not None:
-        samples[f"{prefix}/search_recall@{k}"] = (labelled[found.checked], found.recall_by_query)
-    return samples
+    return {f"{prefix}/label_precision@{k}": (labelled, shared.mean(axis=1))} | found.recall_samples(prefix, labelled)

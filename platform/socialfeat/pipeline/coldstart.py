@@ -25,7 +25,7 @@ def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...]) -> dict:
         sets, interactions, factors(ctx), te_ids, seed=cfg.split.seed, max_users=cfg.evaluation.coldstart_max_users
     )
     artifacts.write_json(os.path.join(tmp, "curves.json"), curves)
-    return significance.means(samples) | significance.record(tmp, samples, ctx.cfg.split.seed)
+    return significance.means(samples) | significance.record(tmp, samples, cfg.split.seed)
 
 
 def coldstart_stage(sets: tuple[str, ...] = ()) -> Stage:

@@ -36,6 +36,12 @@ class Found:
     def recall(self) -> float | None:
         return None if self.recall_by_query is None else float(self.recall_by_query.mean())
 
+    def recall_samples(self, prefix: str, query_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{prefix/search_recall@k: (the checked queries' ids, their recall)} when an IVF index answered, else {}."""
+        if self.checked is None:
+            return {}
+        return {f"{prefix}/search_recall@{self.indices.shape[1]}": (query_ids[self.checked], self.recall_by_query)}
+
 
 def neighbour_search(queries: np.ndarray, database: np.ndarray, k: int, exclude_self: bool = False) -> Found:
     """queries x k indices into `database` by cosine similarity, best first: faiss's exact inner-product search
@@ -103,9 +109,10 @@ def jaccard_pairs(item_users: sp.csr_matrix, left: np.ndarray, right: np.ndarray
     """Jaccard index of the viewer sets of items left[n] and right[n], over blocks of pairs whose two viewer
     rows hold about PAIRS_NONZEROS entries in all: memory bounded by the block, however popular its items."""
     binary = (item_users > 0).astype(np.float32).tocsr()
-    sizes = np.diff(binary.indptr)
-    intersection = np.zeros(len(left))
-    for start, stop in _blocks(sizes[left] + sizes[right]):
+    counts = np.diff(binary.indptr)
+    sizes = counts.astype(np.float32)  # float32 arithmetic, as the values have always been computed
+    intersection = np.zeros(len(left), np.float32)
+    for start, stop in _blocks(counts[left] + counts[right]):
         pair_rows = binary[left[start:stop]].multiply(binary[right[start:stop]])
         intersection[start:stop] = np.asarray(pair_rows.sum(axis=1)).ravel()
     union = sizes[left] + sizes[right] - intersection
@@ -116,7 +123,7 @@ def _blocks(entries: np.ndarray) -> list[tuple[int, int]]:
     """Consecutive (start, stop) ranges whose `entries` sum to about PAIRS_NONZEROS (at least one each)."""
     total = np.cumsum(entries)
     cuts = np.searchsorted(total, np.arange(PAIRS_NONZEROS, total[-1] if len(total) else 0, PAIRS_NONZEROS))
-    edges = np.unique(np.concatenate([[0], cuts + 1, [len(entries)]]).clip(0, len(entries)))
+    edges = np.unique(np.concatenate([[0], cuts + 1, [len(entries)]]))
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
