@@ -163,6 +163,9 @@ class TrainingConfig(Strict):
     num_workers: PositiveInt = 1
     cpus_per_worker: PositiveFloat = 2  # fractions let a sweep trial's Ray Data share a small machine
     use_gpu: bool = False
+    # where the workers' bundles go: PACK fills a node first; SPREAD / STRICT_SPREAD one worker per node
+    # (STRICT_SPREAD waits for enough nodes rather than doubling up)
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: NonNegativeInt = 2  # worker crashes survived (resuming from the last checkpoint)
     seed: int = 0
 
@@ -210,6 +213,8 @@ class RayConfig(Strict):
     num_cpus: PositiveInt | None = None
     resource_wait_s: NonNegativeFloat = 600.0  # on a joined (maybe autoscaling) cluster: how long training may
     # wait for nodes that can hold its workers; a local Ray never grows, so there the check fails at once
+    shared_filesystem: bool = False  # --out lies on a filesystem every node mounts (NFS): a local path then
+    # serves a cluster of several nodes, which otherwise needs --out in object storage
 
 
 class ExperimentConfig(Strict):

@@ -119,6 +119,32 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     return "local"
 
 
+class NoSharedStorage(UserError):
+    """A cluster of several nodes with the run in a local directory: checkpoints written by a worker on one
+    node would be read by the driver on another."""
+
+
+def check_shared_storage(out_is_remote: bool, shared_filesystem: bool, training=None, joined: bool = False) -> None:
+    """Stages and checkpoints in storage every node reaches, once the work may leave the driver's node: the
+    cluster has several nodes now, or it was joined and must grow to hold training's workers."""
+    if out_is_remote or shared_filesystem:
+        return
+    alive = [node for node in ray.nodes() if node.get("Alive", False)]
+    must_grow = (
+        joined
+        and training is not None
+        and worker_slots(alive, training.cpus_per_worker, training.use_gpu) < (training.num_workers)
+    )
+    if len(alive) < 2 and not must_grow:
+        return
+    shape = f"{len(alive)} nodes" if len(alive) > 1 else "one node and must grow to hold training's workers"
+    raise NoSharedStorage(
+        f"this Ray cluster has {shape}, and --out is a local directory: training checkpoints written on "
+        "one node would be missing on another. Put the run in storage every node reaches (--out s3://BUCKET/"
+        "PREFIX, gs://, abfs://), or set ray.shared_filesystem=true when --out is on a filesystem every node mounts"
+    )
+
+
 class UnsatisfiableResources(UserError):
     """Training asks for more than the Ray cluster has: without this check Ray Train waits for ever."""
 

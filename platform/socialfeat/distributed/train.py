@@ -98,8 +98,33 @@ def _restore(model, optimizer, scheduler, checkpoint_root: str) -> tuple[int, li
     getattr(model, "module", model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state.get("rng"))
     log.info("resuming from the checkpoint of epoch %d", state["epoch"] + 1)
     return state["epoch"] + 1, state["history"]
+
+
+def _rng_states() -> list[dict]:
+    """Every rank's torch generator states: crops, flips and dropout draw from them, so a run resumed from
+    this checkpoint draws what an unbroken run would have drawn (one all-gather, on every rank)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    if not torch.distributed.is_initialized():
+        return [state]
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def _set_rng_state(states: list[dict] | None) -> None:
+    """This rank's generators as the checkpoint left them (checkpoints of another world size start fresh)."""
+    context = ray.train.get_context()
+    if not states or len(states) != context.get_world_size():
+        return
+    mine = states[context.get_world_rank()]
+    torch.set_rng_state(mine["cpu"])
+    if "cuda" in mine and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])
 
 
 def _save_and_report(metrics: dict, state: dict) -> None:
@@ -155,6 +180,7 @@ def worker_loop(config: dict) -> None:
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "history": history,
+            "rng": _rng_states(),
         }
         _save_and_report(metrics, state)
 
@@ -249,7 +275,10 @@ def fit(
             "initial": initial,
         },
         scaling_config=ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+            placement_strategy=cfg.placement,
         ),
         run_config=RunConfig(
             name=name,
