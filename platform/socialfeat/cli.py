@@ -194,7 +194,7 @@ def cmd_run(args) -> int:
     training = cfg.training if trains(method, args.until) else None
     check_shared_storage(bool(remote), cfg.ray.shared_filesystem, training, joined)
     if training is not None:  # Ray Train would wait for ever for workers the cluster cannot hold
-        check_training_resources(cfg.training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
+        check_training_resources(training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
     metrics, run = run_experiment(
         method,

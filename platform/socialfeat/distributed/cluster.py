@@ -130,11 +130,8 @@ def check_shared_storage(out_is_remote: bool, shared_filesystem: bool, training=
     if out_is_remote or shared_filesystem:
         return
     alive = [node for node in ray.nodes() if node.get("Alive", False)]
-    must_grow = (
-        joined
-        and training is not None
-        and worker_slots(alive, training.cpus_per_worker, training.use_gpu) < (training.num_workers)
-    )
+    slots = worker_slots(alive, training.cpus_per_worker, training.use_gpu) if training is not None else 0
+    must_grow = joined and training is not None and slots < training.num_workers
     if len(alive) < 2 and not must_grow:
         return
     shape = f"{len(alive)} nodes" if len(alive) > 1 else "one node and must grow to hold training's workers"
