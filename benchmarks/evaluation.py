@@ -26,20 +26,9 @@ import psutil
 
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.evaluation.suite import evaluate
+from socialfeat.memory import peak_rss_mib, reset_peak_rss
 
 LABELS = 50  # the probe's classes: a fixed set of categories, as styles or genres are
-
-
-def _reset_peak_rss() -> None:
-    """Linux: the process's peak RSS (VmHWM) restarts from its current RSS."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        (line,) = [line for line in status if line.startswith("VmHWM:")]
-    return int(line.split()[1]) / 1024
 
 
 def _rss_mib() -> float:
@@ -70,7 +59,7 @@ def _one(items: int, views: int, dim: int, queue) -> None:
     sets, interactions, parts, labels, references = _inputs(items, views, dim, seed=0)
     gc.collect()
     before = _rss_mib()  # the inputs, held
-    _reset_peak_rss()  # so that the peak read after is evaluate's, not the inputs' making
+    reset_peak_rss()  # so that the peak read after is evaluate's, not the inputs' making
     started = time.perf_counter()
     metrics, _, _ = evaluate(sets, interactions, parts, None, labels, seed=0, references=references)
     seconds = time.perf_counter() - started
@@ -83,7 +72,7 @@ def _one(items: int, views: int, dim: int, queue) -> None:
             "dim": dim,
             "seconds": round(seconds, 1),
             "one_probe_seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_added_mib": round(_peak_rss_mib() - before),
+            "peak_rss_added_mib": round(peak_rss_mib() - before),
             "inputs_rss_mib": round(before),
             "jaccard@10/cnn": round(metrics["retrieval/cnn/jaccard@10"], 5),
             "jaccard@10/random_cnn": round(metrics["retrieval/random_cnn/jaccard@10"], 5),

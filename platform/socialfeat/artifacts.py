@@ -280,6 +280,7 @@ class StageResult:
     reused: bool
     seconds: float  # of this run: ~0 when reused
     original_seconds: float  # what computing it took when it was made
+    driver_peak_rss_mib: float | None = None  # this process's peak while the stage ran (Linux), set by the runner
 
 
 class StageStore:

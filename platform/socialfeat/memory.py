@@ -26,3 +26,23 @@ def factor_bytes(users: int, items: int, dim: int) -> float:
     """Factorisation's arrays: user and item factors in float32, with as much again for the solver's
     working copies and as much again for the evaluation's scores of them (measured peak ~3x the factors)."""
     return 4.0 * (users + items) * dim * 4
+
+
+def reset_peak_rss() -> bool:
+    """Restart this process's peak RSS (Linux VmHWM) from its current RSS; False where the kernel offers no way."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak RSS since start or the last reset_peak_rss (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from socialfeat import artifacts, console, storage
+from socialfeat import artifacts, console, memory, storage
 from socialfeat.config import ConfigView, ExperimentConfig, declared_values, to_yaml
 from socialfeat.data import keys
 from socialfeat.data.reader import Dataset, read_dataset
@@ -234,6 +234,13 @@ def check_outputs(stage: Stage, tmp: str) -> None:
         )
 
 
+def _measured(store: artifacts.StageStore, name: str, key: dict, inputs: dict, compute) -> artifacts.StageResult:
+    """store.run with this process's peak RSS while the stage ran (reset first, so not an earlier stage's)."""
+    memory.reset_peak_rss()
+    result = store.run(name, key, inputs, compute)
+    return dataclasses.replace(result, driver_peak_rss_mib=memory.peak_rss_mib())
+
+
 def _synthesise(ctx: StageContext) -> str:
     """Generate the synthetic dataset as a cached stage of its own; returns its directory."""
     synth = ctx.cfg.data.synth
@@ -246,7 +253,7 @@ def _synthesise(ctx: StageContext) -> str:
         return {f"synth/{k}": v for k, v in counts.items()}
 
     key = {"synth": synth.model_dump(), "code": code_fingerprint(generate)}
-    ctx.results["synth"] = ctx.store.run("synth", key, {}, compute)
+    ctx.results["synth"] = _measured(ctx.store, "synth", key, {}, compute)
     if ctx.on_stage is not None:
         ctx.on_stage(ctx.results["synth"], ("synth/items", "synth/interactions"))
     return ctx.results["synth"].path
@@ -334,7 +341,7 @@ def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
         check_outputs(stage, tmp)
         return metrics
 
-    result = ctx.store.run(stage.name, key, inputs, compute)
+    result = _measured(ctx.store, stage.name, key, inputs, compute)
     ctx.results[stage.name] = result
     if ctx.on_stage is not None:
         ctx.on_stage(result, stage.key_metrics)
@@ -367,7 +374,14 @@ def _finish(ctx: StageContext, method: Method, started: float) -> dict:
             "dataset": ctx.dataset_root,
             "metrics": artifacts.file_digest(os.path.join(ctx.out, artifacts.METRICS)),
             "stages": [
-                {"name": r.name, "key": r.key, "path": r.path, "reused": r.reused, "seconds": r.seconds}
+                {
+                    "name": r.name,
+                    "key": r.key,
+                    "path": r.path,
+                    "reused": r.reused,
+                    "seconds": r.seconds,
+                    "driver_peak_rss_mib": r.driver_peak_rss_mib,
+                }
                 for r in ctx.results.values()
             ],
         },

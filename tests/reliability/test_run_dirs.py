@@ -111,6 +111,9 @@ def test_a_killed_runs_temporary_files_are_removed_and_its_pair_is_checked(ray_s
     assert main(["run", "--out", str(out), "--until", "split", *TINY]) == 0
     run = artifacts.read_json(str(out / "run.json"))
     assert run["metrics"] == artifacts.file_digest(str(out / "metrics.json"))  # written as a pair
+    # each stage's driver peak (benchmarks/scale.py reads it): at least the interpreter with numpy and pandas
+    assert [s["name"] for s in run["stages"]] == ["synth", "data", "filter", "split"]
+    assert all(s["driver_peak_rss_mib"] > 100 for s in run["stages"])
     # what a run killed at its very end leaves: a half-written file, a half-drawn report
     (out / "metrics.json.tmp-0badf00d").write_text("{")
     (out / ".report.tmp-0badf00d").mkdir()
