@@ -143,6 +143,17 @@ def synth_entries(synth_dir):
     return entries, users, items, item_labels
 
 
+def test_entries_keep_the_splits_folds_in_one_byte_each(synth_dir, synth_entries):
+    entries = synth_entries[0]
+    interactions = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
+    split, _, _ = split_interactions(interactions, SplitConfig())
+    positives = entries[entries["value"] == 1]
+    assert (positives["fold"] == "val").sum() == (split["fold"] == "val").sum()  # the split's own val rows
+    negatives = entries[entries["value"] == 0]
+    assert 0.15 < (negatives["fold"] == "val").mean() < 0.25  # split.val_fraction = 0.2 of the negatives
+    assert entries["fold"].memory_usage(deep=True) < 2 * len(entries) + 1000  # codes, not a string per entry
+
+
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_every_engine_recovers_planted_styles_and_beats_popularity(synth_entries, engine):
     entries, users, items, labels = synth_entries
