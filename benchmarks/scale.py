@@ -75,7 +75,7 @@ def _socialfeat() -> list[str]:
     return [sys.executable, "-m", "socialfeat"]
 
 
-def _synthesise(size: str, root: str, shards: int) -> tuple[float, str]:
+def _synthesise(size: str, root: str, shards: int) -> float:
     users, items, mean_views = size.split(":")
     started = time.perf_counter()
     subprocess.run(
@@ -97,7 +97,7 @@ def _synthesise(size: str, root: str, shards: int) -> tuple[float, str]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started, root
+    return time.perf_counter() - started
 
 
 def _run(data: str, out: str, log_path: str) -> tuple[int, float, PeakSampler]:
@@ -171,7 +171,7 @@ def _tail(path: str, lines: int = 8) -> list[str]:
 def one_size(size: str, work: str, shards: int) -> dict:
     """Synthesise one size and run the default method on it; the JSON line for it."""
     data, out = os.path.join(work, "data"), os.path.join(work, "run")
-    synth_seconds, _ = _synthesise(size, data, shards)
+    synth_seconds = _synthesise(size, data, shards)
     returncode, seconds, sampler = _run(data, out, os.path.join(work, "run.log"))
     line = {
         "size": size,

@@ -170,11 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from socialfeat.distributed.cluster import (  # Ray and Tune load only for the commands that start them
-        check_shared_storage,
-        check_training_resources,
-        connect,
-    )
+    # Ray and Tune load only for the commands that start them
+    from socialfeat.distributed.cluster import check_cluster, connect
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
@@ -190,11 +187,7 @@ def cmd_run(args) -> int:
     out = storage.cache_dir(remote, "runs") if remote else target
     artifacts.check_writable_dir(out)  # a read-only or misplaced --out fails here, before Ray starts
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
-    joined = where not in ("local", "existing")  # only a cluster joined by address may grow
-    training = cfg.training if trains(method, args.until) else None
-    check_shared_storage(bool(remote), cfg.ray.shared_filesystem, training, joined)
-    if training is not None:  # Ray Train would wait for ever for workers the cluster cannot hold
-        check_training_resources(training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
+    check_cluster(where, cfg, out_is_remote=bool(remote), trains=trains(method, args.until))
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
     metrics, run = run_experiment(
         method,
@@ -324,16 +317,14 @@ def cmd_sweep(args) -> int:
 
 def _sweep_locked(args, space, out: str, remote: str | None) -> int:
     # Ray, Tune and Optuna load only for the commands that start them
-    from socialfeat.distributed.cluster import check_shared_storage, check_training_resources, connect
+    from socialfeat.distributed.cluster import check_cluster, connect
     from socialfeat.sweep.results import write_results
     from socialfeat.sweep.runner import check_resumed_space, finished_trials, run_sweep
 
     check_resumed_space(space, out, remote, args.resume, args.resume_anyway)
     where = connect(args.address, dashboard=space.trains)
-    joined, base = where not in ("local", "existing"), space.base_config(args.data)
-    check_shared_storage(bool(remote), base.ray.shared_filesystem, base.training if space.trains else None, joined)
-    if space.trains:  # the base experiment's training shape; a trial that changes it is Tune's to place
-        check_training_resources(base.training, wait_s=base.ray.resource_wait_s if joined else 0.0)
+    # the base experiment's training shape; a trial that changes it is Tune's to place
+    check_cluster(where, space.base_config(args.data), out_is_remote=bool(remote), trains=space.trains)
     shown = remote or out
     print(
         f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "

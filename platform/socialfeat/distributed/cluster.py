@@ -186,3 +186,13 @@ def check_training_resources(training, wait_s: float = 0.0) -> None:
         + (f" after waiting {wait_s:.0f}s (ray.resource_wait_s)" if wait_s else "")
         + ". Lower those keys, or join a larger cluster (--address)"
     )
+
+
+def check_cluster(where: str, cfg, out_is_remote: bool, trains: bool) -> None:
+    """Before any stage, on the cluster `connect` reported: storage every node reaches, and room for
+    training's workers (Ray Train would otherwise wait for ever for workers the cluster cannot hold)."""
+    joined = where not in ("local", "existing")  # only a cluster joined by address may grow
+    training = cfg.training if trains else None
+    check_shared_storage(out_is_remote, cfg.ray.shared_filesystem, training, joined)
+    if training is not None:
+        check_training_resources(training, wait_s=cfg.ray.resource_wait_s if joined else 0.0)
