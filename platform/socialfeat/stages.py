@@ -54,7 +54,9 @@ class Stage:
     unkeyed: tuple[str, ...] = ()  # keys it may read that steer how it runs, never what it makes (not keyed)
     derived: Callable[[ConfigView], dict] | None = None  # values from its reads that key it too (file hashes);
     # called before any stage runs, so a missing or unusable file fails first
-    metrics: tuple[str, ...] = ()  # the metric families it reports ("mf" for mf/pr, ...)
+    metrics: tuple[str, ...] = ()  # the names it reports, as glob patterns ("mf/pr", "retrieval/*/jaccard@*"); an
+    # interval's /ci_low and /ci_high come with its name. Runs are held to them (the contract test), sweeps'
+    # objectives are checked against them before Ray starts
     trains: bool = False  # reports per epoch, so a scheduler (ASHA) may stop it
     key_metrics: tuple[str, ...] = ()  # glob patterns `socialfeat compare` shows first
     report: Callable | None = None  # (report context) -> [(title, png file name)] for report.html
@@ -142,10 +144,27 @@ def upstream(method: Method, until: str | None = None, cfg: ExperimentConfig | N
     return [stage for stage in graph if stage.name in needed]
 
 
-def metric_stages(method: Method) -> dict[str, str]:
-    """{metric family: the stage that reports it}; run/ and stage/ come with every run."""
-    first = method.stages[0].name
-    return {"run": first, "stage": first} | {family: s.name for s in method.stages for family in s.metrics}
+# what the engine reports of every run, and a sweep of every trial
+RUN_METRICS = ("run/seconds", "run/stages", "run/stages_reused", "run/seconds_saved_by_reuse", "stage/*/seconds")
+RUN_METRICS += ("stage/*/reused",)
+INTERVAL_SUFFIXES = ("/ci_low", "/ci_high")
+
+
+def declares(patterns: tuple[str, ...], name: str) -> bool:
+    """Whether `name` (or the value whose interval it bounds) matches one of the declared patterns."""
+    value = next((name.removesuffix(s) for s in INTERVAL_SUFFIXES if name.endswith(s)), name)
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def reporting_stages(method: Method, name: str) -> list[str]:
+    """The stages whose declared metrics include `name` (the first stage for the engine's run/ and stage/)."""
+    if declares(RUN_METRICS, name):
+        return [method.stages[0].name]
+    return [stage.name for stage in method.stages if declares(stage.metrics, name)]
+
+
+def declared_metrics(method: Method) -> list[str]:
+    return [*RUN_METRICS, *(pattern for stage in method.stages for pattern in stage.metrics)]
 
 
 def trains(method: Method, until: str | None = None) -> bool:

@@ -78,12 +78,23 @@ def test_names_made_from_paths_are_valid_names():
 
 
 @pytest.mark.slow
+def test_a_sweep_objective_no_stage_declares_is_refused_before_ray_starts(synth_dir, tmp_path, capsys):
+    from conftest import space_file
+
+    space = space_file(tmp_path, samples=1, objectives=[{"metric": "mf/nosuch", "mode": "min"}])
+    assert main(["sweep", space, "--data", synth_dir, "--out", str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "objective metric 'mf/nosuch' is reported by no stage of cfl" in err[0], err
+    assert "space.yaml" in err[0] and not os.path.exists(tmp_path / "sweep")  # nothing started, nothing written
+
+
 def test_a_sweep_objective_no_stage_reports_is_one_message_naming_the_nearest(ray_session, synth_dir, tmp_path, capsys):
     from conftest import space_file
 
-    space = space_file(tmp_path, samples=1, max_failures=0, objectives=[{"metric": "kmeans/nmii", "mode": "max"}])
+    # a name that passes the check before Ray (kmeans/size_* is declared) but that no stage reports
+    space = space_file(tmp_path, samples=1, max_failures=0, objectives=[{"metric": "kmeans/size_mean", "mode": "max"}])
     assert main(["sweep", space, "--data", synth_dir, "--out", str(tmp_path / "sweep")]) == 1
     # Tune may log the failed trial's traceback (its own log line); the sweep itself ends in one message
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("error: no trial reported kmeans/nmii; the first trial's error: MissingObjective: ")
-    assert "(nearest: kmeans/nmi" in last and "TuneError" not in last
+    assert last.startswith("error: no trial reported kmeans/size_mean; the first trial's error: MissingObjective: ")
+    assert "(nearest: kmeans/size_me" in last and "TuneError" not in last

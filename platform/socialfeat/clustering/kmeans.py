@@ -27,6 +27,11 @@ class ClusteringError(UserError):
     """K does not fit the data."""
 
 
+# what `cluster` reports about a clustering (with the truth it is scored against, the method adds its own nmi)
+KMEANS_METRICS = ("kmeans/k", "kmeans/seed", "kmeans/inertia", "kmeans/silhouette", "kmeans/size_*")
+KMEANS_METRICS += ("kmeans/empty_reseeded",)
+
+
 def prepare(vectors: np.ndarray, cfg: KMeans) -> np.ndarray:
     """Optionally PCA-whiten, then optionally L2-normalise (cosine geometry, as retrieval uses)."""
     x = np.asarray(vectors, np.float32)

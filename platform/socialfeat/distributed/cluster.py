@@ -8,12 +8,14 @@ import socket
 import stat
 import time
 
+import psutil
 import ray
 import ray._private.ray_constants as ray_constants
 import ray.data
 from ray.data import DataContext
 
 from socialfeat import console
+from socialfeat.distributed import reaper
 from socialfeat.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,17 @@ def start_local(num_cpus: int | None, dashboard: bool = False, log_to_driver: bo
         log_to_driver=log_to_driver,
         **({"dashboard_host": "127.0.0.1"} if dashboard else {}),
     )
+    watch_raylet()
+
+
+_watchers = []  # the pipe to each watcher stays open for as long as this process lives: its end is the signal
+
+
+def watch_raylet() -> None:
+    """A watcher that ends this Ray's agents and workers should this process die without shutting it down."""
+    raylets = [child for child in psutil.Process().children() if child.name() == "raylet"]
+    if raylets:
+        _watchers.append(reaper.watch(raylets[-1].pid))
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> str:

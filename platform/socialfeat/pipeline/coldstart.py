@@ -38,7 +38,7 @@ def coldstart_stage(sets: tuple[str, ...] = ()) -> Stage:
         ("split.seed", "factorization.reg", "evaluation.coldstart_max_users"),
         lambda ctx, tmp: _coldstart(ctx, tmp, tuple(name for name in inputs if name not in ("split", "factorization"))),
         outputs=("curves.json", "samples.parquet?"),
-        metrics=("coldstart",),
+        metrics=("coldstart/*/auc", "coldstart/*/recall@*"),
         report=coldstart_figures,
         key_metrics=("coldstart/cnn/auc", "coldstart/random_cnn/auc", "coldstart/oracle/auc", "coldstart/*/auc"),
     )

@@ -9,6 +9,18 @@ from socialfeat.data.check import dataset_counts
 from socialfeat.data.splits import filter_by_popularity, split_interactions
 from socialfeat.stages import Stage, StageContext
 
+DATA_METRICS = (
+    "data/users",
+    "data/items*",
+    "data/interactions",
+    "data/density",
+    "data/*tags",
+    "data/social_links",
+    "data/comments",
+    "data/distinct_labels",
+    "data/*_removed",  # what the reader dropped (Dataset.handled)
+)
+
 
 def _data(ctx: StageContext, tmp: str) -> dict:
     return {f"data/{k}": v for k, v in dataset_counts(ctx.dataset()).items()}
@@ -36,10 +48,22 @@ def _split(ctx: StageContext, tmp: str) -> dict:
     return counts
 
 
-DATA = Stage("data", (), (), _data, metrics=("data",))
-FILTER = Stage("filter", ("data",), ("filter",), _filter, outputs=("interactions.parquet",), metrics=("filter",))
+DATA = Stage("data", (), (), _data, metrics=DATA_METRICS)
+FILTER = Stage(
+    "filter",
+    ("data",),
+    ("filter",),
+    _filter,
+    outputs=("interactions.parquet",),
+    metrics=("filter/passes", "filter/interactions*", "filter/items*", "filter/users*"),
+)
 SPLIT = Stage(
-    "split", ("filter",), ("split",), _split, outputs=("interactions.parquet", "items.parquet"), metrics=("split",)
+    "split",
+    ("filter",),
+    ("split",),
+    _split,
+    outputs=("interactions.parquet", "items.parquet"),
+    metrics=("split/tr_items", "split/te_items", "split/*_entries"),
 )
 
 

@@ -66,6 +66,23 @@ def factors(ctx: StageContext) -> Factors:
     return Factors(users, user_factors, items, item_factors, ctx.cfg.factorization.reg)
 
 
+MF_METRICS = (
+    "mf/pr",
+    "mf/rmse",
+    "mf/auc",
+    "mf/epochs",
+    "mf/fit_seconds",
+    "mf/ndcg@*",
+    "mf/precision@*",
+    "mf/latent_jaccard@*",
+    "mf/latent_label_precision@*",
+    "mf/random_jaccard@*",
+    "mf/random_label_precision@*",
+    "mf/popularity/pr",
+    "mf/popularity/auc",
+    "mf/popularity/ndcg@*",
+    "mf/popularity/precision@*",
+)
 SAMPLING = Stage(
     "sampling",
     ("split",),
@@ -73,7 +90,7 @@ SAMPLING = Stage(
     sampling,
     outputs=("entries.parquet", "users.parquet", "items.parquet"),
     unkeyed=("sampling.ray_min_positives",),
-    metrics=("sampling",),
+    metrics=("sampling/users*", "sampling/items", "sampling/positives", "sampling/negatives"),
 )
 FACTORIZATION = Stage(
     "factorization",
@@ -82,6 +99,6 @@ FACTORIZATION = Stage(
     factorization,
     outputs=("user_factors.npy", "item_factors.npy", "users.parquet", "items.parquet", "history.json")
     + ("samples.parquet?",),
-    metrics=("mf",),
+    metrics=MF_METRICS,
     key_metrics=("mf/pr", "mf/popularity/pr"),
 )

@@ -8,6 +8,13 @@ from socialfeat.stages import Stage, StageContext
 from socialfeat.stats import significance
 
 SET_FILES = ("feature_sets.json", "*.parquet")  # write_sets: the index and one table per set (samples too)
+FEATURES_METRICS = (
+    "features/items",
+    "features/undecodable",
+    "features/*/dim",
+    "features/*/label_precision@*",
+    "features/*/search_recall@*",
+)
 
 
 def item_images(ctx: StageContext, size: int):
@@ -63,7 +70,7 @@ def features_stage(encoder_stage: str = "train") -> Stage:
         lambda ctx, tmp: _compute(ctx, tmp, encoder_stage),
         outputs=SET_FILES,
         unkeyed=("training.use_gpu",),
-        metrics=("features",),
+        metrics=FEATURES_METRICS,
         images=True,
         key_metrics=("features/*/label_precision@*",),
     )

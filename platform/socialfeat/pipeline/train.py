@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 TRAIN_FILES = ("encoder.pt", "encoder.json", "model.pt", "history.json", "task.json")  # what train_task writes
 
 
+def train_metrics(*task_metrics: str, prefix: str = "train") -> tuple[str, ...]:
+    """The names a stage that trains reports: the loop's own, and each of its tasks' epoch metrics on the
+    training and holdout images (`task_metrics`: every task's the method offers; the contract test checks)."""
+    own = ("epochs", "loss", "holdout_loss", "holdout_loss_vs_chance", "seconds", "worker_peak_rss_mib")
+    own += ("images", "images_undecodable", "resumed", "resumed_epoch")
+    return tuple(f"{prefix}/{name}" for name in (*own, *task_metrics, *(f"holdout_{m}" for m in task_metrics)))
+
+
 def task_record(task: Task) -> dict:
     """What a trained task was (task.json): its class, image columns and per-epoch metrics."""
     return {

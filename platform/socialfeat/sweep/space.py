@@ -1,5 +1,6 @@
 """Search-space files: a base experiment, objectives and distributions over dotted config keys."""
 
+import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -116,19 +117,20 @@ def _objectives(source: str, raw) -> list[Objective]:
 
 
 def _check_reported(source: str, objectives: list[Objective], method: stages.Method, until: str) -> None:
-    """An objective no stage up to `until` reports would leave every trial unscored."""
-    families = stages.metric_stages(method)
+    """An objective no stage up to `until` reports would leave every trial unscored: its name must match one
+    a stage declares (the contract test holds every run's metrics to those declarations)."""
     ran = {stage.name for stage in stages.upstream(method, until)}
     for objective in objectives:
-        stage = families.get(objective.metric.split("/")[0])
-        if stage is None:
+        reporting = stages.reporting_stages(method, objective.metric)
+        if not reporting:
+            near = difflib.get_close_matches(objective.metric, stages.declared_metrics(method), n=4, cutoff=0.0)
             raise ConfigError(
-                f"{source}: objective metric '{objective.metric}' is reported by no stage of "
-                f"{method.name} (metric families: {', '.join(sorted(families))})"
+                f"{source}: objective metric '{objective.metric}' is reported by no stage of {method.name} "
+                f"(nearest names its stages report: {', '.join(near)}; `*` stands for a feature set, model or k)"
             )
-        if stage not in ran:
+        if not ran & set(reporting):
             raise ConfigError(
-                f"{source}: objective metric '{objective.metric}' comes from the {stage} stage, "
+                f"{source}: objective metric '{objective.metric}' comes from the {reporting[0]} stage, "
                 f"but trials stop after {until} (until)"
             )
 

@@ -9,7 +9,7 @@ import pandas as pd
 from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.pipeline.common import DATA
 from socialfeat.pipeline.features import features_stage
-from socialfeat.pipeline.train import TRAIN_FILES, holdout_mask, train_task
+from socialfeat.pipeline.train import TRAIN_FILES, holdout_mask, train_metrics, train_task
 from socialfeat.stages import Method, Stage
 
 from .config import Config
@@ -32,19 +32,22 @@ def _train(ctx, tmp: str) -> dict:
     return train_task(ctx, tmp, task, rows, holdout_mask(classes["item_id"], ctx.cfg.training.holdout_fraction))
 
 
+CLASSES_METRICS = ("classes/count",)
 METHOD = Method(
     name="tiny",
     description="supervised on the items' first labels (a test-only method)",
     stages=(
         DATA,
-        Stage("classes", ("data",), ("tiny.label",), _classes, outputs=("classes.parquet",), metrics=("classes",)),
+        Stage(
+            "classes", ("data",), ("tiny.label",), _classes, outputs=("classes.parquet",), metrics=("classes/count",)
+        ),
         Stage(
             "train",
             ("classes", "data"),
             ("training",),
             _train,
             outputs=TRAIN_FILES,
-            metrics=("train",),
+            metrics=train_metrics("top1", "top5"),
             trains=True,
             images=True,
         ),

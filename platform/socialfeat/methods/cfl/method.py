@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from socialfeat.clustering.kmeans import KMEANS_METRICS
 from socialfeat.methods.cfl import rounds, stages
 from socialfeat.methods.cfl.config import Config
 from socialfeat.methods.cfl.report import cluster_figures, factorization_figures
@@ -11,7 +12,7 @@ from socialfeat.pipeline.common import DATA, FILTER, SPLIT
 from socialfeat.pipeline.evaluate import evaluate_stage
 from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
 from socialfeat.pipeline.features import SET_FILES, features_stage
-from socialfeat.pipeline.train import TRAIN_FILES
+from socialfeat.pipeline.train import TRAIN_FILES, train_metrics
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Rounds, Stage
 
@@ -25,6 +26,15 @@ def tasks(cfg) -> dict:
     }
 
 
+TASK_METRICS = ("top1", "top5", "cosine")  # the epoch metrics of the pseudo-class and latent tasks
+ROUND_METRICS = (
+    *train_metrics(*TASK_METRICS, prefix="rounds/r*"),
+    "rounds/r*/nmi",
+    "rounds/r*/nmi_previous",
+    "rounds/r*/label_precision@*",
+    "rounds/r*/search_recall@*",
+    "rounds/last/label_precision@*",
+)
 KMEANS_READS = tuple(f"clustering.{key}" for key in ("k", "iterations", "normalize", "whiten", "seed"))
 ROUND = Rounds(
     "round",
@@ -61,7 +71,7 @@ METHOD = Method(
             KMEANS_READS,
             stages.clusters,
             outputs=("pseudo_classes.parquet", "centroids.npy"),
-            metrics=("kmeans",),
+            metrics=(*KMEANS_METRICS, "kmeans/nmi"),
             key_metrics=("kmeans/nmi",),
             report=cluster_figures,
         ),
@@ -72,7 +82,7 @@ METHOD = Method(
             stages.train,
             outputs=TRAIN_FILES,
             images=True,
-            metrics=("train",),
+            metrics=train_metrics(*TASK_METRICS),
             trains=True,
             key_metrics=("train/holdout_top1",),
             report=training_figures,
@@ -85,7 +95,7 @@ METHOD = Method(
             rounds.rounds,
             outputs=SET_FILES,
             derived=rounds.check_rounds,
-            metrics=("rounds",),
+            metrics=ROUND_METRICS,
             key_metrics=("rounds/*/label_precision@*",),
             rounds=ROUND,
         ),

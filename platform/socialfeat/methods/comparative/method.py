@@ -1,5 +1,6 @@
 """Comparative deep learning for image recommendation (Lei et al., CVPR 2016) as a graph of stages."""
 
+from socialfeat.clustering.kmeans import KMEANS_METRICS
 from socialfeat.methods.comparative import stages
 from socialfeat.methods.comparative.config import Config
 from socialfeat.methods.comparative.recommend import recommend
@@ -12,7 +13,7 @@ from socialfeat.pipeline.common import DATA, FILTER, SPLIT
 from socialfeat.pipeline.evaluate import evaluate_stage
 from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
 from socialfeat.pipeline.features import features_stage
-from socialfeat.pipeline.train import TRAIN_FILES
+from socialfeat.pipeline.train import TRAIN_FILES, train_metrics
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
 
@@ -39,7 +40,20 @@ METHOD = Method(
             _keys(stages.LIKES_KEYS),
             stages.likes,
             outputs=LIKES_FILES,
-            metrics=("likes", "social"),
+            metrics=(
+                "likes/users*",
+                "likes/items",
+                "likes/likes",
+                "likes/tags",
+                "likes/eligible_users",
+                "likes/too_few_likes",
+                "likes/without_image",
+                "likes/test_users*",
+                "likes/small_candidate_pool",
+                "likes/candidates_tier*",
+                "social/links",
+                "social/unknown_users",
+            ),
             key_metrics=("likes/test_users_ranked", "likes/users_with_circle", "likes/candidates_tier*"),
         ),
         Stage(
@@ -49,7 +63,14 @@ METHOD = Method(
             users,
             outputs=("bags.npy", "tag_clusters.parquet", "bags.json"),
             derived=words_run_key,
-            metrics=("users",),
+            metrics=(
+                "users/tag_clusters",
+                "users/tags_embedded",
+                "users/tags_without_embedding",
+                "users/clusters_per_user",
+                "users/empty_bags",
+                *(name.replace("kmeans/", "users/") for name in KMEANS_METRICS),  # the tag clustering's
+            ),
             key_metrics=("users/empty_bags",),
         ),
         Stage(
@@ -58,7 +79,7 @@ METHOD = Method(
             _keys(stages.TRIPLETS_KEYS),
             stages.triplets,
             outputs=("triplets.parquet",),
-            metrics=("triplets",),
+            metrics=("triplets/triplets", "triplets/users", "triplets/*_negatives"),
             key_metrics=("triplets/*_negatives",),
         ),
         Stage(
@@ -68,7 +89,7 @@ METHOD = Method(
             stages.train,
             outputs=TRAIN_FILES,
             images=True,
-            metrics=("train",),
+            metrics=train_metrics("closer", "accuracy"),
             trains=True,
             key_metrics=("train/holdout_*",),
             report=training_figures,
@@ -81,7 +102,14 @@ METHOD = Method(
             recommend,
             outputs=("by_user.parquet", "curves.parquet", "samples.parquet?"),
             images=True,
-            metrics=("comparative",),
+            metrics=(
+                "comparative/test_users",
+                "comparative/users_with_undecodable_candidates",
+                "comparative/precision@*",
+                "comparative/recall@*",
+                "comparative/*/precision@*",
+                "comparative/*/recall@*",
+            ),
             report=curve_figures,
             key_metrics=(  # the model first, then the baselines a reader holds it against
                 "comparative/precision@20",

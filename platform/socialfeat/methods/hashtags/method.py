@@ -9,7 +9,7 @@ from socialfeat.pipeline.common import DATA, FILTER, SPLIT
 from socialfeat.pipeline.evaluate import evaluate_stage
 from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
 from socialfeat.pipeline.features import features_stage
-from socialfeat.pipeline.train import TRAIN_FILES
+from socialfeat.pipeline.train import TRAIN_FILES, train_metrics
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
 
@@ -30,7 +30,18 @@ METHOD = Method(
             tuple(f"hashtags.{key}" for key in sorted(stages.POSTS_KEYS)),
             stages.posts,
             outputs=("posts.parquet", "users.parquet", "vocabulary.parquet"),
-            metrics=("posts",),
+            metrics=(
+                "posts/posts",
+                "posts/hashtags",
+                "posts/users",
+                "posts/train",
+                "posts/val",
+                "posts/test",
+                "posts/spam_*",
+                "posts/tags_per_post",
+                "posts/held_out_user_unseen",
+                "posts/without_*",
+            ),
             key_metrics=("posts/hashtags", "posts/users", "posts/test"),
         ),
         Stage(
@@ -40,7 +51,7 @@ METHOD = Method(
             stages.train,
             outputs=TRAIN_FILES,
             images=True,
-            metrics=("train",),
+            metrics=train_metrics("ranked_above", "precision_at_10", "cosine"),
             trains=True,
             key_metrics=("train/holdout_*",),
             report=training_figures,
@@ -52,7 +63,13 @@ METHOD = Method(
             stages.tagging,
             outputs=("by_user.parquet", "samples.parquet?"),
             images=True,
-            metrics=("hashtags",),
+            metrics=(
+                "hashtags/test_posts",
+                "hashtags/retrieval_queries",
+                "hashtags/accuracy@*",
+                "hashtags/*/accuracy@*",
+                "hashtags/*/precision@*",
+            ),
             report=by_user_figures,
             key_metrics=("hashtags/*/accuracy@*",),
         ),

@@ -8,7 +8,7 @@ from socialfeat.pipeline.common import DATA, FILTER, SPLIT
 from socialfeat.pipeline.evaluate import evaluate_stage
 from socialfeat.pipeline.factorization import FACTORIZATION, SAMPLING
 from socialfeat.pipeline.features import features_stage
-from socialfeat.pipeline.train import TRAIN_FILES
+from socialfeat.pipeline.train import TRAIN_FILES, train_metrics
 from socialfeat.report_html import training_figures
 from socialfeat.stages import Method, Stage
 from socialfeat.training.multilabel import TASKS, make_task
@@ -26,7 +26,13 @@ METHOD = Method(
             ("vocabulary",),
             stages.vocabulary,
             outputs=("vocabulary.parquet", "counts.parquet", "item_words.parquet"),
-            metrics=("vocabulary",),
+            metrics=(
+                "vocabulary/size",
+                "vocabulary/capped",
+                "vocabulary/coverage",
+                "vocabulary/words_per_item",
+                "vocabulary/items_without_words",
+            ),
             report=frequency_figures,
             key_metrics=("vocabulary/size", "vocabulary/words_per_item"),
         ),
@@ -37,7 +43,7 @@ METHOD = Method(
             stages.train,
             outputs=TRAIN_FILES,
             images=True,
-            metrics=("train",),
+            metrics=train_metrics("precision_at_10"),
             trains=True,
             key_metrics=("train/holdout_precision_at_10",),
             report=training_figures,
@@ -49,7 +55,15 @@ METHOD = Method(
             stages.predictions,
             outputs=("predicted.parquet", "nearest_words.json", "samples.parquet?"),
             images=True,
-            metrics=("words",),
+            metrics=(
+                "words/te_items",
+                "words/precision@*",
+                "words/recall@*",
+                "words/*/precision@*",
+                "words/*/recall@*",
+                "words/translation_pairs",
+                "words/translation_*@*",
+            ),
             report=words_figures,
             key_metrics=("words/*precision@10", "words/*recall@10"),
         ),
