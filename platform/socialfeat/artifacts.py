@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy
 import pyarrow
+import pyarrow.parquet
 
 from socialfeat import __version__, storage
 from socialfeat.errors import UserError
@@ -186,6 +187,25 @@ def atomic_write_text(path: str, text: str) -> None:
     with open(tmp, "w") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+ROWS_PER_GROUP = 1 << 20  # pyarrow's own default row group, so a table's files keep the layout they had
+
+
+def write_parquet(frame, path: str, rows: int = ROWS_PER_GROUP) -> None:
+    """A pandas frame to Parquet a row group at a time: the conversion to Arrow and the encoders hold one
+    group, where `frame.to_parquet` converted the whole log at once (2-3 copies of it at the peak)."""
+    schema, writer = None, None
+    try:
+        for start in range(0, max(1, len(frame)), rows):
+            table = pyarrow.Table.from_pandas(frame.iloc[start : start + rows], schema=schema, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pyarrow.parquet.ParquetWriter(path, schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def write_json(path: str, value) -> None:

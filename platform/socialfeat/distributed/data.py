@@ -1,4 +1,4 @@
-"""Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
+"""Ray tasks and Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,11 @@ def items_per_decode_task(items: int, cpus: float) -> int:
     return int(min(MAX_ITEMS_PER_TASK, max(MIN_ITEMS_PER_TASK, share)))
 
 
+@ray.remote
+def _sample_one_block(users, items, n_items, weights, ratio, seed, block):
+    return sample_block(users, items, n_items, weights, ratio, seed, block)
+
+
 def sample_negatives_sharded(
     users: np.ndarray,
     items: np.ndarray,
@@ -34,33 +39,26 @@ def sample_negatives_sharded(
     seed: int,
     users_per_block: int = USERS_PER_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task
-    reading the positives from the object store; blocks come back in order."""
+    """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task that
+    receives that block's positives alone (each task used to read, and mask, every positive); the blocks'
+    negatives are gathered in block order."""
 
-    shared = ray.put((users, items, weights))
-    blocks = np.unique(users // users_per_block)
-
-    def sample(batch: dict) -> dict:
-        all_users, all_items, all_weights = ray.get(shared)
-        out_users, out_items, out_blocks = [], [], []
-        for block in batch["block"]:
-            mask = all_users // users_per_block == block
-            block_users, block_items = sample_block(
-                all_users[mask], all_items[mask], n_items, all_weights, ratio, seed, int(block)
-            )
-            out_users.append(block_users)
-            out_items.append(block_items)
-            out_blocks.append(np.full(len(block_users), block))
-        return {
-            "user": np.concatenate(out_users),
-            "item": np.concatenate(out_items),
-            "block": np.concatenate(out_blocks),
-            "position": np.concatenate([np.arange(len(u)) for u in out_users]),
-        }
-
-    dataset = ray.data.from_items([{"block": int(b)} for b in blocks]).map_batches(sample, batch_size=1)
-    frame = dataset.to_pandas().sort_values(["block", "position"], kind="stable")
-    return frame["user"].to_numpy(np.int32), frame["item"].to_numpy(np.int32)
+    block_of = users // users_per_block
+    order = np.argsort(block_of, kind="stable")  # each block's positives in their original order
+    blocks, starts = np.unique(block_of[order], return_index=True)
+    ends = [*starts[1:], len(order)]
+    shared_weights = ray.put(weights)
+    pending = [
+        _sample_one_block.remote(
+            users[order[start:end]], items[order[start:end]], n_items, shared_weights, ratio, seed, int(block)
+        )
+        for block, start, end in zip(blocks, starts, ends)
+    ]
+    del order
+    parts = [ray.get(ref) for ref in pending]  # one at a time: the driver holds the results, not their copies
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str, np.ndarray]:

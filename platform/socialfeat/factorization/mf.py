@@ -8,18 +8,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from socialfeat.config import FactorizationConfig, SamplingConfig, SplitConfig
-from socialfeat.data.splits import validation_mask
+from socialfeat.data.splits import sorted_codes, validation_mask
 from socialfeat.factorization import engines, metrics
 from socialfeat.factorization.sampling import log_popularity_weights, negatives_wanted, sample_negatives
 from socialfeat.stats.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 
 log = logging.getLogger(__name__)
-
-
-def id_maps(interactions: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
-    """Contiguous int ids of the users and items of tr (sorted string ids)."""
-    tr = interactions[interactions["fold"] != "test"]
-    return pd.Index(np.sort(tr["user_id"].unique())), pd.Index(np.sort(tr["item_id"].unique()))
 
 
 FOLDS = ["train", "val"]  # the entries' folds (tr's test rows are not entries), as codes 0 and 1
@@ -30,10 +24,9 @@ def sampled_entries(
 ) -> tuple[pd.DataFrame, pd.Index, pd.Index, dict]:
     """tr's observed entries: positives (value 1, fold from the split) and log-popularity negatives
     (value 0, split train / val with the same fraction); with the id maps and counts."""
-    users, items = id_maps(interactions)
-    tr = interactions[interactions["fold"] != "test"]
-    positive_users = users.get_indexer(tr["user_id"]).astype(np.int32)
-    positive_items = items.get_indexer(tr["item_id"]).astype(np.int32)
+    tr = interactions[(interactions["fold"] != "test").to_numpy()]
+    positive_users, users = sorted_codes(tr["user_id"])
+    positive_items, items = sorted_codes(tr["item_id"])
     popularity = np.bincount(positive_items, minlength=len(items))
     neg_users, neg_items = sampler(
         positive_users, positive_items, len(items), log_popularity_weights(popularity), sampling.ratio, sampling.seed

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from socialfeat import artifacts
 from socialfeat.data.check import dataset_counts
 from socialfeat.data.splits import filter_by_popularity, split_interactions
 from socialfeat.stages import Stage, StageContext
@@ -31,7 +32,7 @@ def _filter(ctx: StageContext, tmp: str) -> dict:
     if ctx.cfg.filter.require_image:
         interactions = interactions[interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])]
     kept, report = filter_by_popularity(interactions, ctx.cfg.filter)
-    kept.to_parquet(os.path.join(tmp, "interactions.parquet"), index=False)
+    artifacts.write_parquet(kept, os.path.join(tmp, "interactions.parquet"))
     return report | {
         "filter/users": int(kept["user_id"].nunique()),
         "filter/items": int(kept["item_id"].nunique()),
@@ -43,7 +44,7 @@ def _split(ctx: StageContext, tmp: str) -> dict:
     frame, items, counts = split_interactions(
         pd.read_parquet(ctx.path("filter", "interactions.parquet")), ctx.cfg.split
     )
-    frame.to_parquet(os.path.join(tmp, "interactions.parquet"), index=False)
+    artifacts.write_parquet(frame, os.path.join(tmp, "interactions.parquet"))
     items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
     return counts
 
