@@ -89,6 +89,22 @@ def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):
     assert [list(r["bag"]) for r in out] == [[1, 0], [0, 1], [1, 0]]
 
 
+def test_rows_of_two_images_read_items_from_every_decoded_block(ray_session, tmp_path):
+    colours = {f"i{n:03d}": (n, 255 - n, 7) for n in range(4 * MIN_ITEMS_PER_TASK)}  # decoded in 4 blocks
+    colours["i009"] = None  # undecodable: its rows are left out
+    root = _dataset(tmp_path, colours)
+    names = list(colours)
+    pairs = [(names[n], names[(n * 97 + 31) % len(names)]) for n in range(len(names))]  # across blocks
+    rows = pd.DataFrame({"positive": [p for p, _ in pairs], "negative": [n for _, n in pairs], "label": range(256)})
+    out = _rows(image_rows(root, "image", rows, ("positive", "negative"), 6))
+    expected = [n for n, pair in enumerate(pairs) if "i009" not in pair]
+    assert [int(r["label"]) for r in out] == expected
+    for row in out:
+        positive, negative = pairs[int(row["label"])]
+        assert np.array_equal(row["positive"][2, 2], colours[positive])
+        assert np.array_equal(row["negative"][2, 2], colours[negative])
+
+
 def test_ragged_float_vectors_are_named():
     with pytest.raises(ValueError, match="column 'target' holds float vectors of different lengths"):
         row_columns(pd.DataFrame({"item": ["a", "b"], "target": [np.ones(2), np.ones(3)]}), ("item",))

@@ -16,37 +16,40 @@ class EmptyAfterFilter(UserError):
     """The popularity filters removed every user or item."""
 
 
-def _in_range(counts: pd.Series, low: int, high: int) -> pd.Index:
-    return counts.index[(counts >= low) & (counts <= high)]
+def _in_range(counts: np.ndarray, low: int, high: int) -> np.ndarray:
+    return (counts >= low) & (counts <= high)
 
 
 def filter_by_popularity(interactions: pd.DataFrame, cfg: FilterConfig) -> tuple[pd.DataFrame, dict]:
-    """Drop users and items outside [min, max] interactions, until nothing changes (or once)."""
-    frame, passes = interactions, 0
+    """Drop users and items outside [min, max] interactions, until nothing changes (or once). Counted over
+    int codes of the ids, a mask of the rows kept, so each pass copies nothing of the log."""
+    user_codes, users = pd.factorize(interactions["user_id"])
+    item_codes, items = pd.factorize(interactions["item_id"])
+    kept, passes = np.ones(len(interactions), bool), 0
     while True:
         passes += 1
-        items = _in_range(frame["item_id"].value_counts(), cfg.min_item_interactions, cfg.max_item_interactions)
-        kept = frame[frame["item_id"].isin(items)]
-        users = _in_range(kept["user_id"].value_counts(), cfg.min_user_interactions, cfg.max_user_interactions)
-        kept = kept[kept["user_id"].isin(users)]
-        changed = len(kept) != len(frame)
-        frame = kept
-        if not changed or not cfg.until_stable or frame.empty:
+        item_counts = np.bincount(item_codes[kept], minlength=len(items))
+        now = kept & _in_range(item_counts, cfg.min_item_interactions, cfg.max_item_interactions)[item_codes]
+        user_counts = np.bincount(user_codes[now], minlength=len(users))
+        now &= _in_range(user_counts, cfg.min_user_interactions, cfg.max_user_interactions)[user_codes]
+        changed = now.sum() != kept.sum()
+        kept = now
+        if not changed or not cfg.until_stable or not kept.any():
             break
     report = {
-        "filter/users_removed": int(interactions["user_id"].nunique() - frame["user_id"].nunique()),
-        "filter/items_removed": int(interactions["item_id"].nunique() - frame["item_id"].nunique()),
-        "filter/interactions_removed": int(len(interactions) - len(frame)),
+        "filter/users_removed": int(len(users) - len(np.unique(user_codes[kept]))),
+        "filter/items_removed": int(len(items) - len(np.unique(item_codes[kept]))),
+        "filter/interactions_removed": int(len(interactions) - kept.sum()),
         "filter/passes": passes,
     }
-    if frame.empty:
+    if not kept.any():
         raise EmptyAfterFilter(
             f"the popularity filters left no interactions: users need {cfg.min_user_interactions}.."
             f"{cfg.max_user_interactions} and items {cfg.min_item_interactions}..{cfg.max_item_interactions} "
-            f"interactions (filter.* keys); the data had {interactions['user_id'].nunique()} users and "
-            f"{interactions['item_id'].nunique()} items with {len(interactions)} interactions"
+            f"interactions (filter.* keys); the data had {len(users)} users and "
+            f"{len(items)} items with {len(interactions)} interactions"
         )
-    return frame.reset_index(drop=True), report
+    return interactions[kept].reset_index(drop=True), report
 
 
 def test_item_mask(n_items: int, test_fraction: float, seed: int) -> np.ndarray:

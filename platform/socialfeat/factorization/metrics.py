@@ -10,10 +10,19 @@ from socialfeat.stats.ranking import hits_at_k, mis_ordered_fraction, ndcg_at_k,
 ScoreBlock = Callable[[np.ndarray], np.ndarray]  # user indices -> users x items scores
 
 
+ENTRIES_PER_BLOCK = 1 << 18
+
+
 def entry_scores(
     user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray
 ) -> np.ndarray:
-    return np.einsum("ij,ij->i", user_factors[users], item_factors[items])
+    """x_j . y_i of each entry (j, i), a block of entries at a time: gathering every entry's two factor rows
+    at once held 2 x entries x d floats (5 GB for 10M validation entries at d = 64), each epoch."""
+    scores = np.empty(len(users), np.result_type(user_factors, item_factors))
+    for start in range(0, len(users), ENTRIES_PER_BLOCK):
+        block = slice(start, start + ENTRIES_PER_BLOCK)
+        scores[block] = np.einsum("ij,ij->i", user_factors[users[block]], item_factors[items[block]])
+    return scores
 
 
 def rmse(scores: np.ndarray, values: np.ndarray) -> float:

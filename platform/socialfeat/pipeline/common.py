@@ -30,7 +30,8 @@ def _data(ctx: StageContext, tmp: str) -> dict:
 def _filter(ctx: StageContext, tmp: str) -> dict:
     interactions, items = ctx.dataset().interactions, ctx.dataset().items
     if ctx.cfg.filter.require_image:
-        interactions = interactions[interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])]
+        with_image = interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"]).to_numpy()
+        interactions = interactions if with_image.all() else interactions[with_image]  # no copy of a whole log
     kept, report = filter_by_popularity(interactions, ctx.cfg.filter)
     artifacts.write_parquet(kept, os.path.join(tmp, "interactions.parquet"))
     return report | {
