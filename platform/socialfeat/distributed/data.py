@@ -39,9 +39,9 @@ def sample_negatives_sharded(
     seed: int,
     users_per_block: int = USERS_PER_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task that
-    receives that block's positives alone (each task used to read, and mask, every positive); the blocks'
-    negatives are gathered in block order."""
+    """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task that is
+    sent that block's positives alone (not every positive to mask); the blocks' negatives come back as
+    arrays, gathered in block order."""
 
     block_of = users // users_per_block
     order = np.argsort(block_of, kind="stable")  # each block's positives in their original order
