@@ -2,11 +2,14 @@
 
 Ray 2.60's GCS and raylet die with the driver, and the workers with the raylet, but the dashboard and
 runtime-env agents first try to report the raylet's death to the dead GCS and live on for about a minute.
-The driver starts this watcher with a pipe on its stdin: the first line names the raylet's pid, and end of
-file means the driver is gone. Then every process the raylet started (they carry RAY_RAYLET_PID) is ended.
-It imports psutil alone, so that it starts in a fraction of a second beside the driver.
+The driver starts this watcher with the raylet's pid and a pipe on its stdin, whose end of file means the
+driver is gone. Until then the watcher notes the raylet's descendants every second; then it ends every one
+of them still alive, and any other process whose environment names that raylet (RAY_RAYLET_PID). It
+imports psutil alone, so that it starts in a fraction of a second beside the driver.
 """
 
+import os
+import select
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import time
 import psutil
 
 GRACE_S = 1.0  # the driver's own shutdown, when it had one, ends these processes first
+POLL_S = 1.0
 
 
 def raylet_children(raylet_pid: int, started_after: float) -> list[psutil.Process]:
@@ -54,27 +58,48 @@ def end(processes: list[psutil.Process], timeout: float = 3.0) -> None:
             continue
 
 
+def descendants(raylet_pid: int) -> dict[int, psutil.Process]:
+    """The raylet's processes now, by pid (psutil's is_running later tells a reused pid apart)."""
+    try:
+        return {process.pid: process for process in psutil.Process(raylet_pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return {}
+
+
+def still_alive(processes) -> list[psutil.Process]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
 def watch(raylet_pid: int) -> subprocess.Popen:
     """Start the watcher for the raylet this process started; it outlives this process by design."""
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", __name__],
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, str(raylet_pid)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C at the terminal is the driver's to handle, not the watcher's
     )
-    watcher.stdin.write(f"{raylet_pid}\n".encode())
-    watcher.stdin.flush()
-    return watcher
 
 
-def main() -> None:
-    raylet_pid = int(sys.stdin.readline())
+def main(raylet_pid: int) -> None:
     started_after = psutil.Process(raylet_pid).create_time() if psutil.pid_exists(raylet_pid) else 0.0
-    sys.stdin.read()  # returns at end of file: the driver has exited, cleanly or not
+    noted: dict = {}
+    while True:  # until end of file: the driver has exited, cleanly or not
+        readable, _, _ = select.select([0], [], [], POLL_S)
+        if readable and not os.read(0, 4096):
+            break
+        noted |= descendants(raylet_pid)
     time.sleep(GRACE_S)
-    end(raylet_children(raylet_pid, started_after))
+    marked = {process.pid: process for process in raylet_children(raylet_pid, started_after)}
+    end(still_alive((noted | marked).values()))
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]))
