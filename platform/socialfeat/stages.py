@@ -145,8 +145,14 @@ def upstream(method: Method, until: str | None = None, cfg: ExperimentConfig | N
 
 
 # what the engine reports of every run, and a sweep of every trial
-RUN_METRICS = ("run/seconds", "run/stages", "run/stages_reused", "run/seconds_saved_by_reuse", "stage/*/seconds")
-RUN_METRICS += ("stage/*/reused",)
+RUN_METRICS = (
+    "run/seconds",
+    "run/stages",
+    "run/stages_reused",
+    "run/seconds_saved_by_reuse",
+    "stage/*/seconds",
+    "stage/*/reused",
+)
 INTERVAL_SUFFIXES = ("/ci_low", "/ci_high")
 
 

@@ -28,8 +28,14 @@ class ClusteringError(UserError):
 
 
 # what `cluster` reports about a clustering (with the truth it is scored against, the method adds its own nmi)
-KMEANS_METRICS = ("kmeans/k", "kmeans/seed", "kmeans/inertia", "kmeans/silhouette", "kmeans/size_*")
-KMEANS_METRICS += ("kmeans/empty_reseeded",)
+KMEANS_METRICS = (
+    "kmeans/k",
+    "kmeans/seed",
+    "kmeans/inertia",
+    "kmeans/silhouette",
+    "kmeans/size_*",
+    "kmeans/empty_reseeded",
+)
 
 
 def prepare(vectors: np.ndarray, cfg: KMeans) -> np.ndarray:

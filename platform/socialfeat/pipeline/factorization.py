@@ -19,8 +19,8 @@ from socialfeat.stats import significance
 
 
 def split_log(path: str) -> pd.DataFrame:
-    """The split's view log with its ids and folds as dictionaries (pandas categoricals): a 4-byte code a row
-    for each, where a Python string a row held ~60 bytes."""
+    """The split's view log with its ids and folds as dictionaries (pandas categoricals): a code a row for
+    each column and each distinct string once, never a string a row."""
     columns = ["user_id", "item_id", "fold"]
     return pq.read_table(path, columns=columns, read_dictionary=columns).to_pandas()
 
