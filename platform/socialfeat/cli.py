@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     sweep.set_defaults(handler=cmd_sweep)
-    report = commands.add_parser("report", help="write a run's report.html (plots, image grids) and report.md")
-    report.add_argument("run_dir")
+    report = commands.add_parser("report", help="write a run's report.html and report.md, or a sweep's report.html")
+    report.add_argument("run_dir", help="a run directory, or a sweep's --out")
     report.set_defaults(handler=cmd_report)
     compare = commands.add_parser(
         "compare",
@@ -318,7 +318,9 @@ def cmd_sweep(args) -> int:
 def _sweep_locked(args, space, out: str, remote: str | None) -> int:
     # Ray, Tune and Optuna load only for the commands that start them
     from socialfeat.distributed.cluster import check_cluster, connect
-    from socialfeat.sweep.results import write_results
+    from socialfeat.sweep.console import BOARD_DIR, LOG_FILE, top_table
+    from socialfeat.sweep.report import write_sweep_report
+    from socialfeat.sweep.results import STUDY_DB, write_results
     from socialfeat.sweep.runner import check_resumed_space, finished_trials, run_sweep
 
     check_resumed_space(space, out, remote, args.resume, args.resume_anyway)
@@ -326,11 +328,14 @@ def _sweep_locked(args, space, out: str, remote: str | None) -> int:
     # the base experiment's training shape; a trial that changes it is Tune's to place
     check_cluster(where, space.base_config(args.data), out_is_remote=bool(remote), trains=space.trains)
     shown = remote or out
+    print(f"socialfeat sweep: {args.space} -> {shown} (Ray: {where})", file=sys.stderr)
     print(
-        f"socialfeat sweep: {args.space} -> {shown} (Ray: {where}; Tune results: tensorboard --logdir "
-        f"{storage.join(shown, 'tune')})",
+        f"dashboards: tensorboard --logdir {os.path.join(out, BOARD_DIR)} | optuna-dashboard "
+        f"sqlite:///{os.path.join(out, STUDY_DB)} (pip install 'socialfeat[dashboards]')",
         file=sys.stderr,
     )
+    if not args.verbose:
+        print(f"Tune's own tables: {os.path.join(out, LOG_FILE)} (--verbose shows them here)", file=sys.stderr)
     data = args.data if args.data and storage.is_uri(args.data) else args.data and os.path.abspath(args.data)
     run_sweep(
         space,
@@ -339,14 +344,16 @@ def _sweep_locked(args, space, out: str, remote: str | None) -> int:
         args.samples,
         args.concurrency,
         args.resume or args.resume_anyway,
-        verbose=1 if sys.stderr.isatty() else 0,
+        verbose=args.verbose,
         remote=remote,
     )
     records = finished_trials(out)
-    summary = write_results(records, space, out)
+    summary, frame = write_results(records, space, out)
     if remote:
         storage.upload(out, remote, skip=("stages", "trials", "tune", artifacts.SWEEP_LOCK))
-    print(json.dumps(summary, indent=2, default=str))
+    if frame is not None:
+        print(top_table(frame, space))
+        print(f"report: {write_sweep_report(out)}", file=sys.stderr)
     if "best_trial" not in summary:
         names = ", ".join(o.metric for o in space.objectives)
         errors = [r["error"] for r in records if r.get("error")]
@@ -375,6 +382,11 @@ def _explain(summary: dict, out: str) -> None:
 
 
 def cmd_report(args) -> int:
+    from socialfeat.sweep.report import is_sweep, write_sweep_report
+
+    if is_sweep(args.run_dir):
+        print(write_sweep_report(args.run_dir))
+        return 0
     artifacts.check_run_pair(args.run_dir)
 
     print(write_summary(args.run_dir))

@@ -119,6 +119,14 @@ def test_training_the_cluster_cannot_hold_fails_naming_the_keys(ray_session, tmp
     with pytest.raises(UnsatisfiableResources, match="training.num_workers = 2 workers of 2 CPU"):
         check_training_resources(TrainingConfig(num_workers=2, cpus_per_worker=2))
     check_training_resources(TrainingConfig(num_workers=1, cpus_per_worker=2))  # fits the session's 2 CPUs
+    capsys.readouterr()
+    with pytest.raises(UnsatisfiableResources, match=r"room for 0 such worker\(s\), after waiting 2s"):
+        check_training_resources(TrainingConfig(num_workers=1, cpus_per_worker=4), wait_s=2)  # a cluster that may grow
+    waiting = capsys.readouterr().err.strip().splitlines()  # said once while it waits: the keys, what the cluster has
+    assert waiting == [
+        "waiting up to 2s (ray.resource_wait_s) for training.num_workers = 1 workers of 4 CPU each "
+        "(training.cpus_per_worker); this Ray cluster has 2 CPUs and 0 GPUs in all, room for 0 such worker(s)"
+    ]
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--set", "training.use_gpu=true"]) == 2
     assert "training.use_gpu" in capsys.readouterr().err and not out.exists()

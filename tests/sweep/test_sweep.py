@@ -85,7 +85,9 @@ def test_a_trial_that_switches_engine_gets_that_engines_defaults_and_range():
 def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ray_session, synth_dir, tmp_path, capsys):
     out = str(tmp_path / "sweep")
     assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out, "--concurrency", "5"]) == 0
-    assert "capped to 2" in capsys.readouterr().err  # 2 CPUs, 1 per trial
+    printed = capsys.readouterr()
+    assert "capped to 2" in printed.err  # 2 CPUs, 1 per trial
+    _check_console(printed, out, trials=3, objective="kmeans/silhouette")
     results = pd.read_csv(os.path.join(out, "results.csv"))
     assert len(results) == 3 and results["trial_id"].is_unique and (results["status"] == "TERMINATED").all()
     assert results["is_base"].sum() == 1 and results.loc[results["is_base"], "param/clustering.k"].item() == 6
@@ -100,9 +102,21 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert best["clustering"]["k"] == winner["param/clustering.k"] and best["data"]["path"] == os.path.abspath(
         synth_dir
     )
-    for plot in ("history.png", "parameters.png"):
+    for plot in ("history.png", "parameters.png", "importance.png"):
         assert os.path.getsize(os.path.join(out, "plots", plot)) > 1000
-    assert glob.glob(os.path.join(out, "tune", "trial_*", "events.out.tfevents.*"))  # TensorBoard logs
+    page = open(os.path.join(out, "report.html")).read()  # the sweep's report: the answer, plots, every trial
+    assert page.count("<tr class=") == 3 and page.count("<tr class='best'>") == 1
+    assert f"{winner['trial_id']}" in page.split("<p class='summary'>")[1].split("</p>")[0]
+    os.remove(os.path.join(out, "report.html"))
+    assert main(["report", out]) == 0 and os.path.exists(os.path.join(out, "report.html"))
+    boards = _board_runs(out)
+    assert sorted(boards) == sorted(results["trial_id"])  # one TensorBoard run per trial
+    for trial_id, board in boards.items():  # its objective and parameters, not the ~70 data counts
+        silhouette = results.set_index("trial_id").loc[trial_id, "kmeans/silhouette"]
+        assert board.Tags()["scalars"] == ["kmeans/silhouette"]
+        assert board.Scalars("kmeans/silhouette")[0].value == pytest.approx(silhouette, rel=1e-6)
+        assert "_hparams_/session_start_info" in board.PluginTagToContent("hparams")
+    assert not glob.glob(os.path.join(out, "tune", "**", "events.out.tfevents.*"), recursive=True)  # Tune's own
     assert main(["sweep", space_file(tmp_path), "--data", synth_dir, "--out", out]) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
     study = _dashboard_study(os.path.join(out, "optuna.db"))  # the study, as optuna-dashboard shows it
@@ -111,6 +125,31 @@ def test_a_k_sweep_factorises_once_and_reports_which_stages_each_trial_reused(ra
     assert [t["state"] for t in served] == ["Complete"] * 3
     served_k = sorted(int(t["params"][0]["param_external_value"]) for t in served)
     assert served_k == sorted(results["param/clustering.k"])  # numbered by Optuna in its own order
+
+
+def _check_console(printed, out: str, trials: int, objective: str) -> None:
+    """A sweep's console: a few lines of header, one per trial (numbered, with its objective and the best so
+    far), the top trials; Tune's tables and trial boxes are in sweep.log instead."""
+    lines = (printed.out + printed.err).strip().splitlines()
+    assert len(lines) <= 25 + trials, "\n".join(lines)
+    ended = [line for line in lines if line.startswith("[") and f"/{trials}]" in line]
+    assert [line.split("]")[0] for line in ended] == [f"[{n}/{trials}" for n in range(1, trials + 1)]
+    assert all("| best" in line for line in ended)
+    assert sum(f"{objective} " in line for line in ended) == trials
+    assert f"by {objective}" in printed.out and printed.out.count("\n") <= 2 + 5  # title, header, top 5
+    assert printed.err.count("tensorboard --logdir") == 1 and "Trial status" not in printed.out + printed.err
+    assert "Trial status" in open(os.path.join(out, "sweep.log")).read()
+
+
+def _board_runs(out: str) -> dict:
+    """The sweep's TensorBoard runs (OUT/tensorboard/<trial>), each read back as TensorBoard reads it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    boards = {}
+    for directory in glob.glob(os.path.join(out, "tensorboard", "*")):
+        boards[os.path.basename(directory)] = EventAccumulator(directory)
+        boards[os.path.basename(directory)].Reload()
+    return boards
 
 
 def _dashboard_study(db: str) -> dict:
@@ -249,7 +288,9 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
     )
     out = str(tmp_path / "sweep")
     assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
-    assert "Ray State API (served by the Ray dashboard) is not reachable" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "Ray State API (served by the Ray dashboard) is not reachable" in printed.err
+    assert "stopped at epoch" in printed.err  # the line of the trial ASHA stopped
     results = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
     assert len(results) == 3 and results["trial_id"].is_unique and not (results["status"] == "ERROR").any()
     assert results.loc[1, "status"] == "TERMINATED" and results.loc[1, "param/clustering.k"] == 6
@@ -265,6 +306,12 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
     assert results["stage/factorization/reused"].sum() == len(finished) - 1  # one factorisation for all
     progress = glob.glob(os.path.join(out, "tune", "trial_*", "progress.csv"))
     assert max(len(pd.read_csv(p)) for p in progress) >= 3  # every epoch reached Tune through Ray Train
+    boards = _board_runs(out)
+    for trial_id, row in results.set_index("trial_id").iterrows():  # per-epoch training curves, each trial
+        epochs = [event.step for event in boards[trial_id].Scalars("train/holdout_loss")]
+        last = row["train/epochs"] if row["status"] == "TERMINATED" else row["stopped/epoch"]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == last  # a resumed trial's curve starts later
+    assert max(len(board.Scalars("train/holdout_loss")) for board in boards.values()) == 3
     best = yaml.safe_load(open(os.path.join(out, "best.yaml")))
     assert best["clustering"]["k"] == 6
     assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0  # nothing left to run

@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 import stat
+import sys
 import time
 
 import psutil
@@ -180,24 +181,30 @@ def check_training_resources(training, wait_s: float = 0.0) -> None:
     deadline = time.monotonic() + wait_s
     announced = False
     while True:
-        nodes = ray.nodes()
-        slots = worker_slots(nodes, training.cpus_per_worker, training.use_gpu)
+        slots = worker_slots(ray.nodes(), training.cpus_per_worker, training.use_gpu)
         if slots >= training.num_workers:
             return
         if time.monotonic() >= deadline:
             break
-        if not announced:
-            log.info("waiting up to %.0fs for the cluster to hold %d training workers", wait_s, training.num_workers)
+        if not announced:  # once, on the console: a job's log otherwise shows nothing while it waits
+            print(f"waiting up to {wait_s:.0f}s (ray.resource_wait_s) for {_demand(training, slots)}", file=sys.stderr)
             announced = True
         time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    raise UnsatisfiableResources(
+        f"{_demand(training, slots)}"
+        + (f", after waiting {wait_s:.0f}s (ray.resource_wait_s)" if wait_s else "")
+        + ". Lower those keys, or join a larger cluster (--address)"
+    )
+
+
+def _demand(training, slots: int) -> str:
+    """What training asks of the cluster, by its keys, beside what the cluster has."""
     totals = ray.cluster_resources()
     shape = f"{training.cpus_per_worker:g} CPU" + (" + 1 GPU" if training.use_gpu else "")
-    raise UnsatisfiableResources(
+    return (
         f"training.num_workers = {training.num_workers} workers of {shape} each (training.cpus_per_worker"
-        f"{', training.use_gpu' if training.use_gpu else ''}) do not fit this Ray cluster: it has "
+        f"{', training.use_gpu' if training.use_gpu else ''}); this Ray cluster has "
         f"{totals.get('CPU', 0):g} CPUs and {totals.get('GPU', 0):g} GPUs in all, room for {slots} such worker(s)"
-        + (f" after waiting {wait_s:.0f}s (ray.resource_wait_s)" if wait_s else "")
-        + ". Lower those keys, or join a larger cluster (--address)"
     )
 
 

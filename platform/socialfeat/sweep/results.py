@@ -1,15 +1,27 @@
 """A sweep's results: results.csv / .parquet, best.yaml, the Pareto set and plots."""
 
+import functools
 import os
 
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from socialfeat import artifacts
 from socialfeat.config import safe_name
 from socialfeat.report_html import save_figure
 from socialfeat.sweep.space import SearchSpace, log_scale, spec_of
+
+SUMMARY = "summary.json"  # counts, the best trial and its parameters, its gain over the base experiment
+STUDY_DB, STUDY_NAME = "optuna.db", "sweep"
+
+
+def study_storage(out: str):
+    """The sweep's Optuna study storage: SQLite in OUT/optuna.db (`optuna-dashboard sqlite:///OUT/optuna.db`)."""
+    import optuna  # only where a study is opened: results.csv readers need no Optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{os.path.join(os.path.abspath(out), STUDY_DB)}")
 
 
 def trials_frame(records: list[dict], space: SearchSpace) -> pd.DataFrame:
@@ -69,63 +81,94 @@ def best_row(frame: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
     return frame.loc[index]
 
 
-def plots(frame: pd.DataFrame, space: SearchSpace, out: str) -> list[str]:
-    """Optimisation history, each parameter against the first objective, the Pareto front for two."""
+def plots(frame: pd.DataFrame, space: SearchSpace, out: str, importance: dict | None = None) -> list[str]:
+    """Optimisation history, each parameter against the first objective (colour: the trial's number), the
+    Pareto front for two objectives, and the parameters' importance when given."""
     os.makedirs(out, exist_ok=True)
     first = space.objectives[0]
     done = frame[frame[first.metric].notna()] if first.metric in frame else frame.iloc[:0]
     if done.empty:
         return []
-    values = done[first.metric].to_numpy(float)
-    running = np.minimum.accumulate(values) if first.mode == "min" else np.maximum.accumulate(values)
-
-    def history(figure):
-        axis = figure.add_subplot()
-        axis.scatter(done.index, values, label="trial")
-        axis.step(done.index, running, where="post", color="C1", label=f"best so far ({first.mode})")
-        axis.set(xlabel="trial (in suggestion order)", ylabel=first.metric, title="Optimisation history")
-        axis.legend()
-
-    paths = [save_figure(os.path.join(out, "history.png"), history)]
+    paths = [save_figure(os.path.join(out, "history.png"), lambda figure: _history(figure, done, first))]
     params = [c for c in frame.columns if c.startswith("param/")]
-
-    def parameters(figure):
-        for n, column in enumerate(params):
-            axis = figure.add_subplot(1, len(params), n + 1)
-            key = column.removeprefix("param/")
-            x = done[column]
-            numeric = pd.api.types.is_numeric_dtype(x)
-            axis.scatter(x if numeric else x.astype(str), values, c=done.index, cmap="viridis")
-            if numeric and log_scale(spec_of(space, key)):
-                axis.set_xscale("log")
-            axis.set(xlabel=key, ylabel=first.metric if n == 0 else None)
-
     if params:
-        paths.append(save_figure(os.path.join(out, "parameters.png"), parameters, (4 * len(params), 3.5)))
+        draw = functools.partial(_parameters, done=done, params=params, space=space)
+        paths.append(save_figure(os.path.join(out, "parameters.png"), draw, (4 * len(params) + 1, 3.5)))
     if len(space.objectives) == 2:
-        second = space.objectives[1]
-
-        def front(figure):
-            axis = figure.add_subplot()
-            axis.scatter(done[first.metric], done[second.metric], color="grey", label="trial")
-            best = done[done["pareto"]].sort_values(first.metric)
-            axis.plot(best[first.metric], best[second.metric], "o-", color="C3", label="Pareto front")
-            axis.set(xlabel=f"{first.metric} ({first.mode})", ylabel=f"{second.metric} ({second.mode})")
-            axis.legend()
-
-        paths.append(save_figure(os.path.join(out, "pareto.png"), front))
+        draw = functools.partial(_front, done=done, first=first, second=space.objectives[1])
+        paths.append(save_figure(os.path.join(out, "pareto.png"), draw))
+    if importance:
+        draw = functools.partial(_importance, importance=importance, metric=first.metric)
+        paths.append(save_figure(os.path.join(out, "importance.png"), draw, (6, 1 + 0.4 * len(importance))))
     return paths
 
 
-def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
-    """Write every results file; returns a summary (counts, best trial, its gain over the base)."""
+def _history(figure, done: pd.DataFrame, first) -> None:
+    values = done[first.metric].to_numpy(float)
+    running = np.minimum.accumulate(values) if first.mode == "min" else np.maximum.accumulate(values)
+    axis = figure.add_subplot()
+    axis.scatter(done["number"], values, label="trial")
+    axis.step(done["number"], running, where="post", color="C1", label=f"best so far ({first.mode})")
+    axis.set(xlabel="trial (in suggestion order)", ylabel=first.metric, title="Optimisation history")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(loc="best")
+
+
+def _parameters(figure, done: pd.DataFrame, params: list[str], space: SearchSpace) -> None:
+    first = space.objectives[0]
+    axes = figure.subplots(1, len(params), squeeze=False)[0]
+    for n, (axis, column) in enumerate(zip(axes, params)):
+        key, x = column.removeprefix("param/"), done[column]
+        numeric = pd.api.types.is_numeric_dtype(x)
+        dots = axis.scatter(x if numeric else x.astype(str), done[first.metric], c=done["number"], cmap="viridis")
+        integer = numeric and pd.api.types.is_integer_dtype(x)
+        if numeric and log_scale(spec_of(space, key)):
+            axis.set_xscale("log", base=2 if integer else 10)  # d at 4, 8, 16, ...
+            axis.xaxis.set_major_formatter(ScalarFormatter())  # 16 and 0.5, not 2^4 and 5 x 10^-1
+            axis.xaxis.set_minor_formatter(NullFormatter())
+        elif integer:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set(xlabel=key, ylabel=first.metric if n == 0 else None)
+    colours = figure.colorbar(dots, cax=axes[-1].inset_axes([1.04, 0, 0.04, 1]))
+    colours.set_label("trial")
+    colours.locator = MaxNLocator(integer=True)
+    colours.update_ticks()
+
+
+def _front(figure, done: pd.DataFrame, first, second) -> None:
+    axis = figure.add_subplot()
+    axis.scatter(done[first.metric], done[second.metric], color="grey", label="trial")
+    best = done[done["pareto"]].sort_values(first.metric)
+    axis.plot(best[first.metric], best[second.metric], "o-", color="C3", label="Pareto front")
+    axis.set(xlabel=f"{first.metric} ({first.mode})", ylabel=f"{second.metric} ({second.mode})")
+    axis.legend(loc="best")
+
+
+def _importance(figure, importance: dict, metric: str) -> None:
+    axis = figure.add_subplot()
+    names = list(importance)[::-1]
+    axis.barh(names, [importance[name] for name in names])
+    axis.set(xlabel=f"importance for {metric} (Optuna, fANOVA)", xlim=(0, 1))
+
+
+def write_results(records: list[dict], space: SearchSpace, out: str) -> tuple[dict, pd.DataFrame | None]:
+    """Write every results file, summary.json among them; returns that summary (counts, best trial, its gain
+    over the base) and the trials' table (None when no trial finished)."""
     if not records:
-        return {"trials": 0, "errored": 0, "plots": []}
+        summary = {"trials": 0, "errored": 0, "plots": []}
+        artifacts.write_json(os.path.join(out, SUMMARY), summary)
+        return summary, None
     frame = trials_frame(records, space)
     frame.to_csv(os.path.join(out, "results.csv"), index=False)
     frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(
         os.path.join(out, "results.parquet"), index=False
     )
+    summary = _summary(frame, space, out)
+    artifacts.write_json(os.path.join(out, SUMMARY), summary)
+    return summary, frame
+
+
+def _summary(frame: pd.DataFrame, space: SearchSpace, out: str) -> dict:
     summary = {
         "trials": len(frame),
         "errored": int((frame["status"] == "ERROR").sum()),
@@ -141,7 +184,7 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
         config["name"] = safe_name(f"best_of_{os.path.basename(out)}")  # a --out with spaces, accents
         artifacts.atomic_write_text(os.path.join(out, "best.yaml"), yaml.safe_dump(config, sort_keys=False))
     base = frame[frame["is_base"]].iloc[0] if frame["is_base"].any() else pd.Series(dtype=object)
-    summary |= {
+    return summary | {
         "best_trial": best["trial_id"],
         "best": {o.metric: float(best[o.metric]) for o in space.objectives},
         "base": {o.metric: float(base[o.metric]) for o in space.objectives if pd.notna(base.get(o.metric))},
@@ -150,7 +193,6 @@ def write_results(records: list[dict], space: SearchSpace, out: str) -> dict:
         },
         "pareto_trials": frame.loc[frame["pareto"], "trial_id"].tolist(),
     }
-    return summary
 
 
 def _plain(value):

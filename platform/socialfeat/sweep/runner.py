@@ -6,6 +6,7 @@ is the record of the sweep. --resume reads it rather than Tune's experiment stat
 rewrites in place: a driver killed mid-write left it empty in our tests, and Tuner.restore then lost
 every trial."""
 
+import contextlib
 import difflib
 import glob
 import logging
@@ -31,6 +32,8 @@ from socialfeat.artifacts import atomic_write_text, content_hash, read_json, rem
 from socialfeat.config import ConfigError, ExperimentConfig
 from socialfeat.methods import build_config, named
 from socialfeat.stages import publish, run_experiment
+from socialfeat.sweep.console import LOG_FILE, SweepBoard, TrialLines
+from socialfeat.sweep.results import STUDY_NAME, study_storage
 from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
 from socialfeat.training.task import stage_metric
 
@@ -237,15 +240,6 @@ class DefineByRun:
         suggest(trial, self.parameters)
 
 
-STUDY_DB, STUDY_NAME = "optuna.db", "sweep"
-
-
-def study_storage(out: str):
-    """The sweep's Optuna study storage: SQLite in OUT/optuna.db (`optuna-dashboard sqlite:///OUT/optuna.db`)."""
-
-    return optuna.storages.RDBStorage(f"sqlite:///{os.path.join(os.path.abspath(out), STUDY_DB)}")
-
-
 def _searcher(space: SearchSpace, point: dict, done: list[dict], out: str):
 
     metrics = [o.metric for o in space.objectives]
@@ -430,10 +424,11 @@ def run_sweep(
     samples: int | None = None,
     concurrency: int | None = None,
     resume: bool = False,
-    verbose: int = 1,
+    verbose: bool = False,
     remote: str | None = None,
 ):
-    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials).
+    """Run (or resume) the sweep into `out`; the results are in out/trials (see finished_trials). The console
+    gets a line per trial; Tune's own tables go to out/sweep.log (`verbose`: to the console too).
 
     With `remote` (a storage URI) `out` is the driver's working copy: trial records, stages and Tune's
     own files live in `remote`, and out/trials is refreshed from it before and after the trials run."""
@@ -453,8 +448,13 @@ def run_sweep(
         return None
     name = TUNE_NAME if not resume else f"{TUNE_NAME}-resumed-{len(glob.glob(os.path.join(out, TUNE_NAME + '*')))}"
     if resume:
-        print(f"resuming: {len(done)} trial(s) finished earlier are kept, {remaining} to run", file=sys.stderr)
-    print(f"the Optuna study: optuna-dashboard sqlite:///{os.path.join(out, STUDY_DB)}", file=sys.stderr)
+        print(f"resuming: {len(done)} trial(s) finished earlier are kept", file=sys.stderr)
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
+    print(
+        f"{remaining} trial(s) to run, {concurrency} at a time, each up to stage {space.until}; "
+        f"objective: {objectives}",
+        file=sys.stderr,
+    )
     if space.scheduler and not state_api_reachable():
         print(NO_STATE_API, file=sys.stderr)
     point = base_point(space, base)
@@ -473,14 +473,16 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=name,
             storage_path=remote or out,
-            verbose=verbose,
+            verbose=1,
             failure_config=tune.FailureConfig(max_failures=space.max_failures),
+            callbacks=[TrialLines(space, len(done) + remaining, len(done)), SweepBoard(out, space)],
         ),
     )
     # Ctrl-C is a KeyboardInterrupt like anywhere else in the CLI (exit 130, Ray stopped, nothing reported as
     # final): Tune's own handler ends the run as if it had finished, and the driver then printed a best trial
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    results = tuner.fit()
+    with _tune_output(out, verbose):
+        results = tuner.fit()
     if remote:  # trials that ran on other nodes left their records only there
         storage.download(storage.join(remote, "trials"), os.path.join(out, "trials"))
     record_stopped(results, out, space.epoch_metrics, remote)
@@ -488,6 +490,16 @@ def run_sweep(
     remove_abandoned_dirs(os.path.join(out, "stages"), writers_done=True)
     shutil.rmtree(os.path.join(out, "stages", ".checkpoints"), ignore_errors=True)  # of trials that never finished
     return results
+
+
+@contextlib.contextmanager
+def _tune_output(out: str, verbose: bool):
+    """Tune prints its tables and a ~90-line box per trial to stdout: into OUT/sweep.log, or the console too."""
+    if verbose:
+        yield
+        return
+    with open(os.path.join(out, LOG_FILE), "a") as log_file, contextlib.redirect_stdout(log_file):
+        yield
 
 
 def record_stopped(results, out: str, epoch_metrics: tuple[str, ...], remote: str | None) -> None:
