@@ -150,6 +150,7 @@ RUN_METRICS = (
     "run/stages",
     "run/stages_reused",
     "run/seconds_saved_by_reuse",
+    "run/stage_seconds",
     "stage/*/seconds",
     "stage/*/reused",
 )
@@ -386,6 +387,8 @@ def _finish(ctx: StageContext, method: Method, started: float) -> dict:
             "run/stages": len(ctx.results),
             "run/stages_reused": len(reused),
             "run/seconds_saved_by_reuse": sum(r.original_seconds for r in reused),
+            # what the method costs whatever the cache held: each stage's seconds, a reused one's when it was made
+            "run/stage_seconds": sum(r.original_seconds if r.reused else r.seconds for r in ctx.results.values()),
         }
     )
     # metrics.json, then run.json naming its hash: a run killed between the two leaves a pair that

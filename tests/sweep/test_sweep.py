@@ -34,6 +34,26 @@ from socialfeat.sweep.space import load_space, spec_of, trial_config
         ({"objectives": [{"metric": "mf/nosuch", "mode": "min"}]}, "'mf/nosuch' is reported by no stage of cfl"),
         ({"objectives": [{"metric": "kmeans/nmii", "mode": "max"}]}, "(nearest names its stages report: kmeans/nmi"),
         ({"objectives": [{"metric": "retrieval/cnn/jacard@10", "mode": "max"}]}, "retrieval/*/jaccard@*"),
+        # the method as a dimension: registered methods, each branch keyed by its own method's sections
+        ({"space": {"method": {"choice": {"cfl": None, "nosuch": None}}}}, "unknown method(s) ['nosuch']"),
+        ({"space": {"method": {"int": [1, 2]}}}, "the method is chosen, not drawn"),
+        (
+            {"space": {"method": {"choice": {"words": {"clustering.k": {"int": [4, 8]}}}}}},
+            "space key 'clustering.k': 'clustering' is not a key of the experiment",
+        ),
+        (
+            {"until": "rounds", "space": {"method": {"choice": ["cfl", "words"]}}},
+            "until 'rounds' is not a stage of words",
+        ),
+        (
+            {
+                "until": "train",
+                "objectives": [{"metric": "train/holdout_loss_vs_chance", "mode": "min"}],
+                "scheduler": {"grace_period": 1, "max_epochs": 3},
+                "space": {"method": {"choice": ["cfl", "words"]}},
+            },
+            "sweep the method without a scheduler",
+        ),
         ({"space": {}}, "'space' is empty"),
         ({"samples": "two"}, "samples = 'two' is not a whole number"),
         ({"samples": 0}, "samples = 0 must be at least 1"),
@@ -317,6 +337,33 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
     assert main(["sweep", space, "--data", synth_dir, "--out", out, "--resume"]) == 0  # nothing left to run
     again = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
     assert (again["status"] == results["status"]).all()
+
+
+@pytest.mark.slow
+def test_a_methods_sweep_evaluates_the_four_methods_on_the_same_te_queries(ray_session, synth_dir, tmp_path, capsys):
+    # search_spaces/methods.yaml, shrunk: one epoch of 32 px images; its first four trials are the four methods
+    shipped = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces", "methods.yaml")))
+    del shipped["space"]["method"]["choice"]["words"]["training.epochs"]
+    small = ["training.epochs=1", "training.image_size=32", "training.crop_size=28", "factorization.epochs=4"]
+    space = space_file(tmp_path, **(shipped | {"experiment": None, "samples": 4, "fixed": shipped["fixed"] + small}))
+    out = str(tmp_path / "sweep")
+    assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
+    results = pd.read_csv(os.path.join(out, "results.csv"))
+    assert sorted(results["param/method"]) == ["cfl", "comparative", "hashtags", "words"]
+    assert (results["status"] == "TERMINATED").all() and (results["run/stage_seconds"] > 0).all()
+    queries = {}  # each trial's evaluation: the te items it queried, per query its jaccard@10
+    for trial_dir, method in zip(results["trial_dir"], results["param/method"]):
+        run = json.load(open(os.path.join(trial_dir, "run.json")))
+        (evaluate,) = [stage["path"] for stage in run["stages"] if stage["name"] == "evaluate"]
+        samples = pd.read_parquet(os.path.join(evaluate, "samples.parquet"))
+        queries[method] = sorted(samples.loc[samples["metric"] == "retrieval/cnn/jaccard@10", "query"].astype(str))
+    assert len(queries["cfl"]) > 10 and all(found == queries["cfl"] for found in queries.values())  # paired
+    for shared in ("data", "filter", "split", "sampling", "factorization"):  # computed once, for every method
+        assert len(glob.glob(os.path.join(out, "stages", f"{shared}-*"))) == 1, shared
+    assert len(glob.glob(os.path.join(out, "stages", "evaluate-*"))) == 4
+    for made in ("report.html", "plots/pareto.png", "summary.json"):
+        assert os.path.getsize(os.path.join(out, made)) > 1000 or made == "summary.json"
+    assert "method=comparative" in capsys.readouterr().err
 
 
 def test_a_trial_holds_blas_torch_and_numba_to_its_cpu_share():

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
@@ -25,7 +26,12 @@ def items_per_decode_task(items: int, cpus: float) -> int:
     return int(min(MAX_ITEMS_PER_TASK, max(MIN_ITEMS_PER_TASK, share)))
 
 
-@ray.remote
+# A sweep trial's placement group (Tune captures its child tasks there) holds ~0 CPUs: these tasks run
+# outside it, as Ray Data's own do
+OUTSIDE_TRIAL = PlacementGroupSchedulingStrategy(placement_group=None)
+
+
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _sample_one_block(users, items, n_items, weights, ratio, seed, block):
     return sample_block(users, items, n_items, weights, ratio, seed, block)
 
@@ -177,7 +183,7 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     )
 
 
-@ray.remote
+@ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
 def _slots_of(block: dict) -> np.ndarray:
     return block["slot"]
 

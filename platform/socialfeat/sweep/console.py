@@ -130,16 +130,28 @@ class SweepBoard(TBXLoggerCallback):
 
 
 def top_table(frame: pd.DataFrame, space: SearchSpace, limit: int = TOP) -> str:
-    """The best `limit` trials by the first objective (then the others), with their parameters and status."""
+    """The best `limit` trials by the first objective, with their parameters (those of the branches each took),
+    objectives, status and seconds."""
     first = space.objectives[0]
     if first.metric not in frame:
         return ""
     ranked = frame.sort_values(first.metric, ascending=first.mode == "min", na_position="last").head(limit)
     params = [c for c in frame.columns if c.startswith("param/")]
-    columns = ["trial_id", *params, *(o.metric for o in space.objectives), "status", "run/seconds"]
-    columns += ["pareto"] if len(space.objectives) > 1 else []
-    shown = ranked[[c for c in columns if c in ranked]].rename(columns=lambda c: c.removeprefix("param/"))
-    shown = shown.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else _value(v))
+    shown = pd.DataFrame({"trial": ranked["trial_id"]})
+    shown["parameters"] = [
+        params_text({c.removeprefix("param/"): row[c] for c in params if not _missing(row[c])})
+        for _, row in ranked.iterrows()
+    ]
+    for column in [o.metric for o in space.objectives] + ["status", "run/seconds"]:
+        if column in ranked:
+            shown[column.replace("run/seconds", "seconds")] = ranked[column].map(
+                lambda v: "" if _missing(v) else _value(v)
+            )
+    if len(space.objectives) > 1:
+        shown["pareto"] = ranked["pareto"].map(lambda v: "yes" if v else "")
     modes = ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
-    title = f"top {len(shown)} of {len(frame)} trials by {modes}:"
-    return title + "\n" + shown.to_string(index=False)
+    return f"top {len(shown)} of {len(frame)} trials by {modes}:\n" + shown.to_string(index=False, justify="left")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

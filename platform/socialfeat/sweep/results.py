@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.colors import Normalize
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from socialfeat import artifacts
@@ -117,10 +118,13 @@ def _history(figure, done: pd.DataFrame, first) -> None:
 def _parameters(figure, done: pd.DataFrame, params: list[str], space: SearchSpace) -> None:
     first = space.objectives[0]
     axes = figure.subplots(1, len(params), squeeze=False)[0]
+    norm = Normalize(done["number"].min(), done["number"].max())  # one colour per trial on every axis
     for n, (axis, column) in enumerate(zip(axes, params)):
-        key, x = column.removeprefix("param/"), done[column]
+        key, has = column.removeprefix("param/"), done[column].notna()  # a branch's key: only its trials
+        x, rows = done.loc[has, column], done[has]
         numeric = pd.api.types.is_numeric_dtype(x)
-        dots = axis.scatter(x if numeric else x.astype(str), done[first.metric], c=done["number"], cmap="viridis")
+        values = x if numeric else [str(v) for v in x]
+        dots = axis.scatter(values, rows[first.metric], c=rows["number"], cmap="viridis", norm=norm)
         integer = numeric and pd.api.types.is_integer_dtype(x)
         if numeric and log_scale(spec_of(space, key)):
             axis.set_xscale("log", base=2 if integer else 10)  # d at 4, 8, 16, ...

@@ -34,7 +34,7 @@ from socialfeat.methods import build_config, named
 from socialfeat.stages import publish, run_experiment
 from socialfeat.sweep.console import LOG_FILE, SweepBoard, TrialLines
 from socialfeat.sweep.results import STUDY_NAME, study_storage
-from socialfeat.sweep.space import SearchSpace, finite, spec_of, suggest, trial_config
+from socialfeat.sweep.space import METHOD, SearchSpace, finite, spec_of, suggest, swept_methods, trial_config
 from socialfeat.training.task import stage_metric
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,17 @@ def finished_trials(out: str) -> list[dict]:
 
 def base_point(space: SearchSpace, base: ExperimentConfig) -> dict:
     """The base experiment's values for the space's parameters: the sweep's first trial, the yardstick."""
-    raw = base.model_dump(mode="json")
+    point = _point_of(space, base)
+    outside = [key for key, found in point.items() if not within(spec_of(space, key, point), found)]
+    if outside:
+        log.warning("the base experiment lies outside the space at %s: it is not evaluated as a trial", outside)
+        return {}
+    return point
+
+
+def _point_of(space: SearchSpace, config: ExperimentConfig) -> dict:
+    """A config's values for the space's parameters, into the branch of each choice it makes."""
+    raw = config.model_dump(mode="json")
 
     def value(key):
         node = raw
@@ -187,11 +197,30 @@ def base_point(space: SearchSpace, base: ExperimentConfig) -> dict:
                 add(choices[point[key]])
 
     add(space.parameters)
-    outside = [key for key, found in point.items() if not within(spec_of(space, key, point), found)]
-    if outside:
-        log.warning("the base experiment lies outside the space at %s: it is not evaluated as a trial", outside)
-        return {}
     return point
+
+
+def first_points(space: SearchSpace, base: ExperimentConfig, base_params: dict) -> list[dict]:
+    """The trials run before Optuna steers: the base experiment (`base_params`, when within the space), then,
+    when the method is swept, each other method at its own defaults, so every method is measured at least once."""
+    points = [base_params] if base_params else []
+    for name in swept_methods(space, base):
+        if name == base.method:
+            continue
+        point = _point_of(space, trial_config(base, {METHOD: name}, f"{name}_defaults"))
+        points.append({key: into(spec_of(space, key, point), found) for key, found in point.items()})
+    return points
+
+
+def into(spec: dict, value):
+    """`value` if the distribution can produce it, else the nearest it can (a choice's first value)."""
+    if within(spec, value):
+        return value
+    if "choice" in spec:
+        return list(spec["choice"])[0]
+    low, high = next(spec[k] for k in ("uniform", "loguniform", "int") if k in spec)
+    nearest = min(max(value, low), high) if isinstance(value, (int, float)) else low
+    return int(round(nearest)) if "int" in spec else float(nearest)
 
 
 def within(spec: dict, value) -> bool:
@@ -240,7 +269,7 @@ class DefineByRun:
         suggest(trial, self.parameters)
 
 
-def _searcher(space: SearchSpace, point: dict, done: list[dict], out: str):
+def _searcher(space: SearchSpace, points: list[dict], done: list[dict], out: str):
 
     metrics = [o.metric for o in space.objectives]
     modes = [o.mode for o in space.objectives]
@@ -252,7 +281,7 @@ def _searcher(space: SearchSpace, point: dict, done: list[dict], out: str):
         metric=metrics[0] if single else metrics,
         mode=modes[0] if single else modes,
         sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
-        points_to_evaluate=[point] if point and not done else None,
+        points_to_evaluate=points if points and not done else None,
         storage=_resumed_storage(out, done, space),
         study_name=STUDY_NAME,
     )
@@ -458,10 +487,11 @@ def run_sweep(
     if space.scheduler and not state_api_reachable():
         print(NO_STATE_API, file=sys.stderr)
     point = base_point(space, base)
+    points = first_points(space, base, point)
     tuner = tune.Tuner(
         _trainable(space, base, point, out, remote),
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(space, point, done, out),
+            search_alg=_searcher(space, points, done, out),
             scheduler=_scheduler(space),
             num_samples=remaining,
             max_concurrent_trials=concurrency,

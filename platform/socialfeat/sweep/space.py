@@ -10,10 +10,11 @@ from pydantic import BaseModel
 
 from socialfeat import stages
 from socialfeat.config import ConfigError, ExperimentConfig, set_dotted
-from socialfeat.methods import build_config, load_config, named
+from socialfeat.methods import NAMES, build_config, configs, load_config, named
 from socialfeat.training.task import epoch_metric_names
 
 KINDS = ("uniform", "loguniform", "int", "choice")
+METHOD = "method"  # a space key like any other, but each of its choices brings its own config sections
 
 
 @dataclass
@@ -82,14 +83,17 @@ def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> 
         raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} (got {spec!r})")
     kind = next(k for k in KINDS if k in spec)
     _config_field(source, key, model)
+    if key == METHOD:
+        _check_methods(where, spec)
     if kind == "choice":
         values = spec["choice"]
         if not values:
             raise ConfigError(f"{where}: choice needs at least one value")
         if isinstance(values, dict):  # value -> conditional sub-space
-            for _value, sub in values.items():
+            for value, sub in values.items():
+                within = configs()[value] if key == METHOD else model  # a method's branch keys its own sections
                 for sub_key, sub_spec in (sub or {}).items():
-                    _check_distribution(source, sub_key, sub_spec, model)
+                    _check_distribution(source, sub_key, sub_spec, within)
         return
     bounds = spec[kind]
     if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
@@ -103,6 +107,21 @@ def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> 
         raise ConfigError(f"{where}: int bounds must be whole numbers (got [{low}, {high}])")
     if kind == "int" and spec.get("log") and low < 1:
         raise ConfigError(f"{where}: an int range with log: true needs a low bound of at least 1 (got {low})")
+
+
+def _check_methods(where: str, spec: dict) -> None:
+    """`method` is swept as a choice of registered methods, each branch its own sub-space."""
+    values = spec.get("choice")
+    if values is None:
+        raise ConfigError(f"{where}: the method is chosen, not drawn: give choice: {{{', '.join(NAMES)}}}")
+    unknown = [name for name in values if name not in NAMES]
+    if unknown:
+        raise ConfigError(f"{where}: unknown method(s) {unknown}; methods: {', '.join(NAMES)}")
+
+
+def swept_methods(space: "SearchSpace", base: ExperimentConfig) -> list[str]:
+    """The methods a space's trials run: those of a `method` choice, else the base experiment's."""
+    return list(space.parameters[METHOD]["choice"]) if METHOD in space.parameters else [base.method]
 
 
 def _objectives(source: str, raw) -> list[Objective]:
@@ -146,6 +165,11 @@ def _scheduler(path: str, raw: dict | None, space: "SearchSpace") -> Scheduler |
             f"reduction_factor); got {raw!r}"
         )
     scheduler = Scheduler(**raw)
+    if METHOD in space.parameters:
+        raise ConfigError(
+            f"{path}: scheduler: ASHA compares trials by one training metric, and each method trains "
+            "a different model on a different loss; sweep the method without a scheduler"
+        )
     if not space.trains:
         raise ConfigError(
             f"{path}: scheduler (ASHA over epochs) needs trials that train the CNN; they stop after {space.until}"
@@ -237,16 +261,20 @@ def _derive_from_method(space: SearchSpace) -> None:
     its trials report every epoch."""
 
     base = build_config(space.base_config(None).model_dump(), space.path)  # the base experiment itself must load
-    method = named(base.method, space.path)
-    if space.until not in stages.stage_map(method):
-        raise ConfigError(
-            f"{space.path}: until {space.until!r} is not a stage of {method.name} "
-            f"({', '.join(stages.stage_map(method))})"
-        )
-    _check_reported(space.path, space.objectives, method, space.until)
-    space.trains = stages.trains(method, space.until)
-    if space.trains and method.task is not None:
-        space.epoch_metrics = epoch_metric_names(method.task(base))
+    epoch_metrics: list[str] = []
+    for name in swept_methods(space, base):  # every method a trial may run must reach `until` and report
+        method = named(name, space.path)
+        if space.until not in stages.stage_map(method):
+            raise ConfigError(
+                f"{space.path}: until {space.until!r} is not a stage of {method.name} "
+                f"({', '.join(stages.stage_map(method))})"
+            )
+        _check_reported(space.path, space.objectives, method, space.until)
+        space.trains = space.trains or stages.trains(method, space.until)
+        if stages.trains(method, space.until) and method.task is not None:
+            config = trial_config(base, {METHOD: name}, f"{name}_check")
+            epoch_metrics += [m for m in epoch_metric_names(method.task(config)) if m not in epoch_metrics]
+    space.epoch_metrics = tuple(epoch_metrics)
 
 
 def suggest(trial, parameters: dict) -> dict:
@@ -273,6 +301,9 @@ def trial_config(base: ExperimentConfig, params: dict, name: str) -> ExperimentC
     """The base experiment with a trial's parameters set (validated like any config); keys the base
     left unset stay unset, so a trial's engine takes its own defaults."""
     raw = base.model_dump(mode="json", exclude_unset=True)
+    if params.get(METHOD, base.method) != base.method:  # the base's own method sections stay behind
+        sections = configs()[params[METHOD]].model_fields
+        raw = {key: value for key, value in raw.items() if key in sections}
     for key, value in params.items():
         set_dotted(raw, key, value)
     raw["name"] = name
