@@ -10,6 +10,7 @@ import pandas as pd
 from socialfeat import artifacts
 from socialfeat.console import INTERVALS
 from socialfeat.errors import UserError
+from socialfeat.report import run_samples
 from socialfeat.stats import significance
 
 ALPHA = 0.05
@@ -28,7 +29,7 @@ class Column:
 def key_patterns(methods) -> tuple[str, ...]:
     """What a reader compares first: the methods' stages' key metrics in stage order, then cost."""
     patterns = [p for method in methods for stage in method.stages for p in stage.key_metrics]
-    return tuple(dict.fromkeys(patterns)) + ("run/seconds",)
+    return tuple(dict.fromkeys(patterns)) + ("run/seconds", "run/stage_seconds")
 
 
 class UnreadableRun(UserError):
@@ -55,29 +56,51 @@ def _metrics(path: str) -> dict:
     return metrics
 
 
-def _run_samples(run_dir: str) -> dict[str, pd.Series]:
-    """Every stage's per-query values, found through run.json (none for a run without it)."""
+def _checked_samples(run_dir: str) -> dict[str, pd.Series]:
+    """The run's per-query values (report.run_samples); a run.json whose stages are not a list of stages is
+    an error naming it."""
     path = os.path.join(run_dir, "run.json")
-    if not os.path.isfile(path):
-        return {}
-    stages = _json_object(path).get("stages")
-    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in stages):
-        raise UnreadableRun(f"{path}: 'stages' is not the list of stages a socialfeat run writes")
-    samples = {}
-    for stage in stages:
-        samples |= significance.read_samples(stage["path"]) if os.path.isdir(stage["path"]) else {}
-    return samples
+    if os.path.isfile(path):
+        stages = _json_object(path).get("stages")
+        if not isinstance(stages, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("path"), str) for t in stages
+        ):
+            raise UnreadableRun(f"{path}: 'stages' is not the list of stages a socialfeat run writes")
+    return run_samples(run_dir)
+
+
+def sweep_trials(directory: str) -> list[str]:
+    """A sweep directory's finished trials (their run directories, in the order they were suggested), or
+    [directory] itself when it is not a sweep."""
+    results = os.path.join(directory, "results.csv")
+    if not (os.path.isfile(results) and os.path.isdir(os.path.join(directory, "trials"))):
+        return [directory]
+    frame = pd.read_csv(results).sort_values("number")
+    return [
+        os.path.join(directory, "trials", trial)
+        for trial in frame["trial_id"]
+        if os.path.isfile(os.path.join(directory, "trials", trial, artifacts.METRICS))
+    ]
+
+
+def _method(run_dir: str) -> str | None:
+    path = os.path.join(run_dir, "run.json")
+    return _json_object(path).get("method") if os.path.isfile(path) else None
 
 
 def load_runs(run_dirs: list[str]) -> dict[str, Column]:
-    """{run name: its column}; a directory without metrics.json is an error naming it."""
+    """{run name: its column}, a sweep directory's finished trials each a column; a directory without
+    metrics.json is an error naming it. Runs of several methods are named with their method."""
+    run_dirs = [run for directory in run_dirs for run in sweep_trials(directory)]
+    methods = [_method(run_dir) for run_dir in run_dirs]
     runs = {}
-    for run_dir in run_dirs:
+    for run_dir, method in zip(run_dirs, methods):
         path = os.path.join(run_dir, artifacts.METRICS)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{run_dir}: no {artifacts.METRICS} (not a finished socialfeat run directory)")
         name = os.path.basename(os.path.abspath(run_dir))
-        metrics, samples = _metrics(path), _run_samples(run_dir)
+        name += f" ({method})" if len(set(methods)) > 1 else ""
+        metrics, samples = _metrics(path), _checked_samples(run_dir)
         artifacts.check_run_pair(run_dir)
         runs[name if name not in runs else run_dir] = Column(metrics, samples)
     return runs
@@ -96,12 +119,14 @@ def feature_sets(run: Column, sets: list[str]) -> dict[str, Column]:
 
 
 def key_metrics(runs: dict[str, Column], patterns: tuple[str, ...]) -> list[str]:
-    """Metric names present in any run that match `patterns`, in pattern order (intervals go beside them)."""
+    """Metric names present in any run that match `patterns`, in pattern order (intervals go beside them): those
+    every run reports first (the common evaluation of several methods), then those only some report."""
     present = sorted(name for name in set().union(*(r.metrics for r in runs.values())) if not name.endswith(INTERVALS))
     chosen: list[str] = []
     for pattern in patterns:
         chosen += [name for name in present if fnmatch.fnmatchcase(name, pattern) and name not in chosen]
-    return chosen
+    common = [name for name in chosen if all(name in run.metrics for run in runs.values())]
+    return common + [name for name in chosen if name not in common]  # what all report first, each one's own below
 
 
 @dataclass(frozen=True)

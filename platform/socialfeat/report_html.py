@@ -15,7 +15,8 @@ from socialfeat import artifacts
 from socialfeat.data import schema
 from socialfeat.data.images import decode_rgb, item_image_bytes
 from socialfeat.features.extract import read_features, set_paths
-from socialfeat.report import with_intervals
+from socialfeat.report import run_samples, verdicts, with_intervals
+from socialfeat.stages import declares
 from socialfeat.stats.retrieval import cosine_neighbours
 
 THUMB = 64
@@ -76,7 +77,7 @@ def _curves_plot(out: str, curves: dict) -> str:
         for name, curve in curves.items():
             axis.plot(np.arange(1, len(curve) + 1), curve, label=name, linestyle="--" if name == "random" else "-")
         axis.set(xlabel="rank", ylabel="mean Jaccard of viewer sets", title="Retrieval: te queries tr (Fang Fig. 5)")
-        axis.legend()
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside the curves, not on them
 
     return plot(os.path.join(out, "jaccard_by_rank.png"), draw)
 
@@ -90,7 +91,7 @@ def coldstart_figures(rc: ReportContext) -> list[tuple[str, str]]:
             style = "--" if name in ("random", "oracle") else "-"
             axis.plot(np.arange(1, len(curve) + 1), curve, label=name, linestyle=style)
         axis.set(xlabel="K", ylabel="mean recall@K", title="Cold start: users ranked over unseen te items")
-        axis.legend()
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
 
     return [("Cold start: recall@K per feature set", plot(os.path.join(rc.out, "coldstart_recall.png"), draw))]
 
@@ -152,6 +153,62 @@ def evaluation_figures(rc: ReportContext) -> list[tuple[str, str]]:
     return figures
 
 
+SHARED_LAST = ("evaluate", "coldstart", "factorization")  # every method's common stages, after its own
+STYLE = (
+    "body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 8px;text-align:left}img{max-width:100%}"
+    ".figures{display:flex;flex-wrap:wrap;gap:1em 2em}figure{margin:0}figcaption{font-weight:bold}"
+    "table.summary{border-collapse:collapse;margin-bottom:1em}table.summary td{border-bottom:1px solid #ddd;"
+    "vertical-align:top}.yes{color:#17662a}.no{color:#9a5b00}details{margin:0.3em 0}summary{cursor:pointer}"
+)
+
+
+def report_order(method) -> list:
+    """The method's own stages (results first), then the evaluation every method shares."""
+    own = [stage for stage in reversed(method.stages) if stage.name not in SHARED_LAST]
+    return own + [stage for name in SHARED_LAST for stage in method.stages if stage.name == name]
+
+
+def summary_html(run_dir: str, method, metrics: dict) -> str:
+    """The answer first: each key metric of the method beside its baselines, with intervals and whether it
+    beats them (paired bootstrap over the same queries)."""
+    patterns = tuple(p for stage in report_order(method) for p in stage.key_metrics)
+    rows = []
+    for verdict in verdicts(metrics, run_samples(run_dir), patterns):
+        beaten = set(verdict.beaten())
+        rivals = "<br>".join(
+            f"{html.escape(name)} {value:.3g} {interval}"
+            + (f" (p {p:.3f})" if p is not None else "")
+            + (" &#10003;" if name in beaten else "")
+            for name, value, interval, p in verdict.baselines
+        )
+        mark = "yes" if verdict.sentence().startswith("beats") else "no"
+        rows.append(
+            f"<tr><td><b>{html.escape(verdict.metric)}</b> {'(lower is better)' if verdict.lower_is_better else ''}"
+            f"</td><td><b>{verdict.value:.3g}</b> {verdict.interval}</td><td>{rivals}</td>"
+            f"<td class='{mark}'>{html.escape(verdict.sentence())}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Summary</h2><table class='summary'><tr><th>key metric</th><th>this run [95% interval]</th>"
+        "<th>baselines (paired bootstrap p; &#10003; beaten)</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _metrics_html(method, metrics: dict) -> str:
+    """The metrics grouped by the stage that reports them, each group collapsible."""
+    groups: dict[str, list] = {}
+    for name, value, interval in with_intervals(metrics):
+        stage = next((s.name for s in method.stages if declares(s.metrics, name)), "run")
+        groups.setdefault(stage, []).append((name, value, interval))
+    order = [s.name for s in report_order(method)] + ["run"]
+    parts = []
+    for stage in sorted(groups, key=lambda g: order.index(g) if g in order else len(order)):
+        rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{v:.4g}</td><td>{i}</td></tr>" for n, v, i in groups[stage])
+        parts.append(f"<details><summary>{stage} ({len(groups[stage])})</summary><table>{rows}</table></details>")
+    return "".join(parts)
+
+
 def write_html(run_dir: str, method) -> str:
     """Write run_dir/report.html and its PNGs under run_dir/report/ for a run of `method`; returns the HTML's
     path. The figures are drawn into a fresh directory that then replaces report/: a report never shows
@@ -163,22 +220,22 @@ def write_html(run_dir: str, method) -> str:
     run = artifacts.read_json(os.path.join(run_dir, "run.json"))
     rc = ReportContext(out, {s["name"]: s["path"] for s in run["stages"]}, run["dataset"])
     figures = []
-    for stage in reversed(method.stages):  # results first, then what led to them
+    for stage in report_order(method):  # the method's own results first, then the shared evaluation
         if stage.report is not None and stage.name in rc.dirs:
             figures += stage.report(rc)
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{value:.4g}</td><td>{interval}</td></tr>"
-        for name, value, interval in with_intervals(metrics)
-    )
     sections = "".join(
-        f"<h2>{html.escape(title)}</h2><img src='report/{name}' alt='{html.escape(title)}'>" for title, name in figures
+        f"<figure><figcaption>{html.escape(title)}</figcaption><img src='report/{name}' alt='{html.escape(title)}'>"
+        "</figure>"
+        for title, name in figures
     )
     config = html.escape(open(os.path.join(run_dir, "config.yaml")).read())
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>socialfeat run</title><style>"
-        f"body{{font-family:sans-serif;margin:2em}}td{{padding:2px 8px}}img{{max-width:100%}}</style></head><body>"
-        f"<h1>socialfeat run: {html.escape(os.path.basename(os.path.abspath(run_dir)))}</h1>{sections}"
-        f"<h2>Metrics</h2><table>{rows}</table><h2>Config</h2><pre>{config}</pre></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>socialfeat run</title><style>{STYLE}</style>"
+        f"</head><body><h1>socialfeat run: {html.escape(os.path.basename(os.path.abspath(run_dir)))} "
+        f"({html.escape(method.name)})</h1>{summary_html(run_dir, method, metrics)}"
+        f"<h2>Figures</h2><div class='figures'>{sections}</div>"
+        f"<h2>Metrics, by stage</h2>{_metrics_html(method, metrics)}"
+        f"<details><summary>Config</summary><pre>{config}</pre></details></body></html>"
     )
     _replace_dir(out, final)
     path = os.path.join(run_dir, "report.html")

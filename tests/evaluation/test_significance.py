@@ -100,3 +100,24 @@ def test_the_oracle_folds_in_factors_that_reproduce_the_views():
     scored_users = np.flatnonzero((counts > 0) & (counts < views.shape[1]))
     scored = user_scores(lambda start, stop: user_factors[scored_users[start:stop]] @ folded.T, views[scored_users])
     assert len(scored_users) > 200 and scored["auc"].mean() > 0.9
+
+
+def test_a_reports_verdicts_hold_the_model_to_each_baseline_in_pairs():
+    from socialfeat.report import verdicts
+
+    rng = np.random.default_rng(0)
+    queries = [f"q{i}" for i in range(200)]
+    model = pd.Series(rng.random(200) + 0.5, index=queries)
+    samples = {
+        "retrieval/cnn/jaccard@10": model,
+        "retrieval/random/jaccard@10": pd.Series(rng.random(200), index=queries),  # far below: beaten
+        "retrieval/random_cnn/jaccard@10": model + rng.normal(0, 0.01, 200),  # the same: not beaten
+        "retrieval/oracle/jaccard@10": model + 1,  # an upper bound: shown, not held against it
+    }
+    metrics = {name: float(values.mean()) for name, values in samples.items()} | {"mf/pr": 0.1, "mf/popularity/pr": 0.3}
+    found = {v.metric: v for v in verdicts(metrics, samples, ("retrieval/*/jaccard@10", "mf/pr"))}
+    retrieval = found["retrieval/cnn/jaccard@10"]
+    assert retrieval.beaten() == ["retrieval/random/jaccard@10"]
+    assert retrieval.sentence() == "does not beat random_cnn significantly"
+    assert found["mf/pr"].lower_is_better  # and without per-query values nothing is claimed
+    assert found["mf/pr"].sentence() == "untested against popularity (no per-query values)"

@@ -364,6 +364,13 @@ def test_a_methods_sweep_evaluates_the_four_methods_on_the_same_te_queries(ray_s
     for made in ("report.html", "plots/pareto.png", "summary.json"):
         assert os.path.getsize(os.path.join(out, made)) > 1000 or made == "summary.json"
     assert "method=comparative" in capsys.readouterr().err
+    assert main(["compare", out]) == 0  # the trials side by side: the common evaluation first, tested in pairs
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert all(f"({method})" in header for method in queries)  # one column per trial, named with its method
+    rows = {line.split()[0]: line for line in lines if line.strip()}
+    order = list(rows)
+    assert order.index("retrieval/cnn/jaccard@10") < order.index("kmeans/nmi")  # common first, cfl's own below
+    assert rows["kmeans/nmi"].split()[1:].count("-") == 3 and "[" in rows["retrieval/cnn/jaccard@10"]
 
 
 def test_a_trial_holds_blas_torch_and_numba_to_its_cpu_share():

@@ -265,8 +265,8 @@ class DefineByRun:
     def __init__(self, parameters: dict):
         self.parameters = parameters
 
-    def __call__(self, trial) -> None:
-        suggest(trial, self.parameters)
+    def __call__(self, trial) -> dict:
+        return suggest(trial, self.parameters)  # the constants among them are not Optuna's parameters
 
 
 def _searcher(space: SearchSpace, points: list[dict], done: list[dict], out: str):
@@ -281,7 +281,7 @@ def _searcher(space: SearchSpace, points: list[dict], done: list[dict], out: str
         metric=metrics[0] if single else metrics,
         mode=modes[0] if single else modes,
         sampler=optuna.samplers.TPESampler(seed=space.seed + len(done), n_startup_trials=space.startup_trials),
-        points_to_evaluate=points if points and not done else None,
+        points_to_evaluate=[p for p in points if p not in [r["params"] for r in done]] or None,  # not yet run
         storage=_resumed_storage(out, done, space),
         study_name=STUDY_NAME,
     )
@@ -480,7 +480,8 @@ def run_sweep(
         print(f"resuming: {len(done)} trial(s) finished earlier are kept", file=sys.stderr)
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
     print(
-        f"{remaining} trial(s) to run, {concurrency} at a time, each up to stage {space.until}; "
+        f"{remaining} trial(s) to run, {concurrency} at a time, each "
+        f"{f'up to stage {space.until}' if space.until else 'running its whole method'}; "
         f"objective: {objectives}",
         file=sys.stderr,
     )

@@ -40,7 +40,7 @@ class SearchSpace:
     experiment: str | None  # the base experiment file (None: the built-in defaults)
     objectives: list[Objective]
     parameters: dict  # dotted key -> distribution (choice values may carry conditional sub-spaces)
-    until: str = "evaluate"
+    until: str | None = "evaluate"  # None ("all" in the file): every stage of the trial's method
     samples: int = 16
     seed: int = 0
     trial_cpus: float = 1.0
@@ -107,6 +107,27 @@ def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> 
         raise ConfigError(f"{where}: int bounds must be whole numbers (got [{low}, {high}])")
     if kind == "int" and spec.get("log") and low < 1:
         raise ConfigError(f"{where}: an int range with log: true needs a low bound of at least 1 (got {low})")
+
+
+def _check_branch_keys(source: str, parameters: dict) -> None:
+    """Optuna knows a parameter by its key: one key drawn in several branches must be drawn the same way there
+    (a single-valued choice is a constant, never drawn)."""
+    drawn: dict[str, dict] = {}
+
+    def visit(space: dict) -> None:
+        for key, spec in space.items():
+            values = spec.get("choice") if isinstance(spec, dict) else None
+            if not (values is not None and len(values) == 1):
+                if key in drawn and drawn[key] != spec:
+                    raise ConfigError(
+                        f"{source}: space key '{key}' is drawn from {drawn[key]} in one branch and {spec} in "
+                        "another; Optuna needs one distribution per key (a single-valued choice is a constant)"
+                    )
+                drawn[key] = spec
+            for branch in values.values() if isinstance(values, dict) else ():
+                visit(branch or {})
+
+    visit(parameters)
 
 
 def _check_methods(where: str, spec: dict) -> None:
@@ -238,7 +259,7 @@ def load_space(path: str) -> SearchSpace:
         experiment=experiment,
         objectives=_objectives(path, raw.get("objectives")),
         parameters=raw["space"],
-        until=raw.get("until", "evaluate"),
+        until=None if raw.get("until", "evaluate") in (None, "all") else raw.get("until", "evaluate"),
         samples=number(raw, "samples", 16, int, 1),
         seed=number(raw, "seed", 0, int, -(2**31)),
         trial_cpus=number(resources, "cpu", 1, float, 0, "trial_resources.cpu"),
@@ -251,6 +272,7 @@ def load_space(path: str) -> SearchSpace:
     model = type(space.base_config(None))
     for key, spec in raw["space"].items():
         _check_distribution(path, key, spec, model)
+    _check_branch_keys(path, raw["space"])
     _derive_from_method(space)
     space.scheduler = _scheduler(path, raw.get("scheduler"), space)
     return space
@@ -264,7 +286,7 @@ def _derive_from_method(space: SearchSpace) -> None:
     epoch_metrics: list[str] = []
     for name in swept_methods(space, base):  # every method a trial may run must reach `until` and report
         method = named(name, space.path)
-        if space.until not in stages.stage_map(method):
+        if space.until is not None and space.until not in stages.stage_map(method):
             raise ConfigError(
                 f"{space.path}: until {space.until!r} is not a stage of {method.name} "
                 f"({', '.join(stages.stage_map(method))})"
@@ -290,8 +312,10 @@ def suggest(trial, parameters: dict) -> dict:
             chosen[key] = trial.suggest_int(key, int(low), int(high), log=bool(spec.get("log", False)))
         else:
             values = spec["choice"]
-            options = list(values) if isinstance(values, dict) else list(values)
-            chosen[key] = trial.suggest_categorical(key, options)
+            options = list(values)
+            # one value is a constant, not a question for Optuna: a branch's own setting (training.epochs: 15 in
+            # one method's branch, 8 in another's) would otherwise be one parameter with two value sets
+            chosen[key] = options[0] if len(options) == 1 else trial.suggest_categorical(key, options)
             if isinstance(values, dict) and values[chosen[key]]:
                 chosen |= suggest(trial, values[chosen[key]])
     return chosen

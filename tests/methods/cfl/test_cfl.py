@@ -66,6 +66,10 @@ def test_default_run_learns_features_far_better_than_a_random_cnn(default_run):
     assert metrics["retrieval/latent/jaccard@10"] > metrics["retrieval/cnn/jaccard@10"]
     assert metrics["probe/cnn/accuracy"] > metrics["probe/color_hist/accuracy"] + 0.3
     page = open(os.path.join(out, "report.html")).read()  # written at the end of every run
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>Figures</h2>")[0]  # the answer leads the page
+    label_row = summary.split("features/cnn/label_precision@10</b>")[1].split("</tr>")[0]
+    assert "beats every baseline" in label_row and "features/random_cnn/label_precision@10" in label_row
+    assert "<details><summary>evaluate (" in page  # the metrics grouped by stage, folded
     figures = ("jaccard_by_rank.png", "neighbours_cnn.png", "neighbours_random_cnn.png", "training.png")
     for figure in (*figures, "coldstart_recall.png"):
         assert f"report/{figure}" in page and os.path.getsize(os.path.join(out, "report", figure)) > 1000

@@ -3,6 +3,7 @@
 import os
 
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from socialfeat import artifacts
 from socialfeat.report_html import ReportContext, history_plot, plot
@@ -21,5 +22,6 @@ def cluster_figures(rc: ReportContext) -> list[tuple[str, str]]:
     def draw(axis):
         axis.hist(classes["pseudo_class"].value_counts().to_numpy(), bins=20)
         axis.set(xlabel="items per pseudo class", ylabel="pseudo classes", title="k-means cluster sizes")
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of classes: no 0.5 ticks
 
     return [("Pseudo-class sizes", plot(os.path.join(rc.out, "cluster_sizes.png"), draw))]
