@@ -47,6 +47,19 @@ from socialfeat.sweep.space import load_space, spec_of, trial_config
         ),
         (
             {
+                "space": {
+                    "method": {
+                        "choice": {
+                            "cfl": {"training.epochs": {"choice": [1, 3]}},
+                            "words": {"training.epochs": {"choice": [1, 5]}},
+                        }
+                    }
+                }
+            },
+            "space key 'training.epochs' is drawn from {'choice': [1, 3]} in one branch and {'choice': [1, 5]}",
+        ),
+        (
+            {
                 "until": "train",
                 "objectives": [{"metric": "train/holdout_loss_vs_chance", "mode": "min"}],
                 "scheduler": {"grace_period": 1, "max_epochs": 3},

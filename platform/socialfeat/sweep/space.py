@@ -110,18 +110,18 @@ def _check_distribution(source: str, key: str, spec, model: type[BaseModel]) -> 
 
 
 def _check_branch_keys(source: str, parameters: dict) -> None:
-    """Optuna knows a parameter by its key: one key drawn in several branches must be drawn the same way there
-    (a single-valued choice is a constant, never drawn)."""
+    """Optuna knows a parameter by its key, and a categorical one by its values: a key chosen in several branches
+    must be chosen from the same values (a single-valued choice is a constant, never drawn); ranges may differ."""
     drawn: dict[str, dict] = {}
 
     def visit(space: dict) -> None:
         for key, spec in space.items():
             values = spec.get("choice") if isinstance(spec, dict) else None
             if not (values is not None and len(values) == 1):
-                if key in drawn and drawn[key] != spec:
+                if key in drawn and drawn[key] != spec and "choice" in (drawn[key].keys() | spec.keys()):
                     raise ConfigError(
                         f"{source}: space key '{key}' is drawn from {drawn[key]} in one branch and {spec} in "
-                        "another; Optuna needs one distribution per key (a single-valued choice is a constant)"
+                        "another; Optuna needs one set of choices per key (a single-valued choice is a constant)"
                     )
                 drawn[key] = spec
             for branch in values.values() if isinstance(values, dict) else ():
