@@ -7,7 +7,7 @@ import sys
 import time
 
 from socialfeat import artifacts, console, storage
-from socialfeat.compare import feature_sets, key_metrics, key_patterns, load_runs, table
+from socialfeat.compare import Column, feature_sets, key_metrics, key_patterns, load_runs, table
 from socialfeat.config import ConfigError, SynthConfig, to_yaml
 from socialfeat.data.check import dataset_counts, image_census
 from socialfeat.data.importers import import_movielens
@@ -63,6 +63,13 @@ def _add_run(commands) -> None:
         help="also evaluate a feature file (parquet: item_id, vector) as NAME (repeatable)",
     )
     run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="repeat the run N times, every seed key but the data's moved by 0..N-1 (OUT/seed<s>), and report "
+        "each metric's mean and spread (OUT/seeds.json)",
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -174,10 +181,9 @@ def cmd_run(args) -> int:
     from socialfeat.distributed.cluster import check_cluster, connect
 
     started = time.perf_counter()  # run/seconds counts Ray's start too: it is the user's wall time
-    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
-    overrides += [f"evaluation.weights={os.path.abspath(args.weights)}"] if args.weights else []
-    overrides += [f"evaluation.feature_files.{_named_file(text)}" for text in args.feature_files]
-    cfg = load_config(args.experiment, overrides)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: need at least one run")
+    cfg = load_config(args.experiment, _overrides(args))
     method = named(cfg.method, args.experiment or "defaults")
     target = args.out or os.path.join("runs", cfg.name)
     remote = target if storage.is_uri(target) else None
@@ -188,12 +194,20 @@ def cmd_run(args) -> int:
     artifacts.check_writable_dir(out)  # a read-only or misplaced --out fails here, before Ray starts
     where = connect(args.address or cfg.ray.address, cfg.ray.num_cpus)
     check_cluster(where, cfg, out_is_remote=bool(remote), trains=trains(method, args.until))
+    if args.seeds > 1:
+        return _run_seeds(args, cfg, method, out, where)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
+    _run_once(args, cfg, method, out, remote, started)
+    return 0
+
+
+def _run_once(args, cfg, method: Method, out: str, remote: str | None, started: float, stage_root=None) -> dict:
     metrics, run = run_experiment(
         method,
         cfg,
         out,
         until=args.until,
+        stage_root=stage_root,
         progress=sys.stderr.isatty(),
         started=started,
         remote=remote,
@@ -207,7 +221,37 @@ def cmd_run(args) -> int:
     metrics_file, config_file = storage.join(shown, "metrics.json"), storage.join(shown, "config.yaml")
     print(f"metrics: {metrics_file} ({len(metrics)} values); config: {config_file}")
     print(f"logs: {storage.join(shown, console.LOG_DIR)} ({run.cfg.name} took {metrics['run/seconds']:.0f}s)")
+    return metrics
+
+
+def _run_seeds(args, cfg, method: Method, out: str, where: str) -> int:
+    """The run repeated with its seeds moved by 0..N-1, each in OUT/seed<s> (the stages in OUT/stages, so
+    the seed-free ones, data and filter, are made once); then each key metric's mean and spread."""
+    from socialfeat.seeds import mean_line, seed_keys, seed_overrides, write_seeds
+
+    if storage.is_uri(out) or args.out and storage.is_uri(args.out):
+        raise ConfigError("--seeds: the repeats write to a local --out (a storage URI is not supported yet)")
+    runs = []
+    for repeat in range(args.seeds):
+        seeded = load_config(args.experiment, _overrides(args) + seed_overrides(cfg, repeat))
+        run_dir = os.path.join(out, f"seed{repeat}")
+        print(f"socialfeat run: {cfg.name}, seed +{repeat} of {args.seeds} -> {run_dir} (Ray: {where})")
+        runs.append(_run_once(args, seeded, method, run_dir, None, time.perf_counter(), os.path.join(out, "stages")))
+    path = write_seeds(out, runs, seed_keys(cfg))
+    summary = artifacts.read_json(path)["metrics"]
+    shown = [n for n in key_metrics({"seeds": Column(summary)}, key_patterns([method])) if n in summary]
+    print(f"over {args.seeds} seeds ({', '.join(seed_keys(cfg))}): mean ± sd (min .. max)")
+    for name in shown:
+        print(mean_line(name, summary[name]))
+    print(f"seeds: {path}")
     return 0
+
+
+def _overrides(args) -> list[str]:
+    """--set, --data, --weights and --features as config overrides."""
+    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    overrides += [f"evaluation.weights={os.path.abspath(args.weights)}"] if args.weights else []
+    return overrides + [f"evaluation.feature_files.{_named_file(text)}" for text in args.feature_files]
 
 
 def _named_file(text: str) -> str:

@@ -11,6 +11,7 @@ from socialfeat import artifacts
 from socialfeat.console import INTERVALS
 from socialfeat.errors import UserError
 from socialfeat.report import run_samples
+from socialfeat.seeds import SEEDS_FILE
 from socialfeat.stats import significance
 
 ALPHA = 0.05
@@ -24,6 +25,7 @@ class Column:
 
     metrics: dict
     samples: dict[str, pd.Series] = field(default_factory=dict)
+    seeds: int = 0  # a `run --seeds` column: means over this many seeds, samples per seed
 
 
 def key_patterns(methods) -> tuple[str, ...]:
@@ -69,6 +71,21 @@ def _checked_samples(run_dir: str) -> dict[str, pd.Series]:
     return run_samples(run_dir)
 
 
+def seeds_column(directory: str) -> Column | None:
+    """A `run --seeds` directory as one column: each metric's mean over the seeds with mean ± 1.96 sd/sqrt(n)
+    as its interval, and the per-seed values as its samples (tests against it pair the seeds); None when the
+    directory holds no seeds.json."""
+    path = os.path.join(directory, SEEDS_FILE)
+    if not os.path.isfile(path):
+        return None
+    metrics, samples = {}, {}
+    for name, entry in _json_object(path).get("metrics", {}).items():
+        mean, half = entry["mean"], 1.96 * entry["sd"] / max(1, entry["n"]) ** 0.5
+        metrics |= {name: mean, f"{name}/ci_low": mean - half, f"{name}/ci_high": mean + half}
+        samples[name] = pd.Series(entry["values"], index=[f"seed{i}" for i in range(entry["n"])])
+    return Column(metrics, samples, seeds=len(next(iter(samples.values()), [])))
+
+
 def sweep_trials(directory: str) -> list[str]:
     """A sweep directory's finished trials (their run directories, in the order they were suggested), or
     [directory] itself when it is not a sweep."""
@@ -95,6 +112,10 @@ def load_runs(run_dirs: list[str]) -> dict[str, Column]:
     methods = [_method(run_dir) for run_dir in run_dirs]
     runs = {}
     for run_dir, method in zip(run_dirs, methods):
+        seeded = seeds_column(run_dir)
+        if seeded is not None:
+            runs[f"{os.path.basename(os.path.abspath(run_dir))} ({seeded.seeds} seeds)"] = seeded
+            continue
         path = os.path.join(run_dir, artifacts.METRICS)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{run_dir}: no {artifacts.METRICS} (not a finished socialfeat run directory)")
@@ -168,6 +189,8 @@ def legend(runs: dict[str, Column], found: dict) -> list[str]:
     if found:
         first = next(iter(runs))
         lines.append(f"[low, high]: 95% bootstrap interval over queries; * differs from {first} (p < {ALPHA})")
+    if any(column.seeds for column in runs.values()):
+        lines.append("(N seeds): mean over seeds, interval mean ± 1.96 sd/sqrt(N), tests paired by seed")
     if any(not t.paired for t in found.values()):
         lines.append("†: the two were measured on different queries (test sets differ): an unpaired bootstrap")
     without = [name for name, column in runs.items() if not column.samples]
