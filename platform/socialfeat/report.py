@@ -42,8 +42,11 @@ class Verdict:
         if len(beaten) == len(rivals):
             return "beats every baseline (paired p < 0.05)"
         untested = [_part(name) for name, _, _, p in rivals if p is None]
-        held = [_part(name) for name, _, _, p in rivals if p is not None and name not in beaten]
-        said = [f"does not beat {', '.join(held)} significantly"] if held else []
+        tested = [(name, value, p) for name, value, _, p in rivals if p is not None and name not in beaten]
+        worse = [_part(name) for name, value, p in tested if p < ALPHA and not self._better(value)]
+        held = [_part(name) for name, value, p in tested if _part(name) not in worse]
+        said = [f"significantly worse than {', '.join(worse)}"] if worse else []
+        said += [f"does not beat {', '.join(held)} significantly"] if held else []
         return "; ".join(said + ([f"untested against {', '.join(untested)} (no per-query values)"] if untested else []))
 
 

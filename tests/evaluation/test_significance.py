@@ -119,5 +119,9 @@ def test_a_reports_verdicts_hold_the_model_to_each_baseline_in_pairs():
     retrieval = found["retrieval/cnn/jaccard@10"]
     assert retrieval.beaten() == ["retrieval/random/jaccard@10"]
     assert retrieval.sentence() == "does not beat random_cnn significantly"
+    samples["retrieval/random/jaccard@10"] = model + 1  # now far above the model: worse, and said so
+    metrics["retrieval/random/jaccard@10"] = float(samples["retrieval/random/jaccard@10"].mean())
+    worse = verdicts(metrics, samples, ("retrieval/*/jaccard@10",))[0]
+    assert worse.sentence() == "significantly worse than random; does not beat random_cnn significantly"
     assert found["mf/pr"].lower_is_better  # and without per-query values nothing is claimed
     assert found["mf/pr"].sentence() == "untested against popularity (no per-query values)"
