@@ -110,7 +110,10 @@ def _verdict(metrics: dict, samples: dict, headline: str, rivals: list[str]) -> 
         value, paired = significance.p_value(samples[headline], samples[name], SEED)
         return value if paired else None
 
-    baselines = [(name, float(metrics[name]), interval(name), p(name)) for name in rivals]
+    def itself(name: str) -> bool:  # the model under its own name too (comparative/cdl/... beside comparative/...)
+        return headline in samples and name in samples and samples[headline].equals(samples[name])
+
+    baselines = [(name, float(metrics[name]), interval(name), p(name)) for name in rivals if not itself(name)]
     lower = any(fnmatch.fnmatchcase(headline, pattern) for pattern in LOWER_IS_BETTER)
     return Verdict(headline, float(metrics[headline]), interval(headline), baselines, lower)
 

@@ -125,3 +125,14 @@ def test_a_reports_verdicts_hold_the_model_to_each_baseline_in_pairs():
     assert worse.sentence() == "significantly worse than random; does not beat random_cnn significantly"
     assert found["mf/pr"].lower_is_better  # and without per-query values nothing is claimed
     assert found["mf/pr"].sentence() == "untested against popularity (no per-query values)"
+
+
+def test_a_sign_flip_test_over_a_few_seeds_claims_no_more_than_they_hold():
+    first = np.array([0.10, 0.20, 0.30])
+    assert significance.sign_flip_p_value(first, first + 0.05, seed=0) == pytest.approx(2 / 8)  # all one sign
+    assert significance.sign_flip_p_value(first, first, seed=0) == 1.0
+    five = np.arange(5.0)
+    assert significance.sign_flip_p_value(five, five + 1, seed=0) == pytest.approx(2 / 32)
+    assert significance.sign_flip_p_value(np.zeros(40), np.ones(40), seed=0) < 0.001  # random flips past 16
+    # a bootstrap over the same 3 differences would have called it p = 0.001
+    assert significance.paired_p_value(first, first + 0.05, seed=0) < 0.01
