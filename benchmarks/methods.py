@@ -1,13 +1,12 @@
 """The four methods side by side, as README quotes them: each method's local experiment on the built-in synthetic
 data repeated over seeds (`socialfeat run experiments/<m>_local.yaml --seeds N`), then `socialfeat compare` of
-the four (means over seeds, tests paired by seed); with --movielens, the methods sweep on the MovieLens sample
-(`search_spaces/methods_movielens.yaml`, one trial per method, intervals and paired tests over the te queries).
+the four (means over seeds, tests paired by seed); with --movielens, the same with each method's
+`experiments/<m>_movielens.yaml` on the imported MovieLens sample.
 
     python benchmarks/methods.py [--seeds 3] [--out DIR] [--movielens DATA_DIR]
 
 Prints the Markdown tables README shows and one JSON line per method and setting (append them to
-benchmarks/results/methods-<machine>-<date>.jsonl): each common metric's mean, sd and per-seed values (or
-value and interval), the seconds.
+benchmarks/results/methods-<machine>-<date>.jsonl): each metric's mean, sd and per-seed values, the seconds.
 """
 
 import argparse
@@ -21,7 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("cfl", "words", "hashtags", "comparative")
-FAMILIES = ("retrieval", "probe", "coldstart", "features")  # the evaluation every method shares
+KEPT = ("retrieval", "probe", "coldstart", "features", "mf", "words", "hashtags", "comparative", "run")
 COMMON = (  # what every method's features are measured by, and the baselines measured beside them
     "retrieval/*/jaccard@10",
     "retrieval/*/owner_viewed@100",
@@ -45,35 +44,21 @@ def compare(dirs: list[str]) -> str:
     return socialfeat("compare", *dirs, *patterns, "--format", "markdown")
 
 
-def synthetic(out: str, seeds: int) -> list[dict]:
+def over_seeds(out: str, seeds: int, setting: str, extra: tuple[str, ...] = ()) -> list[dict]:
+    """Each method's `experiments/<m>_<setting>.yaml` run over `seeds` seeds; its compare table printed."""
     lines, dirs = [], []
     for method in METHODS:
-        run_dir = os.path.join(out, method)
+        run_dir = os.path.join(out, setting, method)
         started = time.perf_counter()
-        socialfeat("run", f"experiments/{method}_local.yaml", "--out", run_dir, "--seeds", str(seeds))
+        socialfeat("run", f"experiments/{method}_{setting}.yaml", "--out", run_dir, "--seeds", str(seeds), *extra)
         summary = json.load(open(os.path.join(run_dir, "seeds.json")))["metrics"]
-        common = {k: v for k, v in summary.items() if k.split("/")[0] in FAMILIES}
+        kept = {k: {f: v[f] for f in ("mean", "sd", "values")} for k, v in summary.items() if k.split("/")[0] in KEPT}
         lines.append(
-            {"data": "synthetic", "method": method, "seeds": seeds, "seconds": time.perf_counter() - started}
-            | {"metrics": {k: {f: v[f] for f in ("mean", "sd", "values")} for k, v in common.items()}}
+            {"data": setting, "method": method, "seeds": seeds, "seconds": time.perf_counter() - started}
+            | {"metrics": kept}
         )
         dirs.append(run_dir)
-    print(f"## Synthetic data, each method's *_local.yaml, {seeds} seeds\n\n{compare(dirs)}\n")
-    return lines
-
-
-def movielens(out: str, data: str) -> list[dict]:
-    sweep = os.path.join(out, "movielens")
-    space = os.path.join(ROOT, "search_spaces", "methods_movielens.yaml")
-    socialfeat("sweep", space, "--data", data, "--out", sweep, "--samples", "4")
-    print(f"## MovieLens sample, search_spaces/methods_movielens.yaml (one trial per method)\n\n{compare([sweep])}\n")
-    lines = []
-    for trial in sorted(os.listdir(os.path.join(sweep, "trials"))):
-        run_dir = os.path.join(sweep, "trials", trial)
-        metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-        method = json.load(open(os.path.join(run_dir, "run.json")))["method"]
-        kept = {k: v for k, v in metrics.items() if k.split("/")[0] in FAMILIES}
-        lines.append({"data": "movielens", "method": method, "trial": trial, "metrics": kept})
+    print(f"## {setting}: each method's {setting} experiment, {seeds} seeds\n\n{compare(dirs)}\n")
     return lines
 
 
@@ -85,7 +70,9 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="socialfeat-methods-")
     machine = {"machine": platform.node(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-    lines = synthetic(out, args.seeds) + (movielens(out, args.movielens) if args.movielens else [])
+    lines = over_seeds(out, args.seeds, "local")
+    if args.movielens:
+        lines += over_seeds(out, args.seeds, "movielens", ("--data", os.path.abspath(args.movielens)))
     for line in lines:
         print(json.dumps(machine | line))
 
