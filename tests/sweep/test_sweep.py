@@ -213,11 +213,13 @@ def _dashboard_study(db: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_retried_then_recorded_without_stopping_the_sweep(ray_session, synth_dir, tmp_path):
+def test_a_failing_trial_is_retried_then_recorded_without_stopping_the_sweep(ray_session, synth_dir, tmp_path, capsys):
     # the base trial (k=6) works; a k drawn from up to 100,000 exceeds the ~360 items and raises
     space = space_file(tmp_path, samples=2, max_failures=1, space={"clustering.k": {"int": [4, 100000]}})
     out = str(tmp_path / "sweep")
     assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[2/2]")]
+    assert len(failed) == 1 and "ERROR ClusteringError" in failed[0]  # its own line, once, after its retry
     results = pd.read_csv(os.path.join(out, "results.csv")).set_index("number")
     assert results.loc[1, "status"] == "TERMINATED" and results.loc[2, "status"] == "ERROR"
     assert "is larger than the" in results.loc[2, "error"] and "items to cluster" in results.loc[2, "error"]

@@ -33,8 +33,9 @@ class TrialLines(tune.Callback):
     """One line per trial that ends (done, stopped by the scheduler or failed), numbered, with its objectives,
     its seconds and the best value so far; at a terminal a bar below them counts the trials."""
 
-    def __init__(self, space: SearchSpace, total: int, done_before: int):
+    def __init__(self, space: SearchSpace, total: int, done_before: int, trials_root: str):
         self.objectives = space.objectives
+        self.trials_root = trials_root  # each trial's error.txt: what a failed one raised
         self.total, self.ended = total, done_before
         self.best: tuple[float, str] | None = None
         self.bar = None  # made when the sweep starts: Tune pickles its callbacks with the tuner
@@ -53,8 +54,11 @@ class TrialLines(tune.Callback):
         self._line(trial, state)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        message = str(getattr(trial, "error_message", None) or "see its error.txt").strip().splitlines()
-        self._line(trial, f"ERROR {message[-1][:100] if message else ''}")
+        path = os.path.join(self.trials_root, trial.trial_id, "error.txt")
+        raised = (
+            open(path).read().strip().splitlines()[:1] if os.path.exists(path) else []
+        )  # a remote trial's: not here
+        self._line(trial, f"ERROR {raised[0][:120] if raised else '(see its error.txt)'}")
 
     def on_experiment_end(self, trials: list, **info) -> None:
         if self.bar is not None:

@@ -506,7 +506,10 @@ def run_sweep(
             storage_path=remote or out,
             verbose=1,
             failure_config=tune.FailureConfig(max_failures=space.max_failures),
-            callbacks=[TrialLines(space, len(done) + remaining, len(done)), SweepBoard(out, space)],
+            callbacks=[
+                TrialLines(space, len(done) + remaining, len(done), os.path.join(out, "trials")),
+                SweepBoard(out, space),
+            ],
         ),
     )
     # Ctrl-C is a KeyboardInterrupt like anywhere else in the CLI (exit 130, Ray stopped, nothing reported as
@@ -525,12 +528,22 @@ def run_sweep(
 
 @contextlib.contextmanager
 def _tune_output(out: str, verbose: bool):
-    """Tune prints its tables and a ~90-line box per trial to stdout: into OUT/sweep.log, or the console too."""
+    """Tune prints its tables and a ~90-line box per trial to stdout, and logs each failed attempt's traceback
+    (~60 lines): both into OUT/sweep.log, or to the console too. The trial's own line says it failed."""
     if verbose:
         yield
         return
+    tune_log = logging.getLogger("ray.tune")
     with open(os.path.join(out, LOG_FILE), "a") as log_file, contextlib.redirect_stdout(log_file):
-        yield
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tune_log.addHandler(handler)
+        tune_log.propagate = False  # Ray's own console handler sits on the "ray" logger above it
+        try:
+            yield
+        finally:
+            tune_log.removeHandler(handler)
+            tune_log.propagate = True
 
 
 def record_stopped(results, out: str, epoch_metrics: tuple[str, ...], remote: str | None) -> None:
