@@ -187,6 +187,8 @@ def cmd_run(args) -> int:
     method = named(cfg.method, args.experiment or "defaults")
     target = args.out or os.path.join("runs", cfg.name)
     remote = target if storage.is_uri(target) else None
+    if remote and args.seeds > 1:
+        raise ConfigError("--seeds: the repeats write to a local --out (a storage URI is not supported yet)")
     check_inputs(method, cfg, args.until)
     if remote:  # a missing bucket or a refused write fails here, before Ray starts
         storage.check_writable(remote)
@@ -197,11 +199,11 @@ def cmd_run(args) -> int:
     if args.seeds > 1:
         return _run_seeds(args, cfg, method, out, where)
     print(f"socialfeat run: {cfg.name} -> {target} (Ray: {where})")
-    _run_once(args, cfg, method, out, remote, started)
+    _run_once(args, cfg, method, out=out, remote=remote, started=started)
     return 0
 
 
-def _run_once(args, cfg, method: Method, out: str, remote: str | None, started: float, stage_root=None) -> dict:
+def _run_once(args, cfg, method: Method, *, out: str, remote: str | None, started: float, stage_root=None) -> dict:
     metrics, run = run_experiment(
         method,
         cfg,
@@ -229,14 +231,15 @@ def _run_seeds(args, cfg, method: Method, out: str, where: str) -> int:
     the seed-free ones, data and filter, are made once); then each key metric's mean and spread."""
     from socialfeat.seeds import mean_line, seed_keys, seed_overrides, write_seeds
 
-    if storage.is_uri(out) or args.out and storage.is_uri(args.out):
-        raise ConfigError("--seeds: the repeats write to a local --out (a storage URI is not supported yet)")
     runs = []
     for repeat in range(args.seeds):
         seeded = load_config(args.experiment, _overrides(args) + seed_overrides(cfg, repeat))
         run_dir = os.path.join(out, f"seed{repeat}")
         print(f"socialfeat run: {cfg.name}, seed +{repeat} of {args.seeds} -> {run_dir} (Ray: {where})")
-        runs.append(_run_once(args, seeded, method, run_dir, None, time.perf_counter(), os.path.join(out, "stages")))
+        stages = os.path.join(out, "stages")
+        runs.append(
+            _run_once(args, seeded, method, out=run_dir, remote=None, started=time.perf_counter(), stage_root=stages)
+        )
     path = write_seeds(out, runs, seed_keys(cfg))
     summary = artifacts.read_json(path)["metrics"]
     shown = [n for n in key_metrics({"seeds": Column(summary)}, key_patterns([method])) if n in summary]
