@@ -36,7 +36,7 @@ class Verdict:
 
     def sentence(self) -> str:
         rivals = [b for b in self.baselines if _part(b[0]) not in BOUNDS]
-        beaten = self.beaten()
+        beaten = [name for name in self.beaten() if _part(name) not in BOUNDS]
         if not rivals:
             return "no baseline measured beside it"
         if len(beaten) == len(rivals):
