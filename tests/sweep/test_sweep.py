@@ -358,7 +358,8 @@ def test_cnn_trials_train_under_asha_which_stops_the_trailing_one(
 def test_a_methods_sweep_evaluates_the_four_methods_on_the_same_te_queries(ray_session, synth_dir, tmp_path, capsys):
     # search_spaces/methods.yaml, shrunk: one epoch of 32 px images; its first four trials are the four methods
     shipped = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces", "methods.yaml")))
-    del shipped["space"]["method"]["choice"]["words"]["training.epochs"]
+    for branch in shipped["space"]["method"]["choice"].values():
+        branch.pop("training.epochs", None)  # the fixed single epoch below, for every method
     small = ["training.epochs=1", "training.image_size=32", "training.crop_size=28", "factorization.epochs=4"]
     space = space_file(tmp_path, **(shipped | {"experiment": None, "samples": 4, "fixed": shipped["fixed"] + small}))
     out = str(tmp_path / "sweep")
