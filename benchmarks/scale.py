@@ -3,6 +3,7 @@ epoch in a fresh `socialfeat run`, with per-stage seconds and driver peak RSS (f
 tree's peak RSS, and each stage's growth exponent against the previous size.
 
     python benchmarks/scale.py [--sizes 800:1200:40 8000:12000:40 ...] [--shards 8] [--out DIR] [--keep]
+                               [--reuse-data]   # with --out: a size's dataset kept by an earlier ladder
     python benchmarks/scale.py --table benchmarks/results/scale-cpu2-2026-12-04.jsonl   # README's table
 
 A size is USERS:ITEMS:MEAN_VIEWS for `socialfeat data synth`. One JSON line per size on stdout (append them to
@@ -168,15 +169,24 @@ def _tail(path: str, lines: int = 8) -> list[str]:
         return [line.rstrip() for line in f.readlines()[-lines:]]
 
 
-def one_size(size: str, work: str, shards: int) -> dict:
-    """Synthesise one size and run the default method on it; the JSON line for it."""
+def _shard_count(data: str) -> int:
+    folder = os.path.join(data, "interactions")
+    return len(os.listdir(folder)) if os.path.isdir(folder) else 1
+
+
+def one_size(size: str, work: str, shards: int, reuse: bool = False) -> dict:
+    """Synthesise one size (or, with `reuse`, take the dataset a kept earlier ladder left in `work`) and run
+    the default method on it; the JSON line for it."""
     data, out = os.path.join(work, "data"), os.path.join(work, "run")
-    synth_seconds = _synthesise(size, data, shards)
+    reused = reuse and os.path.isfile(os.path.join(data, "dataset.yaml"))
+    synth_seconds = None if reused else round(_synthesise(size, data, shards), 1)
+    shutil.rmtree(out, ignore_errors=True)
     returncode, seconds, sampler = _run(data, out, os.path.join(work, "run.log"))
     line = {
         "size": size,
-        "shards": shards,
-        "synth_seconds": round(synth_seconds, 1),
+        "shards": _shard_count(data),
+        "synth_seconds": synth_seconds,
+        "data_reused": reused,
         "total_seconds": round(seconds, 1),
         "tree_peak_rss_mib": round(sampler.tree_peak / 2**20),
         "system_used_peak_mib": round(sampler.used_peak / 2**20),
@@ -224,6 +234,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--out", help="working directory (default: a temporary one, removed after each size)")
     parser.add_argument("--keep", action="store_true", help="keep each size's dataset and run under --out")
+    parser.add_argument("--reuse-data", action="store_true", help="take a size's dataset kept under --out")
     parser.add_argument("--table", metavar="JSONL", help="print README's table of a ladder's results and stop")
     args = parser.parse_args()
     if args.table:
@@ -234,7 +245,7 @@ def main() -> None:
         work = os.path.join(args.out, size.replace(":", "-")) if args.out else tempfile.mkdtemp(prefix="scale-")
         os.makedirs(work, exist_ok=True)
         try:
-            line = _with_exponents(one_size(size, work, args.shards), previous)
+            line = _with_exponents(one_size(size, work, args.shards, args.reuse_data), previous)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)

@@ -192,13 +192,21 @@ def atomic_write_text(path: str, text: str) -> None:
 ROWS_PER_GROUP = 1 << 20  # pyarrow's own default row group, so a table's files keep the layout they had
 
 
+def _plain(group):
+    """A frame's categorical columns as their values: a categorical log writes the file its plain form does."""
+    categorical = [name for name, dtype in group.dtypes.items() if getattr(dtype, "name", "") == "category"]
+    return group.astype(dict.fromkeys(categorical, "str")) if categorical else group
+
+
 def write_parquet(frame, path: str, rows: int = ROWS_PER_GROUP) -> None:
     """A pandas frame to Parquet a row group at a time: the conversion to Arrow and the encoders hold one
-    group, where `frame.to_parquet` converted the whole log at once (2-3 copies of it at the peak)."""
+    group, where `frame.to_parquet` converted the whole log at once (2-3 copies of it at the peak).
+    Categorical columns are written as their values, a group at a time."""
     schema, writer = None, None
     try:
         for start in range(0, max(1, len(frame)), rows):
-            table = pyarrow.Table.from_pandas(frame.iloc[start : start + rows], schema=schema, preserve_index=False)
+            group = _plain(frame.iloc[start : start + rows])
+            table = pyarrow.Table.from_pandas(group, schema=schema, preserve_index=False)
             if writer is None:
                 schema = table.schema
                 writer = pyarrow.parquet.ParquetWriter(path, schema)

@@ -284,7 +284,7 @@ def cmd_compare(args) -> int:
 
 def cmd_data_check(args) -> int:
 
-    dataset, problems = read_dataset_lenient(args.directory, scan=True)  # the log is never held whole
+    dataset, problems = read_dataset_lenient(args.directory, log_as="codes")  # never the log as strings
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if dataset is None or problems:

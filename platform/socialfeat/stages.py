@@ -209,15 +209,23 @@ class StageContext:
     graph: dict[str, Stage] = field(default_factory=dict)
     _shared: dict = field(default_factory=dict)  # one per run: the dataset, read once, and how to read it
 
-    def dataset(self) -> Dataset:
-        """The run's dataset; a stage that does not declare images=True gets one that refuses image reads
-        (its key does not cover the image files)."""
-        if "dataset" not in self._shared:
-            self._shared["dataset"] = self._shared["read"]()
-        dataset = self._shared["dataset"]
+    def dataset(self, log_as: str = "skip") -> Dataset:
+        """The run's dataset, read once, without its interactions: the data stage reads them (`log_as` "codes")
+        and writes them as codes for the stages after it. A stage that does not declare images=True gets one
+        that refuses image reads (its key does not cover the image files)."""
+        if log_as != "skip" or "dataset" not in self._shared:
+            dataset = self._shared["read"](log_as)
+            self._shared["dataset"] = dataclasses.replace(dataset, interactions=None, log=None)
+        else:
+            dataset = self._shared["dataset"]
         if self.stage is not None and not self.stage.images:
             return dataclasses.replace(dataset, images_refused_for=self.stage.name)
         return dataset
+
+    def forget_tables(self) -> None:
+        """Drop the dataset's side tables (tags, social, comments) read by the stage that just ran."""
+        if "dataset" in self._shared:
+            self._shared["dataset"].side.forget()
 
     def path(self, stage: str, *parts: str) -> str:
         """A completed input stage's directory (or a file it declares)."""
@@ -297,7 +305,7 @@ def resolve_dataset(ctx: StageContext) -> None:
         source = ctx.cfg.data.path if storage.is_uri(ctx.cfg.data.path) else ctx.dataset_root
     uri = ctx.cfg.data.path if storage.is_uri(ctx.cfg.data.path) else None
     root, max_bytes = ctx.dataset_root, ctx.cfg.images.max_bytes
-    ctx._shared["read"] = lambda: read_dataset(root, uri, max_bytes)
+    ctx._shared["read"] = lambda log_as: read_dataset(root, uri, max_bytes, log_as)
     ctx.dataset_key = artifacts.content_hash(
         {
             "source": source,
@@ -367,7 +375,10 @@ def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
         check_outputs(stage, tmp)
         return metrics
 
-    result = _measured(ctx.store, stage.name, key, inputs, compute)
+    try:
+        result = _measured(ctx.store, stage.name, key, inputs, compute)
+    finally:
+        ctx.forget_tables()
     ctx.results[stage.name] = result
     if ctx.on_stage is not None:
         ctx.on_stage(result, stage.key_metrics)

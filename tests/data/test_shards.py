@@ -106,10 +106,15 @@ def test_data_check_scans_the_log_batch_by_batch_and_counts_as_the_reader(both_f
     single, sharded = both_forms
     held = dataset_counts(read_dataset(single))
     for root in (single, sharded):
-        scanned, problems = reader.read_dataset_lenient(root, scan=True)
-        assert not problems and scanned.interactions is None and dataset_counts(scanned) == held
+        scanned, problems = reader.read_dataset_lenient(root, log_as="codes")
+        assert (
+            not problems
+            and scanned.interactions is None
+            and scanned.log is not None
+            and dataset_counts(scanned) == held
+        )
     repeated = pd.concat([_views(30), _views(30).iloc[:4]], ignore_index=True)  # 4 repeats, in the last shard
-    scanned, problems = reader.read_dataset_lenient(_sharded(tmp_path / "dup", repeated, _items()), scan=True)
+    scanned, problems = reader.read_dataset_lenient(_sharded(tmp_path / "dup", repeated, _items()), log_as="codes")
     assert not problems and dataset_counts(scanned)["interactions"] == 30
     assert dataset_counts(scanned)["duplicate_interactions_removed"] == 4
     monkeypatch.setattr(reader, "SCAN_ROWS", 4)
@@ -119,5 +124,5 @@ def test_data_check_scans_the_log_batch_by_batch_and_counts_as_the_reader(both_f
     views = pd.read_parquet(os.path.join(root, "interactions", "part-00000.parquet"))
     views.loc[9, "item_id"] = None
     views.to_parquet(os.path.join(root, "interactions", "part-00000.parquet"))
-    _, problems = reader.read_dataset_lenient(root, scan=True)
+    _, problems = reader.read_dataset_lenient(root, log_as="codes")
     assert problems[0] == "interactions/part-00000.parquet: column 'item_id' is null in 1 row(s), first at row 9"

@@ -3,6 +3,7 @@
 from collections import Counter
 from collections.abc import Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from socialfeat.data import schema
@@ -66,9 +67,9 @@ def image_census(dataset: Dataset, progress: bool = False) -> dict:
 def dataset_counts(dataset: Dataset) -> dict:
     """Users, items, interactions, density, tags, owners and labels of a validated dataset."""
     items, n_items = dataset.items, len(dataset.items)
-    if dataset.interactions is None:  # scanned batch by batch (read_dataset_lenient(scan=True))
-        users, viewed, views = (dataset.scanned[k] for k in ("users", "items", "rows"))
-        views -= dataset.scanned["duplicates"]  # as the reader counts them: duplicates removed
+    if dataset.interactions is None:  # held as codes (read_dataset(log_as="codes"))
+        codes = dataset.log
+        users, viewed, views = len(codes.users), np.count_nonzero(np.bincount(codes.item, minlength=1)), len(codes)
     else:
         interactions = dataset.interactions
         users, viewed, views = interactions["user_id"].nunique(), interactions["item_id"].nunique(), len(interactions)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -37,15 +38,13 @@ class Dataset:
     root: str
     interactions: pd.DataFrame | None  # user_id, item_id, value (float32), timestamp (int64, optional)
     items: pd.DataFrame  # item_id, owner_id, text, labels, image_ref: "embedded" | path | None
-    tags: pd.DataFrame | None = None
-    social: pd.DataFrame | None = None
-    comments: pd.DataFrame | None = None
+    side: "SideTables | None" = None  # tags, social and comments, read when a stage asks for them
     meta: dict = field(default_factory=dict)
     handled: dict = field(default_factory=dict)  # contract deviations fixed on read, with counts
     source: str | None = None  # the storage URI the dataset was fetched from (None: a local directory)
     max_bytes: int = MAX_BYTES  # images.max_bytes
     images_refused_for: str | None = None  # a stage that may not read images (it does not declare them)
-    scanned: dict | None = None  # counts of interactions validated batch by batch and not held (data check)
+    log: "Log | None" = None  # the interactions as codes (read_dataset(log_as="codes")), where not a frame
 
     @property
     def images(self) -> ImagePolicy:
@@ -56,6 +55,18 @@ class Dataset:
                 "(Stage(..., images=True)): its cache key would not see an image change"
             )
         return ImagePolicy(os.path.abspath(self.root), self.meta.get(EXTERNAL_KEY) is True, self.source, self.max_bytes)
+
+    @property
+    def tags(self) -> pd.DataFrame | None:
+        return self.side.get(schema.TAGS)
+
+    @property
+    def social(self) -> pd.DataFrame | None:
+        return self.side.get(schema.SOCIAL)
+
+    @property
+    def comments(self) -> pd.DataFrame | None:
+        return self.side.get(schema.COMMENTS)
 
     @property
     def image_column(self) -> str | None:
@@ -146,73 +157,155 @@ def _read_table(root: str, name: str, problems: list[str], columns=None) -> tupl
     return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), place
 
 
-def _clean_interactions(frame: pd.DataFrame, place: Place, problems: list[str]) -> pd.DataFrame:
-    if frame.empty:
-        problems.append(f"{place.name}: has no rows; at least one interaction is needed")
-        return frame
-    problems.extend(_null_violations(place, frame, ("user_id", "item_id")))
-    frame["user_id"] = frame["user_id"].astype(str)
-    frame["item_id"] = frame["item_id"].astype(str)
-    if "value" not in frame:
-        frame["value"] = 1.0
-    values = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        file, at = _first_at(place, bad)
-        problems.append(f"{file}: column 'value' is null, NaN or infinite in {len(bad)} row(s), {at}")
-    frame["value"] = values.astype(np.float32)
-    if "timestamp" in frame:
-        problems.extend(_null_violations(place, frame, ("timestamp",)))
-    return frame
-
-
-SCAN_ROWS = 1 << 20  # interactions validated at a time by scan_interactions
+SCAN_ROWS = 1 << 20  # interactions validated and encoded at a time
 MAX_SCAN_PROBLEMS = 20  # each batch names its own violations: a bad exporter would print thousands
 
 
-def _pair_hashes(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame[["user_id", "item_id"]], index=False).to_numpy()
+@dataclass
+class Log:
+    """The interaction log as codes, never as strings: each view's user (a row of `users`) and item (a row of
+    the items table), its value and timestamp; repeated (user, item) rows removed, keeping the last."""
+
+    user: np.ndarray  # int32
+    item: np.ndarray  # int32
+    users: pa.Array  # the user ids, by code
+    value: np.ndarray  # float32; 1.0 where the table has no value column
+    timestamp: np.ndarray | None  # int64, where the table has timestamps
+    duplicates: int = 0
+
+    def __len__(self) -> int:
+        return len(self.user)
 
 
-def scan_interactions(root: str, known: pd.Index, problems: list[str]) -> dict:
-    """Validate interactions.parquet (or its shards) SCAN_ROWS rows at a time, as the reader does the whole
-    table, and count them: memory is one batch plus 8 bytes a view (the hash of each (user, item) pair,
-    for the duplicates), never the log as strings. Violations name the file and the row within it."""
-    name, rows, users, items, pairs = schema.INTERACTIONS, 0, np.zeros(0, np.uint64), np.zeros(0, np.uint64), []
-    found: list[str] = []  # this table's violations, capped below; `problems` may hold others already
+class _Codes:
+    """User ids coded in order of first appearance across batches: only the distinct ids are held."""
+
+    def __init__(self):
+        self.ids = pa.array([], pa.string())
+
+    def encode(self, ids: pa.Array) -> np.ndarray:
+        encoded = pc.dictionary_encode(ids)
+        known = pc.index_in(encoded.dictionary, value_set=self.ids).to_numpy(zero_copy_only=False)
+        new = np.isnan(known) if known.dtype.kind == "f" else np.zeros(len(known), bool)
+        mapping = np.where(new, 0, np.nan_to_num(known)).astype(np.int32)
+        mapping[new] = len(self.ids) + np.arange(int(new.sum()), dtype=np.int32)
+        if new.any():
+            self.ids = pa.concat_arrays([self.ids, encoded.dictionary.filter(pa.array(new))])
+        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _rows_where(place: Place, mask: np.ndarray, what: str, found: list[str], example=None) -> None:
+    """One violation for the rows of a batch where `mask` holds: how many, the first's file and row."""
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        file, at = _first_at(place, rows)
+        named = f" ('{example[int(rows[0])]}')" if example is not None else ""
+        found.append(f"{file}: {what} in {len(rows)} row(s), {at}{named}")
+
+
+def _string_ids(batch: pa.RecordBatch, column: str, place: Place, found: list[str]) -> pa.Array:
+    ids = batch.column(column)
+    if ids.null_count:
+        _rows_where(place, ids.is_null().to_numpy(zero_copy_only=False), f"column '{column}' is null", found)
+    return pc.fill_null(ids.cast(pa.string()), "")
+
+
+def _batch_values(batch: pa.RecordBatch, place: Place, found: list[str]) -> np.ndarray:
+    if "value" not in batch.schema.names:
+        return np.ones(len(batch), np.float32)
+    values = batch.column("value").cast(pa.float64()).to_numpy(zero_copy_only=False)
+    _rows_where(place, ~np.isfinite(values), "column 'value' is null, NaN or infinite", found)
+    return values.astype(np.float32)
+
+
+def _batch_timestamps(batch: pa.RecordBatch, place: Place, found: list[str]) -> np.ndarray:
+    if "timestamp" not in batch.schema.names:
+        found.append(f"{place.files[0]}: column 'timestamp' is missing, which the table's first file has")
+        return np.zeros(len(batch), np.int64)
+    stamps = batch.column("timestamp")
+    if stamps.null_count:
+        _rows_where(place, stamps.is_null().to_numpy(zero_copy_only=False), "column 'timestamp' is null", found)
+    return pc.fill_null(stamps, 0).cast(pa.int64()).to_numpy()
+
+
+def _batch_items(batch: pa.RecordBatch, place: Place, items: pa.Array, found: list[str]) -> np.ndarray:
+    ids = _string_ids(batch, "item_id", place, found)
+    rows = pc.index_in(ids, value_set=items)
+    unknown = rows.is_null().to_numpy(zero_copy_only=False) & batch.column("item_id").is_valid().to_numpy(
+        zero_copy_only=False
+    )
+    what = f"column 'item_id' names {int(unknown.sum())} item(s) absent from {schema.ITEMS}"
+    if unknown.any():
+        file, at = _first_at(place, np.flatnonzero(unknown))
+        found.append(f"{file}: {what}, {at} ('{ids[int(np.flatnonzero(unknown)[0])]}')")
+    return pc.fill_null(rows, 0).to_numpy().astype(np.int32)
+
+
+def _log_batches(root: str, found: list[str]):
+    """(place, batch) over the interaction files, SCAN_ROWS rows at a time, each file's types checked."""
+    name = schema.INTERACTIONS
     for file in schema.table_files(root, name):
         wanted = _readable_columns(root, name, file, found)
         if wanted is None:
             continue
         start = 0
         for batch in pq.ParquetFile(os.path.join(root, file)).iter_batches(batch_size=SCAN_ROWS, columns=wanted):
-            frame = batch.to_pandas()
-            place = Place(name, (file,), (-start,))
-            frame = _clean_interactions(frame, place, found) if len(frame) else frame
-            if len(frame):
-                found.extend(_unknown_item_violations(place, frame, known))
-                users = np.union1d(users, pd.util.hash_pandas_object(frame["user_id"], index=False).to_numpy())
-                items = np.union1d(items, pd.util.hash_pandas_object(frame["item_id"], index=False).to_numpy())
-                pairs.append(np.unique(_pair_hashes(frame)))
-            start, rows = start + len(batch), rows + len(batch)
-    if not rows:
-        found.append(f"{name}: has no rows; at least one interaction is needed")
+            yield Place(name, (file,), (-start,)), batch
+            start += len(batch)
+
+
+def _without_duplicates(views: Log, n_items: int) -> Log:
+    """The log with each repeated (user, item) row but the last removed, counted in `duplicates`."""
+    pairs = views.user.astype(np.int64) * max(1, n_items) + views.item
+    ordered = np.sort(pairs)
+    views.duplicates = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
+    del ordered
+    if not views.duplicates:
+        return views
+    log.warning(
+        "%s: %d duplicate (user_id, item_id) rows removed, keeping the last of each",
+        schema.INTERACTIONS,
+        views.duplicates,
+    )
+    keep = ~pd.Series(pairs).duplicated(keep="last").to_numpy()
+    stamps = None if views.timestamp is None else views.timestamp[keep]
+    return Log(views.user[keep], views.item[keep], views.users, views.value[keep], stamps, views.duplicates)
+
+
+def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
+    """The interaction files validated and encoded SCAN_ROWS rows at a time (`items`: the items table's ids,
+    whose rows the item codes are); None, with every violation in `problems`, when they break the contract.
+    Memory: the distinct user ids and about 20 bytes a view, never the log as strings."""
+    found: list[str] = []  # this table's violations, capped below; `problems` may hold others already
+    users, parts = _Codes(), {"user": [], "item": [], "value": [], "timestamp": []}
+    has_stamps = None
+    for place, batch in _log_batches(root, found):
+        has_stamps = "timestamp" in batch.schema.names if has_stamps is None else has_stamps
+        parts["user"].append(users.encode(_string_ids(batch, "user_id", place, found)))
+        parts["item"].append(_batch_items(batch, place, items, found))
+        parts["value"].append(_batch_values(batch, place, found))
+        if has_stamps:
+            parts["timestamp"].append(_batch_timestamps(batch, place, found))
+    if not found and not sum(map(len, parts["user"])):
+        found.append(f"{schema.INTERACTIONS}: has no rows; at least one interaction is needed")
     if len(found) > MAX_SCAN_PROBLEMS:
-        found[MAX_SCAN_PROBLEMS:] = [f"{name}: ... and {len(found) - MAX_SCAN_PROBLEMS} more problems like these"]
+        found[MAX_SCAN_PROBLEMS:] = [
+            f"{schema.INTERACTIONS}: ... and {len(found) - MAX_SCAN_PROBLEMS} more problems like these"
+        ]
     problems.extend(found)
-    distinct = len(np.unique(np.concatenate(pairs))) if pairs else 0
-    return {"rows": rows, "users": len(users), "items": len(items), "duplicates": rows - distinct}
+    if found:
+        return None
+    joined = {name: np.concatenate(chunks) if chunks else None for name, chunks in parts.items()}
+    views = Log(joined["user"], joined["item"], users.ids, joined["value"], joined["timestamp"])
+    return _without_duplicates(views, len(items))
 
 
-def _without_duplicates(frame: pd.DataFrame, handled: dict) -> pd.DataFrame:
-    name = schema.INTERACTIONS
-    duplicated = frame.duplicated(["user_id", "item_id"], keep="last")
-    handled["duplicate_interactions_removed"] = int(duplicated.sum())
-    if duplicated.any():
-        log.warning(
-            "%s: %d duplicate (user_id, item_id) rows removed, keeping the last of each", name, int(duplicated.sum())
-        )
-    return frame[~duplicated].reset_index(drop=True)
+def log_frame(log: Log, items: pa.Array) -> pd.DataFrame:
+    """The log as the contract's frame of string ids: user_id, item_id, value (float32), timestamp."""
+    columns = {"user_id": log.users.take(log.user), "item_id": items.take(log.item), "value": log.value}
+    if log.timestamp is not None:
+        columns["timestamp"] = log.timestamp
+    return pa.table(columns).to_pandas()
 
 
 def _clean_items(frame: pd.DataFrame, place: Place, problems: list[str]) -> pd.DataFrame:
@@ -249,6 +342,17 @@ def _null_label_violations(labels: pa.ChunkedArray, place: Place) -> list[str]:
     return [f"{file}: column 'labels' holds a null label in {len(set(rows))} row(s), {at}"]
 
 
+def _has_bytes(root: str) -> np.ndarray:
+    """Whether each item row holds image bytes, read a batch of rows at a time: the bytes stay on disk, and
+    never sit in memory all at once."""
+    flags = [
+        pc.is_valid(batch.column(0)).to_numpy(zero_copy_only=False)
+        for parquet in schema.parquet_files(root, schema.ITEMS)
+        for batch in parquet.iter_batches(columns=["image"], batch_size=4096)
+    ]
+    return np.concatenate(flags) if flags else np.zeros(0, bool)
+
+
 def _item_frame(root: str, problems: list[str]) -> tuple[pd.DataFrame | None, Place]:
     """items.parquet without the image bytes: `image_ref` says where each image is, or None."""
     columns = ["item_id", "owner_id", "text", "labels", "image_path"]
@@ -261,9 +365,7 @@ def _item_frame(root: str, problems: list[str]) -> tuple[pd.DataFrame | None, Pl
     if "labels" in names:
         problems.extend(_null_label_violations(schema.read_columns(root, schema.ITEMS, ["labels"])["labels"], place))
     if "image" in names:
-        # Only whether each row has bytes: the bytes themselves stay on disk.
-        image = schema.read_columns(root, schema.ITEMS, ["image"]).column("image")
-        items["image_ref"] = np.where(pa.compute.is_valid(image).to_numpy(zero_copy_only=False), "embedded", None)
+        items["image_ref"] = np.where(_has_bytes(root), "embedded", None)
     elif "image_path" in items:
         items["image_ref"] = items["image_path"]
     else:
@@ -298,6 +400,39 @@ def _without_self_links(social: pd.DataFrame, handled: dict) -> pd.DataFrame:
     if self_links.any():
         log.warning("%s: %d friend rows link a user to themself: removed", schema.SOCIAL, int(self_links.sum()))
     return social[~self_links].reset_index(drop=True)
+
+
+class SideTables:
+    """A dataset's tags, social and comments tables (None where absent), each read and validated when first
+    asked for and held until forget(): a run drops them after each stage, so they sit in memory only while a
+    stage that reads them runs (tags and comments grow with the log)."""
+
+    NAMES = (schema.TAGS, schema.SOCIAL, schema.COMMENTS)
+
+    def __init__(self, root: str, known_items: pd.Index, handled: dict):
+        self.root, self.known_items, self.handled = root, known_items, handled
+        self.frames: dict[str, pd.DataFrame | None] = {}
+
+    def _read(self, name: str, problems: list[str]) -> pd.DataFrame | None:
+        frame = _optional(self.root, name, problems, self.known_items)
+        return _without_self_links(frame, self.handled) if name == schema.SOCIAL and frame is not None else frame
+
+    def read_all(self, problems: list[str]) -> None:
+        """Read every table now, their violations into `problems`."""
+        for name in self.NAMES:
+            self.frames[name] = self._read(name, problems)
+
+    def get(self, name: str) -> pd.DataFrame | None:
+        if name not in self.frames:
+            problems: list[str] = []
+            frame = self._read(name, problems)
+            if problems:
+                raise DatasetError(problems)
+            self.frames[name] = frame
+        return self.frames[name]
+
+    def forget(self) -> None:
+        self.frames.clear()
 
 
 def _read_meta(root: str, problems: list[str]) -> dict:
@@ -346,10 +481,24 @@ def _layout_violations(root: str) -> list[str]:
     ]
 
 
-def read_dataset_lenient(root: str, source: str | None = None, scan: bool = False) -> tuple[Dataset | None, list[str]]:
+def _interactions(root: str, items: pd.DataFrame, log_as: str, problems: list[str], handled: dict):
+    """(frame or None, Log or None) of the interaction files as `log_as` asks: "frame", "codes" or "skip"."""
+    if log_as == "skip":
+        return None, None
+    item_ids = pa.array(items["item_id"], pa.string())
+    views = read_log(root, item_ids, problems)
+    if views is None:
+        return None, None
+    handled["duplicate_interactions_removed"] = views.duplicates
+    return (log_frame(views, item_ids), None) if log_as == "frame" else (None, views)
+
+
+def read_dataset_lenient(
+    root: str, source: str | None = None, log_as: str = "frame"
+) -> tuple[Dataset | None, list[str]]:
     """The dataset and every contract violation found (the dataset is None when it cannot be read).
-    `scan`: validate and count the interactions batch by batch (scan_interactions) instead of holding
-    them; the dataset's `interactions` is then None and `scanned` holds their counts."""
+    `log_as`: the interactions held as a frame of string ids ("frame"), as codes in `Dataset.log` ("codes":
+    a run's data stage, `data check`), or not read at all ("skip": the stages after the data stage)."""
     if not os.path.isdir(root):
         return None, [f"{root}: dataset directory does not exist"]
     problems = _layout_violations(root)
@@ -360,33 +509,20 @@ def read_dataset_lenient(root: str, source: str | None = None, scan: bool = Fals
     if items is None:
         return None, problems
     known = pd.Index(items["item_id"])
-    interactions, scanned = None, None
-    if scan:
-        scanned = scan_interactions(root, known, problems)
-        handled["duplicate_interactions_removed"] = scanned["duplicates"]
-    else:
-        interactions, interaction_place = _read_table(root, schema.INTERACTIONS, problems)
-        if interactions is None:
-            return None, problems
-        interactions = _clean_interactions(interactions, interaction_place, problems)
-        if not interactions.empty:
-            problems.extend(_unknown_item_violations(interaction_place, interactions, known))
-            interactions = _without_duplicates(interactions, handled)
-    tags = _optional(root, schema.TAGS, problems, known)
-    social = _optional(root, schema.SOCIAL, problems, known)
-    if social is not None:
-        social = _without_self_links(social, handled)
-    comments = _optional(root, schema.COMMENTS, problems, known)
+    interactions, views = _interactions(root, items, log_as, problems, handled)
+    side = SideTables(root, known, handled)
+    if log_as != "skip":
+        side.read_all(problems)
     meta = _read_meta(root, problems)
     problems.extend(_reference_violations(items, item_place, meta, source))
-    dataset = Dataset(root, interactions, items, tags, social, comments, meta, handled, source, scanned=scanned)
+    dataset = Dataset(root, interactions, items, side, meta, handled, source, log=views)
     return dataset, problems
 
 
-def read_dataset(root: str, source: str | None = None, max_bytes: int = MAX_BYTES) -> Dataset:
-    """The validated dataset at `root` (fetched from `source`, a storage URI, if any); raises DatasetError
-    listing every violation."""
-    dataset, problems = read_dataset_lenient(root, source)
+def read_dataset(root: str, source: str | None = None, max_bytes: int = MAX_BYTES, log_as: str = "frame") -> Dataset:
+    """The validated dataset at `root` (fetched from `source`, a storage URI, if any), its interactions
+    held as `log_as` says (read_dataset_lenient); raises DatasetError listing every violation."""
+    dataset, problems = read_dataset_lenient(root, source, log_as)
     if problems:
         raise DatasetError(problems)
     dataset.max_bytes = max_bytes

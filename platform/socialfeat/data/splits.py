@@ -21,35 +21,47 @@ def _in_range(counts: np.ndarray, low: int, high: int) -> np.ndarray:
 
 
 def filter_by_popularity(interactions: pd.DataFrame, cfg: FilterConfig) -> tuple[pd.DataFrame, dict]:
-    """Drop users and items outside [min, max] interactions, until nothing changes (or once). Counted over
-    int codes of the ids, a mask of the rows kept, so each pass copies nothing of the log."""
-    user_codes, users = pd.factorize(interactions["user_id"])
-    item_codes, items = pd.factorize(interactions["item_id"])
-    kept, passes = np.ones(len(interactions), bool), 0
+    """Drop users and items outside [min, max] interactions, until nothing changes (or once)."""
+    kept, report = popularity_mask(
+        pd.factorize(interactions["user_id"])[0], pd.factorize(interactions["item_id"])[0], cfg
+    )
+    return interactions[kept].reset_index(drop=True), report
+
+
+def _present(codes: np.ndarray) -> int:
+    return int(np.count_nonzero(np.bincount(codes))) if len(codes) else 0
+
+
+def popularity_mask(user_codes: np.ndarray, item_codes: np.ndarray, cfg: FilterConfig) -> tuple[np.ndarray, dict]:
+    """The views kept by the popularity filters (a mask over the codes of their users and items) and the
+    filter's report. Counted with bincount over the codes: each pass copies nothing of the log."""
+    kept, passes = np.ones(len(user_codes), bool), 0
+    n_users, n_items = int(user_codes.max(initial=-1)) + 1, int(item_codes.max(initial=-1)) + 1
     while True:
         passes += 1
-        item_counts = np.bincount(item_codes[kept], minlength=len(items))
+        item_counts = np.bincount(item_codes[kept], minlength=n_items)
         now = kept & _in_range(item_counts, cfg.min_item_interactions, cfg.max_item_interactions)[item_codes]
-        user_counts = np.bincount(user_codes[now], minlength=len(users))
+        user_counts = np.bincount(user_codes[now], minlength=n_users)
         now &= _in_range(user_counts, cfg.min_user_interactions, cfg.max_user_interactions)[user_codes]
         changed = now.sum() != kept.sum()
         kept = now
         if not changed or not cfg.until_stable or not kept.any():
             break
+    users, items = _present(user_codes), _present(item_codes)
     report = {
-        "filter/users_removed": int(len(users) - len(np.unique(user_codes[kept]))),
-        "filter/items_removed": int(len(items) - len(np.unique(item_codes[kept]))),
-        "filter/interactions_removed": int(len(interactions) - kept.sum()),
+        "filter/users_removed": users - _present(user_codes[kept]),
+        "filter/items_removed": items - _present(item_codes[kept]),
+        "filter/interactions_removed": int(len(user_codes) - kept.sum()),
         "filter/passes": passes,
     }
     if not kept.any():
         raise EmptyAfterFilter(
             f"the popularity filters left no interactions: users need {cfg.min_user_interactions}.."
             f"{cfg.max_user_interactions} and items {cfg.min_item_interactions}..{cfg.max_item_interactions} "
-            f"interactions (filter.* keys); the data had {len(users)} users and "
-            f"{len(items)} items with {len(interactions)} interactions"
+            f"interactions (filter.* keys); the data had {users} users and "
+            f"{items} items with {len(user_codes)} interactions"
         )
-    return interactions[kept].reset_index(drop=True), report
+    return kept, report
 
 
 def test_item_mask(n_items: int, test_fraction: float, seed: int) -> np.ndarray:

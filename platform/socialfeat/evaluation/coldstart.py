@@ -82,12 +82,20 @@ def _dot_products(user_factors: np.ndarray, item_factors: np.ndarray) -> Callabl
     return lambda start, stop: user_factors[start:stop] @ item_factors.T
 
 
+def _indexer(index: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Each of `ids`' position in `index` (-1: absent); a categorical column is looked up by its categories."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        found = index.get_indexer(ids.cat.categories)
+        return np.where(ids.cat.codes.to_numpy() < 0, -1, found[ids.cat.codes.to_numpy()])
+    return index.get_indexer(ids)
+
+
 def te_views(interactions: pd.DataFrame, factors: Factors, te_ids: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
     """(scored users, every user x te item views): users the factorisation knows are scored when they viewed
     some te items, not all of them."""
     test = interactions[interactions["item_id"].isin(te_ids)]
-    user_index = pd.Index(factors.user_ids).get_indexer(test["user_id"])
-    item_index = pd.Index(te_ids).get_indexer(test["item_id"])
+    user_index = _indexer(pd.Index(factors.user_ids), test["user_id"])
+    item_index = _indexer(pd.Index(te_ids), test["item_id"])
     known = user_index >= 0
     views = sp.csr_matrix(
         (np.ones(int(known.sum()), np.float32), (user_index[known], item_index[known])),

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat.data.splits import sorted_codes
 from socialfeat.errors import UserError
 from socialfeat.evaluation.probes import linear_probe
 from socialfeat.stats.retrieval import jaccard_by_query, neighbour_search
@@ -22,16 +23,12 @@ class EvaluationError(UserError):
 
 
 def _viewers(interactions: pd.DataFrame) -> tuple[sp.csr_matrix, pd.Index, pd.Index]:
-    items, users = (
-        pd.Index(np.sort(interactions["item_id"].unique())),
-        pd.Index(np.sort(interactions["user_id"].unique())),
-    )
+    """(items x users views, the item ids, the user ids), ids sorted. Read the log's ids as dictionaries
+    (pandas categoricals): only their distinct strings are sorted, never a string a view."""
+    item_codes, items = sorted_codes(interactions["item_id"])
+    user_codes, users = sorted_codes(interactions["user_id"])
     matrix = sp.csr_matrix(
-        (
-            np.ones(len(interactions), np.float32),
-            (items.get_indexer(interactions["item_id"]), users.get_indexer(interactions["user_id"])),
-        ),
-        shape=(len(items), len(users)),
+        (np.ones(len(interactions), np.float32), (item_codes, user_codes)), shape=(len(items), len(users))
     )
     return matrix, items, users
 

@@ -39,9 +39,9 @@ class Entries:
     @classmethod
     def train_of(cls, entries, n_users: int, n_items: int) -> "Entries":
         """The `fold == "train"` rows of a sampled-entries frame (columns user, item, value, fold)."""
-        train = entries[entries["fold"] == "train"]
-        values = train["value"].to_numpy(np.float32)
-        return cls(train["user"].to_numpy(np.int32), train["item"].to_numpy(np.int32), values, n_users, n_items)
+        train = (entries["fold"] == "train").to_numpy()
+        users, items = entries["user"].to_numpy(np.int32)[train], entries["item"].to_numpy(np.int32)[train]
+        return cls(users, items, entries["value"].to_numpy(np.float32)[train], n_users, n_items)
 
 
 def _initial(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:

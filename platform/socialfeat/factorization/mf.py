@@ -55,8 +55,19 @@ def sampled_entries(
     return entries, users, items, counts
 
 
-def _matrix(frame: pd.DataFrame, shape) -> sp.csr_matrix:
-    return sp.csr_matrix((np.ones(len(frame), np.float32), (frame["user"], frame["item"])), shape=shape)
+def _matrix(users: np.ndarray, items: np.ndarray, shape) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
+
+
+def validation_entries(entries: pd.DataFrame) -> pd.DataFrame:
+    """The `fold == "val"` rows' user, item and value."""
+    return entries.loc[(entries["fold"] == "val").to_numpy(), ["user", "item", "value"]]
+
+
+def _positives(entries: pd.DataFrame, fold: str) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of a fold's positive entries, through masks: no copy of the entries frame."""
+    kept = (entries["fold"] == fold).to_numpy() & (entries["value"].to_numpy() > 0)
+    return entries["user"].to_numpy()[kept], entries["item"].to_numpy()[kept]
 
 
 def validation_scores(user_factors, item_factors, val: pd.DataFrame) -> dict:
@@ -70,8 +81,8 @@ def validation_scores(user_factors, item_factors, val: pd.DataFrame) -> dict:
 def evaluate(user_factors, item_factors, entries: pd.DataFrame, cfg: FactorizationConfig) -> dict:
     """mf/... and mf/popularity/... metrics on the validation entries."""
     shape = (len(user_factors), len(item_factors))
-    train, val = entries[entries["fold"] == "train"], entries[entries["fold"] == "val"]
-    seen, held_out = _matrix(train[train["value"] > 0], shape), _matrix(val[val["value"] > 0], shape)
+    val = validation_entries(entries)
+    seen, held_out = _matrix(*_positives(entries, "train"), shape), _matrix(*_positives(entries, "val"), shape)
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     candidates = np.flatnonzero(np.asarray(held_out.sum(axis=1)).ravel() > 0)
     rng = np.random.default_rng(cfg.seed)
@@ -90,9 +101,9 @@ def evaluate(user_factors, item_factors, entries: pd.DataFrame, cfg: Factorizati
 
 def pr_samples(user_factors, item_factors, entries: pd.DataFrame, user_ids: np.ndarray) -> dict:
     """Per-user values of mf/pr and mf/popularity/pr on the validation entries (for their intervals)."""
-    train, val = entries[entries["fold"] == "train"], entries[entries["fold"] == "val"]
+    val = validation_entries(entries)
     users, positive = val["user"].to_numpy(), val["value"].to_numpy() > 0
-    popularity = np.bincount(train.loc[train["value"] > 0, "item"], minlength=len(item_factors))
+    popularity = np.bincount(_positives(entries, "train")[1], minlength=len(item_factors))
     model = metrics.entry_scores(user_factors, item_factors, users, val["item"].to_numpy())
     samples = {}
     for name, scores in (("mf/pr", model), ("mf/popularity/pr", popularity[val["item"].to_numpy()].astype(float))):
@@ -103,11 +114,9 @@ def pr_samples(user_factors, item_factors, entries: pd.DataFrame, user_ids: np.n
 
 def neighbour_metrics(item_factors, entries: pd.DataFrame, item_labels: np.ndarray | None, k: int, seed: int) -> dict:
     """The paper's Fig. 4 analysis: do items close in latent space share viewers (and styles)?"""
-    positives = entries[entries["value"] > 0]
-    item_users = sp.csr_matrix(
-        (np.ones(len(positives), np.float32), (positives["item"], positives["user"])),
-        shape=(len(item_factors), int(entries["user"].max()) + 1),
-    )
+    positive = entries["value"].to_numpy() > 0
+    shape = (len(item_factors), int(entries["user"].max()) + 1)
+    item_users = _matrix(entries["item"].to_numpy()[positive], entries["user"].to_numpy()[positive], shape)
     queries = np.arange(len(item_factors))
     neighbours = cosine_neighbours(item_factors, item_factors, k, exclude_self=True)
     curve = jaccard_at_ranks(item_users, queries, neighbours)
@@ -125,8 +134,12 @@ def neighbour_metrics(item_factors, entries: pd.DataFrame, item_labels: np.ndarr
 
 def factorize(entries: pd.DataFrame, n_users: int, n_items: int, cfg: FactorizationConfig, on_epoch=None):
     """(user_factors, item_factors, per-epoch history, fit seconds) from the train entries."""
-    val = entries[entries["fold"] == "val"]
-    data = engines.Entries.train_of(entries, n_users, n_items)
+    train = engines.Entries.train_of(entries, n_users, n_items)
+    return fit_entries(train, validation_entries(entries), cfg, on_epoch)
+
+
+def fit_entries(train: engines.Entries, val: pd.DataFrame, cfg: FactorizationConfig, on_epoch=None):
+    """factorize's fit from its train entries and validation rows (the sampled frame need not be held)."""
     history, started = [], time.perf_counter()
 
     def record(epoch, user_factors, item_factors):
@@ -139,5 +152,5 @@ def factorize(entries: pd.DataFrame, n_users: int, n_items: int, cfg: Factorizat
         if on_epoch:
             on_epoch(scores)
 
-    user_factors, item_factors = engines.fit(data, cfg, record)
+    user_factors, item_factors = engines.fit(train, cfg, record)
     return user_factors, item_factors, history, time.perf_counter() - started

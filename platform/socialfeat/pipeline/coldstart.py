@@ -7,6 +7,7 @@ import pandas as pd
 
 from socialfeat import artifacts
 from socialfeat.evaluation.coldstart import recall_samples
+from socialfeat.pipeline.common import view_log
 from socialfeat.pipeline.evaluate import input_sets
 from socialfeat.pipeline.factorization import factors
 from socialfeat.report_html import coldstart_figures
@@ -15,7 +16,7 @@ from socialfeat.stats import significance
 
 
 def _coldstart(ctx: StageContext, tmp: str, inputs: tuple[str, ...]) -> dict:
-    interactions = pd.read_parquet(ctx.path("split", "interactions.parquet"))
+    interactions = view_log(ctx.path("split", "interactions.parquet"), ["user_id", "item_id"])
     parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
     sets = input_sets(ctx, inputs)
     ids = sets["cnn"][0]  # every set holds the items the encoder embedded

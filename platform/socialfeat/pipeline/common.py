@@ -4,10 +4,13 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from socialfeat import artifacts
+from socialfeat.data import codes
 from socialfeat.data.check import dataset_counts
-from socialfeat.data.splits import filter_by_popularity, split_interactions
+from socialfeat.data.splits import popularity_mask, split_interactions
 from socialfeat.stages import Stage, StageContext
 
 DATA_METRICS = (
@@ -24,33 +27,44 @@ DATA_METRICS = (
 
 
 def _data(ctx: StageContext, tmp: str) -> dict:
-    return {f"data/{k}": v for k, v in dataset_counts(ctx.dataset()).items()}
+    dataset = ctx.dataset(log_as="codes")  # validates every table; the log as codes, once a run
+    codes.write_codes(dataset.log, pa.array(dataset.items["item_id"], pa.string()), tmp)
+    return {f"data/{k}": v for k, v in dataset_counts(dataset).items()}
 
 
 def _filter(ctx: StageContext, tmp: str) -> dict:
-    interactions, items = ctx.dataset().interactions, ctx.dataset().items
+    views, item_ids = codes.read_codes(ctx.path("data"))
+    rows = np.arange(len(views))
     if ctx.cfg.filter.require_image:
-        with_image = interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"]).to_numpy()
-        interactions = interactions if with_image.all() else interactions[with_image]  # no copy of a whole log
-    kept, report = filter_by_popularity(interactions, ctx.cfg.filter)
-    artifacts.write_parquet(kept, os.path.join(tmp, "interactions.parquet"))
+        items = ctx.dataset().items
+        has_image = pd.Index(item_ids).isin(items.loc[items["image_ref"].notna(), "item_id"])
+        rows = rows[has_image[views.item]]
+    kept, report = popularity_mask(views.user[rows], views.item[rows], ctx.cfg.filter)
+    rows = rows[kept]
+    codes.write_views(views, item_ids, rows, os.path.join(tmp, "interactions.parquet"))
     return report | {
-        "filter/users": int(kept["user_id"].nunique()),
-        "filter/items": int(kept["item_id"].nunique()),
-        "filter/interactions": len(kept),
+        "filter/users": int(np.count_nonzero(np.bincount(views.user[rows]))),
+        "filter/items": int(np.count_nonzero(np.bincount(views.item[rows]))),
+        "filter/interactions": len(rows),
     }
 
 
+def view_log(path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stage's view log (`columns` of it) with its string columns as dictionaries (pandas categoricals): a
+    code a view and each distinct string once, never a string a view."""
+    names = pq.read_schema(path).names if columns is None else columns
+    coded = [name for name in names if name in ("user_id", "item_id", "fold")]
+    return pq.read_table(path, columns=names, read_dictionary=coded).to_pandas()
+
+
 def _split(ctx: StageContext, tmp: str) -> dict:
-    frame, items, counts = split_interactions(
-        pd.read_parquet(ctx.path("filter", "interactions.parquet")), ctx.cfg.split
-    )
+    frame, items, counts = split_interactions(view_log(ctx.path("filter", "interactions.parquet")), ctx.cfg.split)
     artifacts.write_parquet(frame, os.path.join(tmp, "interactions.parquet"))
     items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
     return counts
 
 
-DATA = Stage("data", (), (), _data, metrics=DATA_METRICS)
+DATA = Stage("data", (), (), _data, outputs=codes.OUTPUTS, metrics=DATA_METRICS)
 FILTER = Stage(
     "filter",
     ("data",),

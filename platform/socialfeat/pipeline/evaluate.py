@@ -21,6 +21,7 @@ from socialfeat.evaluation.external import (
 )
 from socialfeat.evaluation.suite import evaluate
 from socialfeat.features.extract import read_sets, write_sets
+from socialfeat.pipeline.common import view_log
 from socialfeat.pipeline.features import SET_FILES, item_images
 from socialfeat.report_html import evaluation_figures
 from socialfeat.stages import Stage, StageContext
@@ -86,7 +87,7 @@ def input_sets(ctx: StageContext, inputs: tuple[str, ...]) -> dict:
 
 def _compute(ctx: StageContext, tmp: str, inputs: tuple[str, ...], references: Callable | None) -> dict:
     dataset = ctx.dataset()
-    interactions = pd.read_parquet(ctx.path("filter", "interactions.parquet"))
+    interactions = view_log(ctx.path("filter", "interactions.parquet"), ["user_id", "item_id"])
     parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
     sets = input_sets(ctx, inputs)
     computed, files = _extra_sets(ctx, sets["cnn"][0])  # compared on exactly the items the encoder embedded

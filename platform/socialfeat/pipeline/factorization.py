@@ -6,23 +6,28 @@ import os
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from socialfeat import artifacts, console
 from socialfeat.evaluation.coldstart import Factors
-from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, pr_samples, sampled_entries
+from socialfeat.factorization.engines import Entries
+from socialfeat.factorization.mf import (
+    evaluate,
+    fit_entries,
+    neighbour_metrics,
+    pr_samples,
+    sampled_entries,
+    validation_entries,
+)
 from socialfeat.factorization.sampling import sample_negatives
 from socialfeat.memory import check_fits, factor_bytes
-from socialfeat.pipeline.common import single_labels
+from socialfeat.pipeline.common import single_labels, view_log
 from socialfeat.stages import Stage, StageContext
 from socialfeat.stats import significance
 
 
 def split_log(path: str) -> pd.DataFrame:
-    """The split's view log with its ids and folds as dictionaries (pandas categoricals): a code a row for
-    each column and each distinct string once, never a string a row."""
-    columns = ["user_id", "item_id", "fold"]
-    return pq.read_table(path, columns=columns, read_dictionary=columns).to_pandas()
+    """The split's view log: its ids and folds as dictionaries (view_log)."""
+    return view_log(path, ["user_id", "item_id", "fold"])
 
 
 def sampling(ctx: StageContext, tmp: str) -> dict:
@@ -39,9 +44,16 @@ def sampling(ctx: StageContext, tmp: str) -> dict:
     return counts
 
 
+def _fit(ctx: StageContext, n_users: int, n_items: int, show):
+    """The factorisation's fit, holding its train rows and validation rows, not the sampled frame besides."""
+    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
+    train, val = Entries.train_of(entries, n_users, n_items), validation_entries(entries)
+    del entries
+    return fit_entries(train, val, ctx.cfg.factorization, show)
+
+
 def factorization(ctx: StageContext, tmp: str) -> dict:
     cfg = ctx.cfg.factorization
-    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
     users = pd.read_parquet(ctx.path("sampling", "users.parquet"))
     items = pd.read_parquet(ctx.path("sampling", "items.parquet"))
     check_fits("factorization.dim", cfg.dim, factor_bytes(len(users), len(items), cfg.dim), "the factors")
@@ -51,12 +63,13 @@ def factorization(ctx: StageContext, tmp: str) -> dict:
             bar.update(1)
             bar.set_postfix(rmse=f"{scores['rmse']:.3f}", pr=f"{scores['pr']:.3f}")
 
-        user_factors, item_factors, history, seconds = factorize(entries, len(users), len(items), cfg, show)
+        user_factors, item_factors, history, seconds = _fit(ctx, len(users), len(items), show)
     np.save(os.path.join(tmp, "user_factors.npy"), user_factors)
     np.save(os.path.join(tmp, "item_factors.npy"), item_factors)
     users.to_parquet(os.path.join(tmp, "users.parquet"), index=False)
     items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
     artifacts.write_json(os.path.join(tmp, "history.json"), history)
+    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
     result = evaluate(user_factors, item_factors, entries, cfg)
     labels = single_labels(ctx, items["item_id"])
     result |= neighbour_metrics(item_factors, entries, labels, cfg.neighbours, cfg.seed)
