@@ -126,3 +126,39 @@ def test_data_check_scans_the_log_batch_by_batch_and_counts_as_the_reader(both_f
     views.to_parquet(os.path.join(root, "interactions", "part-00000.parquet"))
     _, problems = reader.read_dataset_lenient(root, log_as="codes")
     assert problems[0] == "interactions/part-00000.parquet: column 'item_id' is null in 1 row(s), first at row 9"
+
+
+def test_the_log_read_in_small_batches_is_the_log_read_whole(both_forms, tmp_path, monkeypatch):
+    """User codes are made batch by batch (each batch's new ids appended to the map): decoded, they give the
+    frame one batch gives; a repeated (user, item) keeps its last row."""
+    import pyarrow as pa
+
+    import socialfeat.data.reader as reader
+
+    single, sharded = both_forms
+    whole = read_dataset(single).interactions
+    monkeypatch.setattr(reader, "SCAN_ROWS", 97)  # many batches a shard, ids repeating across them
+    coded = read_dataset(sharded, log_as="codes")
+    assert coded.interactions is None and coded.log.user.dtype == "int32" and len(coded.log.users) > 50
+    pd.testing.assert_frame_equal(reader.log_frame(coded.log, pa.array(coded.items["item_id"], pa.string())), whole)
+    repeated = pd.concat([_views(30), _views(30).iloc[:4]], ignore_index=True)
+    repeated["value"] = [1.0] * 30 + [2.0] * 4
+    kept = read_dataset(_sharded(tmp_path / "repeated", repeated, _items())).interactions
+    assert kept["value"].tolist() == [1.0] * 26 + [2.0] * 4  # each pair's last row, where it stood
+    last = repeated.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+    assert kept[["user_id", "item_id"]].equals(last[["user_id", "item_id"]])
+
+
+def test_synth_draws_styles_and_writes_views_in_blocks_as_it_did_whole(tmp_path, monkeypatch):
+    import socialfeat.data.synthetic as synthetic
+
+    cfg = SynthConfig(**SMALL, shards=2)
+    generate(cfg, str(tmp_path / "whole"))
+    monkeypatch.setattr(synthetic, "STYLE_BLOCK", 100)
+    monkeypatch.setattr(synthetic, "WRITE_ROWS", 333)
+    generate(cfg, str(tmp_path / "blocks"))
+    for table in TABLES:
+        whole, blocks = (read_dataset(str(tmp_path / name)) for name in ("whole", "blocks"))
+        pd.testing.assert_frame_equal(getattr(whole, table), getattr(blocks, table))
+    first = pd.read_parquet(tmp_path / "blocks" / "interactions" / "part-00000.parquet")
+    assert len(first) > 333  # the shard was written in several row groups

@@ -1,12 +1,14 @@
 """Ray tasks and Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
@@ -128,26 +130,58 @@ def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
     return 1.0 - sum(s.null_count for s in stats) / max(1, rows)
 
 
-def _named_item_blocks(files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list:
-    """Object refs to the rows of the item files (items.parquet or its shards, in order) that name an item in
-    `named` and have an image, in blocks of `rows_per_block` rows. A block is one decode task's work, and a
-    file is read as one block per row group (often one in all), so the rows are re-cut here, across shard
-    boundaries too (the blocks, and so a seeded run, do not depend on how the items were sharded); the files
-    are read batch by batch, so the driver holds one block at a time, never the whole image column."""
+def _with_image(parquet: pq.ParquetFile, group: int, column: str) -> np.ndarray:
+    """Which rows of a row group hold an image: by the group's null count where it settles it (no bytes
+    read), else by reading that group's `column`."""
+    rows = parquet.metadata.row_group(group).num_rows
+    index = parquet.schema_arrow.get_field_index(column)
+    stats = parquet.metadata.row_group(group).column(index).statistics
+    if stats is not None and stats.has_null_count and stats.null_count in (0, rows):
+        return np.full(rows, stats.null_count == 0)
+    return pc.is_valid(parquet.read_row_group(group, columns=[column]).column(0)).to_numpy(zero_copy_only=False)
 
-    wanted = pa.array(named)
-    refs, carry = [], None
-    batches = (b for f in files for b in f.iter_batches(batch_size=rows_per_block, columns=["item_id", column]))
-    for batch in batches:
-        keep = pc.and_(pc.is_in(batch["item_id"], value_set=wanted), pc.is_valid(batch[column]))
-        table = pa.Table.from_batches([batch.filter(keep)])
-        table = table if carry is None else pa.concat_tables([carry, table])
-        whole = len(table) // rows_per_block * rows_per_block
-        refs += [ray.put(table.slice(start, rows_per_block)) for start in range(0, whole, rows_per_block)]
-        carry = table.slice(whole)
-    if carry is not None and len(carry):
-        refs.append(ray.put(carry))
-    return refs
+
+def _item_plan(files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list[list[tuple]]:
+    """Where the item rows that name an item in `named` and have an image lie, cut into blocks of
+    `rows_per_block` rows: per block, a list of (file, row group, rows within it). The cuts run across
+    row groups and shards (the blocks, and so a seeded run, do not depend on how the items were sharded or
+    grouped). The driver reads the item ids and the groups' null counts, never the images."""
+    wanted, where = pa.array(named), []
+    for number, parquet in enumerate(files):
+        for group in range(parquet.metadata.num_row_groups):
+            ids = parquet.read_row_group(group, columns=["item_id"]).column(0)
+            kept = pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False) & _with_image(parquet, group, column)
+            rows = np.flatnonzero(kept)
+            where.append(np.stack([np.full(len(rows), number), np.full(len(rows), group), rows], axis=1))
+    where = np.concatenate(where) if where else np.zeros((0, 3), np.int64)
+    return [_picks(where[start : start + rows_per_block]) for start in range(0, len(where), rows_per_block)]
+
+
+def _picks(where: np.ndarray) -> list[tuple]:
+    """(file, row group, rows) runs of a block's (file, group, row) triples."""
+    starts = np.flatnonzero(np.any(np.diff(where[:, :2], axis=0) != 0, axis=1)) + 1
+    return [(int(run[0, 0]), int(run[0, 1]), run[:, 2]) for run in np.split(where, starts)]
+
+
+@ray.remote
+def _read_item_rows(paths: list[str], column: str, picks: list[tuple]) -> pa.Table:
+    """One block of item rows (item_id and the image column), read from the item files by a task."""
+    tables = [
+        pq.ParquetFile(paths[number]).read_row_group(group, columns=["item_id", column]).take(rows)
+        for number, group, rows in picks
+    ]
+    return pa.concat_tables(tables)
+
+
+def _named_item_blocks(root: str, column: str, named: list, rows_per_block: int) -> list:
+    """Object refs to blocks of `rows_per_block` rows of the item files (items.parquet or its shards, in
+    order) that name an item in `named` and have an image: a block is one decode task's work. Each block is
+    read by a task on this node (where the dataset's files are), so no image passes through the driver."""
+    names = schema.table_files(root, schema.ITEMS)
+    plan = _item_plan([pq.ParquetFile(os.path.join(root, n)) for n in names], column, named, rows_per_block)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    paths = [os.path.join(root, n) for n in names]
+    return [_read_item_rows.options(scheduling_strategy=here).remote(paths, column, picks) for picks in plan]
 
 
 def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):
@@ -161,7 +195,7 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     files = schema.parquet_files(policy.root, schema.ITEMS)
     with_image = round(len(by_item) * _share_with_image(files, column))
     per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(files, column, list(by_item), per_task)
+    blocks = _named_item_blocks(policy.root, column, list(by_item), per_task)
     if not blocks:
         return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
     blocks_ds = ray.data.from_arrow_refs(blocks)

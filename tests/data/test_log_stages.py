@@ -1,0 +1,35 @@
+"""The shared log stages on codes: the data stage writes the log as int32 codes with their id maps, the filter
+over codes keeps exactly what the frame filter keeps, and no stage holds the side tables after it ran."""
+
+import pandas as pd
+
+from socialfeat.data import codes
+from socialfeat.data.reader import log_frame, read_dataset
+from socialfeat.data.splits import filter_by_popularity
+from socialfeat.methods import METHODS, load_config
+from socialfeat.stages import run_experiment
+
+
+def test_the_filter_over_codes_keeps_what_the_frame_filter_keeps(synth_dir, tmp_path):
+    settings = ["filter.min_user_interactions=15", "filter.min_item_interactions=6", "filter.require_image=true"]
+    cfg = load_config(None, ["method=cfl", f"data.path={synth_dir}", *settings])
+    metrics, ctx = run_experiment(METHODS["cfl"], cfg, str(tmp_path / "run"), until="filter")
+    held = read_dataset(synth_dir)
+    views, item_ids = codes.read_codes(ctx.path("data"))
+    assert views.user.dtype == "int32" and views.item.dtype == "int32"
+    pd.testing.assert_frame_equal(log_frame(views, item_ids), held.interactions)
+    expected, report = filter_by_popularity(held.interactions, cfg.filter)
+    assert 0 < len(expected) < len(held.interactions) and report["filter/passes"] > 1  # the filters bit
+    pd.testing.assert_frame_equal(pd.read_parquet(ctx.path("filter", "interactions.parquet")), expected)
+    assert {name: metrics[name] for name in report} == report
+    assert metrics["filter/users"] == expected["user_id"].nunique()
+    assert metrics["data/interactions"] == len(held.interactions) and metrics["data/users"] == len(views.users)
+    assert item_ids.to_pylist() == held.items["item_id"].tolist()
+
+
+def test_no_stage_holds_the_side_tables_after_it_ran(synth_dir, tmp_path):
+    cfg = load_config(None, ["method=cfl", f"data.path={synth_dir}"])
+    _, ctx = run_experiment(METHODS["cfl"], cfg, str(tmp_path / "run"), until="split")
+    dataset = ctx.dataset()
+    assert dataset.side.frames == {} and dataset.interactions is None and dataset.log is None
+    assert dataset.tags.equals(read_dataset(synth_dir).tags)  # read again when a stage asks
