@@ -194,13 +194,12 @@ class _Codes:
         return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _rows_where(place: Place, mask: np.ndarray, what: str, found: list[str], example=None) -> None:
+def _rows_where(place: Place, mask: np.ndarray, what: str, found: list[str]) -> None:
     """One violation for the rows of a batch where `mask` holds: how many, the first's file and row."""
     rows = np.flatnonzero(mask)
     if len(rows):
         file, at = _first_at(place, rows)
-        named = f" ('{example[int(rows[0])]}')" if example is not None else ""
-        found.append(f"{file}: {what} in {len(rows)} row(s), {at}{named}")
+        found.append(f"{file}: {what} in {len(rows)} row(s), {at}")
 
 
 def _string_ids(batch: pa.RecordBatch, column: str, place: Place, found: list[str]) -> pa.Array:
@@ -231,13 +230,12 @@ def _batch_timestamps(batch: pa.RecordBatch, place: Place, found: list[str]) -> 
 def _batch_items(batch: pa.RecordBatch, place: Place, items: pa.Array, found: list[str]) -> np.ndarray:
     ids = _string_ids(batch, "item_id", place, found)
     rows = pc.index_in(ids, value_set=items)
-    unknown = rows.is_null().to_numpy(zero_copy_only=False) & batch.column("item_id").is_valid().to_numpy(
-        zero_copy_only=False
-    )
-    what = f"column 'item_id' names {int(unknown.sum())} item(s) absent from {schema.ITEMS}"
-    if unknown.any():
-        file, at = _first_at(place, np.flatnonzero(unknown))
-        found.append(f"{file}: {what}, {at} ('{ids[int(np.flatnonzero(unknown)[0])]}')")
+    valid = batch.column("item_id").is_valid().to_numpy(zero_copy_only=False)
+    unknown = np.flatnonzero(rows.is_null().to_numpy(zero_copy_only=False) & valid)
+    if len(unknown):
+        file, at = _first_at(place, unknown)
+        what = f"column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}"
+        found.append(f"{file}: {what}, {at} ('{ids[int(unknown[0])]}')")
     return pc.fill_null(rows, 0).to_numpy().astype(np.int32)
 
 
