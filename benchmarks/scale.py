@@ -5,6 +5,7 @@ tree's peak RSS, and each stage's growth exponent against the previous size.
     python benchmarks/scale.py [--sizes 800:1200:40 8000:12000:40 ...] [--shards 8] [--out DIR] [--keep]
                                [--reuse-data]   # with --out: a size's dataset kept by an earlier ladder
     python benchmarks/scale.py --table benchmarks/results/scale-cpu2-2026-12-04.jsonl   # README's table
+    python benchmarks/scale.py --peaks benchmarks/results/scale-cpu2-2026-12-06.jsonl   # driver peak per stage
 
 A size is USERS:ITEMS:MEAN_VIEWS for `socialfeat data synth`. One JSON line per size on stdout (append them to
 benchmarks/results/scale-<machine>-<date>.jsonl). A size that fails (a refused setting, the kernel's OOM
@@ -202,7 +203,18 @@ def one_size(size: str, work: str, shards: int, reuse: bool = False) -> dict:
     return line | _counts(out) | {"driver_peak_rss_mib": round(max(peaks)) if peaks else None, "stages": stages}
 
 
-TABLE_STAGES = ("sampling", "factorization", "kmeans", "train", "features", "evaluate", "coldstart")
+TABLE_STAGES = (
+    "data",
+    "filter",
+    "split",
+    "sampling",
+    "factorization",
+    "kmeans",
+    "train",
+    "features",
+    "evaluate",
+    "coldstart",
+)
 
 
 def table(path: str) -> str:
@@ -228,6 +240,17 @@ def table(path: str) -> str:
     return "\n".join(rows)
 
 
+def peaks_table(path: str) -> str:
+    """Each stage's driver peak RSS (MiB) at each size of a ladder's JSON lines."""
+    lines = [json.loads(text) for text in open(path) if text.strip() and "failed" not in text]
+    head = ["views", *TABLE_STAGES]
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for line in lines:
+        peaks = [line["stages"].get(name, {}).get("driver_peak_rss_mib") for name in TABLE_STAGES]
+        rows.append("| " + " | ".join([f"{line['views']:,}", *(f"{p:,}" if p else "" for p in peaks)]) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="USERS:ITEMS:MEAN_VIEWS ...")
@@ -236,9 +259,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep each size's dataset and run under --out")
     parser.add_argument("--reuse-data", action="store_true", help="take a size's dataset kept under --out")
     parser.add_argument("--table", metavar="JSONL", help="print README's table of a ladder's results and stop")
+    parser.add_argument("--peaks", metavar="JSONL", help="print each stage's driver peak of a ladder and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(args.table))
+    if args.table or args.peaks:
+        print(table(args.table) if args.table else peaks_table(args.peaks))
         return
     previous = None
     for size in args.sizes:

@@ -2,6 +2,7 @@
 this machine cannot hold it (instead of growing until the kernel kills the run)."""
 
 import psutil
+import pyarrow
 
 from socialfeat.errors import UserError
 
@@ -46,3 +47,10 @@ def peak_rss_mib() -> float | None:
     except (OSError, StopIteration):
         return None
     return int(line.split()[1]) / 1024
+
+
+def release_arrow() -> None:
+    """Return to the OS the buffers Arrow's pool (mimalloc) keeps after they are freed: after a log-sized read
+    is converted and dropped, the pool would otherwise carry it into every later peak (measured: the
+    factorisation stage's peak above its start 1,105 -> 793 MiB at 4.5M views)."""
+    pyarrow.default_memory_pool().release_unused()

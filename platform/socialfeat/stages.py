@@ -379,6 +379,7 @@ def run_stage(ctx: StageContext, stage: Stage) -> artifacts.StageResult:
         result = _measured(ctx.store, stage.name, key, inputs, compute)
     finally:
         ctx.forget_tables()
+        memory.release_arrow()
     ctx.results[stage.name] = result
     if ctx.on_stage is not None:
         ctx.on_stage(result, stage.key_metrics)

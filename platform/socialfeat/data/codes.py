@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from socialfeat.data.reader import Log
+from socialfeat.memory import release_arrow
 
 LOG, USERS, ITEMS = "log.parquet", "users.parquet", "items.parquet"
 OUTPUTS = (LOG, USERS, ITEMS)
@@ -30,6 +31,8 @@ def read_codes(directory: str) -> tuple[Log, pa.Array]:
     items = pq.read_table(os.path.join(directory, ITEMS)).column("item_id").combine_chunks()
     stamps = table.column("timestamp").to_numpy() if "timestamp" in table.column_names else None
     user, item, value = (table.column(name).to_numpy() for name in ("user", "item", "value"))
+    del table
+    release_arrow()
     return Log(user, item, users, value, stamps), items
 
 

@@ -15,6 +15,7 @@ import yaml
 from socialfeat.data import schema
 from socialfeat.data.images import EXTERNAL_KEY, MAX_BYTES, ImagePolicy, reference_problem
 from socialfeat.errors import UserError
+from socialfeat.memory import release_arrow
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,7 @@ def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
     if found:
         return None
     joined = {name: np.concatenate(chunks) if chunks else None for name, chunks in parts.items()}
+    release_arrow()  # the batches read
     views = Log(joined["user"], joined["item"], users.ids, joined["value"], joined["timestamp"])
     return _without_duplicates(views, len(items))
 

@@ -11,6 +11,7 @@ from socialfeat import artifacts
 from socialfeat.data import codes
 from socialfeat.data.check import dataset_counts
 from socialfeat.data.splits import popularity_mask, split_interactions
+from socialfeat.memory import release_arrow
 from socialfeat.stages import Stage, StageContext
 
 DATA_METRICS = (
@@ -54,7 +55,9 @@ def view_log(path: str, columns: list[str] | None = None) -> pd.DataFrame:
     code a view and each distinct string once, never a string a view."""
     names = pq.read_schema(path).names if columns is None else columns
     coded = [name for name in names if name in ("user_id", "item_id", "fold")]
-    return pq.read_table(path, columns=names, read_dictionary=coded).to_pandas()
+    frame = pq.read_table(path, columns=names, read_dictionary=coded).to_pandas()
+    release_arrow()
+    return frame
 
 
 def _split(ctx: StageContext, tmp: str) -> dict:

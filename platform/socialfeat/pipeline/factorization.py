@@ -19,7 +19,7 @@ from socialfeat.factorization.mf import (
     validation_entries,
 )
 from socialfeat.factorization.sampling import sample_negatives
-from socialfeat.memory import check_fits, factor_bytes
+from socialfeat.memory import check_fits, factor_bytes, release_arrow
 from socialfeat.pipeline.common import single_labels, view_log
 from socialfeat.stages import Stage, StageContext
 from socialfeat.stats import significance
@@ -49,6 +49,7 @@ def _fit(ctx: StageContext, n_users: int, n_items: int, show):
     entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
     train, val = Entries.train_of(entries, n_users, n_items), validation_entries(entries)
     del entries
+    release_arrow()
     return fit_entries(train, val, ctx.cfg.factorization, show)
 
 
