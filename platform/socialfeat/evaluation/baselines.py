@@ -19,9 +19,11 @@ def raw_pixels(image, size: int = 8) -> np.ndarray:
 
 
 def baseline_features(encoded: list[bytes]) -> dict[str, np.ndarray]:
-    """{'color_hist': N x 64, 'pixels': N x 192} for decodable images (callers pass decodable ones)."""
-    images = [decode_rgb(data) for data in encoded]
-    return {
-        "color_hist": np.stack([colour_histogram(i) for i in images]),
-        "pixels": np.stack([raw_pixels(i) for i in images]),
-    }
+    """{'color_hist': N x 64, 'pixels': N x 192} for decodable images (callers pass decodable ones). One
+    image is decoded at a time: holding every decoded image took 2.4 GB at 200k 64-px images."""
+    hist, pixels = [], []
+    for data in encoded:
+        image = decode_rgb(data)
+        hist.append(colour_histogram(image))
+        pixels.append(raw_pixels(image))
+    return {"color_hist": np.stack(hist), "pixels": np.stack(pixels)}
