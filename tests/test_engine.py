@@ -127,7 +127,7 @@ def test_the_fingerprint_follows_what_a_stage_runs():
     from socialfeat.pipeline import factorization as stages
 
     factorization = code_parts(stages.factorization)
-    assert "socialfeat.factorization.mf:factorize" in factorization
+    assert "socialfeat.factorization.mf:fit_entries" in factorization
     assert "socialfeat.factorization.engines:fit_als" in factorization  # through the engine registry
     assert not any("training" in name for name in factorization)  # training code does not key it
     assert "socialfeat.factorization.sampling:sample_negatives" in code_parts(stages.sampling)
