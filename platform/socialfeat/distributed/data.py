@@ -173,14 +173,13 @@ def _read_item_rows(paths: list[str], column: str, picks: list[tuple]) -> pa.Tab
     return pa.concat_tables(tables)
 
 
-def _named_item_blocks(root: str, column: str, named: list, rows_per_block: int) -> list:
+def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list:
     """Object refs to blocks of `rows_per_block` rows of the item files (items.parquet or its shards, in
     order) that name an item in `named` and have an image: a block is one decode task's work. Each block is
     read by a task on this node (where the dataset's files are), so no image passes through the driver."""
-    names = schema.table_files(root, schema.ITEMS)
-    plan = _item_plan([pq.ParquetFile(os.path.join(root, n)) for n in names], column, named, rows_per_block)
+    plan = _item_plan(files, column, named, rows_per_block)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    paths = [os.path.join(root, n) for n in names]
+    paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
     return [_read_item_rows.options(scheduling_strategy=here).remote(paths, column, picks) for picks in plan]
 
 
@@ -195,7 +194,7 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     files = schema.parquet_files(policy.root, schema.ITEMS)
     with_image = round(len(by_item) * _share_with_image(files, column))
     per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(policy.root, column, list(by_item), per_task)
+    blocks = _named_item_blocks(policy.root, files, column=column, named=list(by_item), rows_per_block=per_task)
     if not blocks:
         return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
     blocks_ds = ray.data.from_arrow_refs(blocks)
