@@ -130,7 +130,10 @@ def test_the_fingerprint_follows_what_a_stage_runs():
     assert "socialfeat.factorization.mf:fit_entries" in factorization
     assert "socialfeat.factorization.engines:fit_als" in factorization  # through the engine registry
     assert not any("training" in name for name in factorization)  # training code does not key it
-    assert "socialfeat.factorization.sampling:sample_negatives" in code_parts(stages.sampling)
+    sampling = code_parts(stages.sampling)
+    assert "socialfeat.factorization.sampling:negative_blocks" in sampling
+    assert "socialfeat.factorization.entry_file:write_entries" in sampling
+    assert "socialfeat.factorization.entry_file:read_entries" in factorization
     assert code_fingerprint(stages.factorization) != code_fingerprint(cfl_stages.clusters)
 
 

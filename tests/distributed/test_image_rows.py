@@ -9,9 +9,18 @@ import pytest
 from PIL import Image
 
 from socialfeat.config import SynthConfig
+from socialfeat.data import schema
 from socialfeat.data.reader import read_dataset
 from socialfeat.data.synthetic import generate
-from socialfeat.distributed.data import MIN_ITEMS_PER_TASK, image_rows, items_per_decode_task, row_columns
+from socialfeat.distributed.data import (
+    MIN_ITEMS_PER_TASK,
+    image_rows,
+    item_baselines,
+    items_per_decode_task,
+    row_columns,
+)
+from socialfeat.errors import UserError
+from socialfeat.evaluation.baselines import baseline_features
 
 
 def _dataset(tmp_path, colours: dict) -> str:
@@ -152,3 +161,20 @@ def test_image_rows_of_a_sharded_dataset_are_those_of_the_single_file(ray_sessio
     assert len(one) == len(many) == 45
     for a, b in zip(one, many):  # the same rows in the same order: a seeded training run is the same
         assert a["label"] == b["label"] and np.array_equal(a["item"], b["item"])
+
+
+def test_image_baselines_by_tasks_are_those_of_the_stored_bytes_in_the_asked_order(ray_session, tmp_path):
+    small = {"users": 120, "items": 300, "image_size": 24, "styles": 3}
+    sharded = str(tmp_path / "sharded")
+    generate(SynthConfig(**small, shards=3), sharded)
+    items = read_dataset(sharded).items
+    ids = items["item_id"].to_numpy()[::-1][: 2 * MIN_ITEMS_PER_TASK + 7]  # several tasks, reversed order
+    found = item_baselines(sharded, "image", ids)
+    stored = schema.read_columns(sharded, schema.ITEMS, ["item_id", "image"]).to_pandas().set_index("item_id")
+    stored = stored["image"].reindex(ids)
+    expected = baseline_features(list(stored))
+    assert set(found) == {"color_hist", "pixels"} and len(found["pixels"]) == len(ids)
+    for name in expected:
+        assert np.array_equal(found[name], expected[name]), name
+    with pytest.raises(UserError, match="no image"):
+        item_baselines(sharded, "image", [*ids[:3], "no-such-item"])

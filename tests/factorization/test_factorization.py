@@ -1,20 +1,28 @@
 """Negative sampling, the factorisation engines and their metrics, on small real inputs."""
 
+import functools
 import json
 import os
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from socialfeat.cli import main
 from socialfeat.config import ConfigError, FactorizationConfig, SamplingConfig, SplitConfig
 from socialfeat.data.splits import split_interactions
-from socialfeat.factorization import engines
+from socialfeat.factorization import engines, entry_file
 from socialfeat.factorization.engines import ENGINES
 from socialfeat.factorization.metrics import pair_error
-from socialfeat.factorization.mf import evaluate, factorize, neighbour_metrics, sampled_entries
-from socialfeat.factorization.sampling import log_popularity_weights, sample_negatives
+from socialfeat.factorization.mf import (
+    evaluate,
+    factorize,
+    neighbour_metrics,
+    sampled_entries,
+    write_sampled_entries,
+)
+from socialfeat.factorization.sampling import log_popularity_weights, negative_blocks, sample_negatives
 from socialfeat.methods import load_config
 from socialfeat.stats.ranking import mis_ordered_fraction, ndcg_at_k
 
@@ -152,6 +160,27 @@ def test_entries_keep_the_splits_folds_in_one_byte_each(synth_dir, synth_entries
     negatives = entries[entries["value"] == 0]
     assert 0.15 < (negatives["fold"] == "val").mean() < 0.25  # split.val_fraction = 0.2 of the negatives
     assert entries["fold"].memory_usage(deep=True) < 2 * len(entries) + 1000  # codes, not a string per entry
+
+
+def test_entries_written_by_blocks_read_back_by_fold_as_the_frame(synth_dir, tmp_path, monkeypatch):
+    interactions = pd.read_parquet(os.path.join(synth_dir, "interactions.parquet"))
+    split, _, _ = split_interactions(interactions, SplitConfig())
+    sampling, path = SamplingConfig(ratio=2.0), str(tmp_path / "entries.parquet")
+    # blocks of 50 users, each with its own validation draws, written 1000 rows a group
+    blocks = functools.partial(negative_blocks, users_per_block=50)
+    monkeypatch.setattr(entry_file, "ROWS_PER_GROUP", 1000)
+    users, items, counts = write_sampled_entries(split, sampling, SplitConfig(), path, blocks)
+    frame, *expected = sampled_entries(split, sampling, SplitConfig(), blocks)
+    assert pq.ParquetFile(path).num_row_groups > 10 and counts["sampling/negatives"] > 10000
+    assert users.equals(expected[0]) and items.equals(expected[1]) and counts == expected[2]
+    for where, kept in (
+        ("train", frame["fold"] == "train"),
+        ("val", frame["fold"] == "val"),
+        ("evaluated", (frame["fold"] == "val") | (frame["value"] > 0)),
+    ):
+        read = entry_file.read_entries(path, where)
+        pd.testing.assert_frame_equal(read, frame[kept.to_numpy()].reset_index(drop=True))
+    assert read["fold"].memory_usage(deep=True) < 2 * len(read) + 1000
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))

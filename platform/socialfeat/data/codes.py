@@ -24,15 +24,21 @@ def write_codes(views: Log, item_ids: pa.Array, directory: str) -> None:
     pq.write_table(pa.table({"item_id": item_ids}), os.path.join(directory, ITEMS))
 
 
+def _column(source: pq.ParquetFile, name: str) -> np.ndarray:
+    """One column of the log as an array; Arrow's copy of it let go before the next column is read."""
+    values = source.read(columns=[name]).column(name).to_numpy()
+    release_arrow()
+    return values
+
+
 def read_codes(directory: str) -> tuple[Log, pa.Array]:
-    """The log written by write_codes and the item ids its item codes index."""
-    table = pq.read_table(os.path.join(directory, LOG))
+    """The log written by write_codes and the item ids its item codes index, read a column at a time (the
+    reader holds the log's arrays and one column's Arrow copy besides, not the whole table twice)."""
+    source = pq.ParquetFile(os.path.join(directory, LOG))
     users = pq.read_table(os.path.join(directory, USERS)).column("user_id").combine_chunks()
     items = pq.read_table(os.path.join(directory, ITEMS)).column("item_id").combine_chunks()
-    stamps = table.column("timestamp").to_numpy() if "timestamp" in table.column_names else None
-    user, item, value = (table.column(name).to_numpy() for name in ("user", "item", "value"))
-    del table
-    release_arrow()
+    user, item, value = (_column(source, name) for name in ("user", "item", "value"))
+    stamps = _column(source, "timestamp") if "timestamp" in source.schema_arrow.names else None
     return Log(user, item, users, value, stamps), items
 
 

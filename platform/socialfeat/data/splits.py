@@ -105,14 +105,15 @@ def fold_strings(codes: np.ndarray):
     return pd.array(folds, dtype="str")
 
 
-def sorted_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """(each row's contiguous int id, the ids' strings in sorted order) of a string-id column. A categorical
-    column (the Parquet dictionary, read as such) is never expanded to a Python string per row: only its
-    distinct strings are sorted."""
+def sorted_codes(column: pd.Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, pd.Index]:
+    """(each row's contiguous int id, the ids' strings in sorted order) of a string-id column, or of the `rows`
+    (a boolean mask) of it. A categorical column (the Parquet dictionary, read as such) is never expanded to a
+    Python string per row: only its distinct strings are sorted."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes, labels = column.cat.codes.to_numpy(), column.cat.categories.to_numpy()
+        codes = codes if rows is None else codes[rows]
     else:
-        codes, labels = pd.factorize(column)
+        codes, labels = pd.factorize(column if rows is None else column[rows])
     present = np.unique(codes)
     order = present[np.argsort(labels[present], kind="stable")]
     rank = np.full(len(labels), -1, np.int32)

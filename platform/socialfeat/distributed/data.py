@@ -13,7 +13,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, Place
 from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.errors import UserError
-from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
+from socialfeat.evaluation.baselines import baseline_features
+from socialfeat.factorization.sampling import USERS_PER_BLOCK, joined, sample_block
 from socialfeat.vision.decode import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
@@ -38,7 +39,7 @@ def _sample_one_block(users, items, n_items, weights, ratio, seed, block):
     return sample_block(users, items, n_items, weights, ratio, seed, block)
 
 
-def sample_negatives_sharded(
+def negative_blocks_sharded(
     users: np.ndarray,
     items: np.ndarray,
     n_items: int,
@@ -46,10 +47,10 @@ def sample_negatives_sharded(
     ratio: float,
     seed: int,
     users_per_block: int = USERS_PER_BLOCK,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same negatives as sampling.sample_negatives, each block of users sampled by a Ray task that is
-    sent that block's positives alone (not every positive to mask); the blocks' negatives come back as
-    arrays, gathered in block order."""
+):
+    """sampling.negative_blocks with each block of users sampled by a Ray task that is sent that block's
+    positives alone (not every positive to mask); the blocks come back in block order, each let go by the
+    object store once the caller moves to the next."""
 
     block_of = users // users_per_block
     order = np.argsort(block_of, kind="stable")  # each block's positives in their original order
@@ -62,11 +63,23 @@ def sample_negatives_sharded(
         )
         for block, start, end in zip(blocks, starts, ends)
     ]
-    del order
-    parts = [ray.get(ref) for ref in pending]  # one at a time: the driver holds the results, not their copies
-    if not parts:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    del order, block_of
+    pending.reverse()
+    while pending:
+        yield ray.get(pending.pop())
+
+
+def sample_negatives_sharded(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    weights: np.ndarray,
+    ratio: float,
+    seed: int,
+    users_per_block: int = USERS_PER_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same negatives as sampling.sample_negatives, by negative_blocks_sharded's tasks, gathered."""
+    return joined(negative_blocks_sharded(users, items, n_items, weights, ratio, seed, users_per_block))
 
 
 def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -181,6 +194,37 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
     return [_read_item_rows.options(scheduling_strategy=here).remote(paths, column, picks) for picks in plan]
+
+
+def _baseline_batch(batch: dict, root, column: str) -> dict:
+    """The image baselines (colour histogram, pixels) of one block of item rows, decoded one at a time."""
+    encoded = [
+        item_image_bytes(root, stored, None) if column == "image" else item_image_bytes(root, None, stored)
+        for stored in batch[column]
+    ]
+    return {"item_id": batch["item_id"]} | baseline_features(encoded)
+
+
+def item_baselines(root, column: str, item_ids) -> dict[str, np.ndarray]:
+    """baseline_features of `item_ids` (each with a decodable image), in their order: the item rows read and
+    decoded by Ray tasks, the driver gathering only the feature vectors (never the images' bytes)."""
+    policy, ids = ImagePolicy.of(root), pd.Index(item_ids)
+    files = schema.parquet_files(policy.root, schema.ITEMS)
+    per_task = items_per_decode_task(len(ids), ray.cluster_resources().get("CPU", 1))
+    blocks = _named_item_blocks(policy.root, files, column=column, named=list(ids), rows_per_block=per_task)
+    found, parts = [], {}
+    if blocks:
+        features = ray.data.from_arrow_refs(blocks).map_batches(
+            _baseline_batch, batch_format="numpy", batch_size=per_task, fn_kwargs={"root": policy, "column": column}
+        )
+        for batch in features.iter_batches(batch_format="numpy", batch_size=None):
+            found.append(batch.pop("item_id"))
+            for name, vectors in batch.items():
+                parts.setdefault(name, []).append(vectors)
+    order = pd.Index(np.concatenate(found) if found else []).get_indexer(ids)
+    if (order < 0).any():
+        raise UserError(f"image baselines: {int((order < 0).sum())} item(s) have no image, e.g. {ids[order < 0][0]!r}")
+    return {name: np.concatenate(vectors)[order] for name, vectors in parts.items()}
 
 
 def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):

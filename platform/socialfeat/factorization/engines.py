@@ -37,6 +37,12 @@ class Entries:
     n_items: int
 
     @classmethod
+    def of(cls, entries, n_users: int, n_items: int) -> "Entries":
+        """Every row of an entries frame (columns user, item, value), without copying its columns."""
+        columns = (entries[name].to_numpy(dtype) for name, dtype in (("user", np.int32), ("item", np.int32)))
+        return cls(*columns, entries["value"].to_numpy(np.float32), n_users, n_items)
+
+    @classmethod
     def train_of(cls, entries, n_users: int, n_items: int) -> "Entries":
         """The `fold == "train"` rows of a sampled-entries frame (columns user, item, value, fold)."""
         train = (entries["fold"] == "train").to_numpy()

@@ -10,49 +10,73 @@ import scipy.sparse as sp
 from socialfeat.config import FactorizationConfig, SamplingConfig, SplitConfig
 from socialfeat.data.splits import sorted_codes, validation_mask
 from socialfeat.factorization import engines, metrics
-from socialfeat.factorization.sampling import log_popularity_weights, negatives_wanted, sample_negatives
+from socialfeat.factorization.entry_file import FOLDS, NEGATIVE_STREAM, write_entries
+from socialfeat.factorization.sampling import log_popularity_weights, negative_blocks, negatives_wanted
 from socialfeat.stats.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 
 log = logging.getLogger(__name__)
 
 
-FOLDS = ["train", "val"]  # the entries' folds (tr's test rows are not entries), as codes 0 and 1
+def _tr_positives(interactions: pd.DataFrame) -> tuple[tuple, pd.Index, pd.Index]:
+    """tr's positives as ((users, items, is_val) codes, user ids, item ids), through masks on the split's
+    dictionaries: no copy of the log frame."""
+    tr = (interactions["fold"] != "test").to_numpy()
+    positive_users, users = sorted_codes(interactions["user_id"], tr)
+    positive_items, items = sorted_codes(interactions["item_id"], tr)
+    return (positive_users, positive_items, (interactions["fold"] == "val").to_numpy()[tr]), users, items
+
+
+def _counts(positive_users: np.ndarray, n_users: int, n_items: int, negatives: int, ratio: float) -> dict:
+    wanted = negatives_wanted(np.bincount(positive_users, minlength=n_users), n_items, ratio)
+    return {
+        "sampling/positives": len(positive_users),
+        "sampling/negatives": int(negatives),
+        "sampling/users": n_users,
+        "sampling/items": n_items,
+        "sampling/users_without_negatives": int((wanted == 0).sum()),
+    }
+
+
+def _negative_blocks(positives: tuple, n_items: int, sampling: SamplingConfig, blocks):
+    users, items = positives[:2]
+    weights = log_popularity_weights(np.bincount(items, minlength=n_items))
+    return blocks(users, items, n_items, weights, sampling.ratio, sampling.seed)
+
+
+def write_sampled_entries(
+    interactions: pd.DataFrame, sampling: SamplingConfig, split: SplitConfig, path: str, blocks=negative_blocks
+) -> tuple[pd.Index, pd.Index, dict]:
+    """sampled_entries written to `path` a block of users at a time (entry_file), never gathered into one
+    frame; the same rows in the same order. Returns the id maps and counts."""
+    positives, users, items = _tr_positives(interactions)
+    del interactions  # the caller passes the log in: the sampling holds its codes alone
+    negative_blocks = _negative_blocks(positives, len(items), sampling, blocks)
+    negatives = write_entries(path, positives, negative_blocks, split.val_fraction, split.seed)
+    return users, items, _counts(positives[0], len(users), len(items), negatives, sampling.ratio)
 
 
 def sampled_entries(
-    interactions: pd.DataFrame, sampling: SamplingConfig, split: SplitConfig, sampler=sample_negatives
+    interactions: pd.DataFrame, sampling: SamplingConfig, split: SplitConfig, blocks=negative_blocks
 ) -> tuple[pd.DataFrame, pd.Index, pd.Index, dict]:
     """tr's observed entries: positives (value 1, fold from the split) and log-popularity negatives
     (value 0, split train / val with the same fraction); with the id maps and counts."""
-    tr = interactions[(interactions["fold"] != "test").to_numpy()]
-    positive_users, users = sorted_codes(tr["user_id"])
-    positive_items, items = sorted_codes(tr["item_id"])
-    popularity = np.bincount(positive_items, minlength=len(items))
-    neg_users, neg_items = sampler(
-        positive_users, positive_items, len(items), log_popularity_weights(popularity), sampling.ratio, sampling.seed
-    )
-    neg_val = validation_mask(len(neg_users), split.val_fraction, split.seed, stream=2)
-    # one byte per entry: as Python strings the fold column held ~60 bytes for each of the ~3 entries per view
-    fold = pd.Categorical.from_codes(
-        np.concatenate([(tr["fold"] == "val").to_numpy(), neg_val]).astype(np.int8), categories=FOLDS
-    )
+    positives, users, items = _tr_positives(interactions)
+    parts = list(_negative_blocks(positives, len(items), sampling, blocks))
+    neg_users = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+    neg_items = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+    neg_val = validation_mask(len(neg_users), split.val_fraction, split.seed, stream=NEGATIVE_STREAM)
+    fold = pd.Categorical.from_codes(np.concatenate([positives[2], neg_val]).astype(np.int8), categories=FOLDS)
     entries = pd.DataFrame(
         {
-            "user": np.concatenate([positive_users, neg_users]),
-            "item": np.concatenate([positive_items, neg_items]),
-            "value": np.concatenate([np.ones(len(tr), np.float32), np.zeros(len(neg_users), np.float32)]),
+            "user": np.concatenate([positives[0], neg_users]),
+            "item": np.concatenate([positives[1], neg_items]),
+            "value": np.concatenate(
+                [np.ones(len(fold) - len(neg_users), np.float32), np.zeros(len(neg_users), np.float32)]
+            ),
             "fold": fold,
         }
     )
-    wanted = negatives_wanted(np.bincount(positive_users, minlength=len(users)), len(items), sampling.ratio)
-    counts = {
-        "sampling/positives": int(len(tr)),
-        "sampling/negatives": int(len(neg_users)),
-        "sampling/users": len(users),
-        "sampling/items": len(items),
-        "sampling/users_without_negatives": int((wanted == 0).sum()),
-    }
-    return entries, users, items, counts
+    return entries, users, items, _counts(positives[0], len(users), len(items), len(neg_users), sampling.ratio)
 
 
 def _matrix(users: np.ndarray, items: np.ndarray, shape) -> sp.csr_matrix:

@@ -83,6 +83,28 @@ def sample_block(
     return (np.concatenate(chosen_users).astype(np.int32), np.concatenate(chosen_items).astype(np.int32))
 
 
+def negative_blocks(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    weights: np.ndarray,
+    ratio: float,
+    seed: int,
+    users_per_block: int = USERS_PER_BLOCK,
+):
+    """Negatives (users, items) a block of users at a time, in block order (what the sharded Ray version yields)."""
+    for block, mask in blocks_of(users, users_per_block):
+        yield sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
+
+
+def joined(blocks) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks' negatives as one (users, items) pair."""
+    parts = list(blocks)
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def sample_negatives(
     users: np.ndarray,
     items: np.ndarray,
@@ -93,13 +115,7 @@ def sample_negatives(
     users_per_block: int = USERS_PER_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Negatives for all users, block by block (the same result as the sharded Ray version)."""
-    parts = [
-        sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
-        for block, mask in blocks_of(users, users_per_block)
-    ]
-    if not parts:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return joined(negative_blocks(users, items, n_items, weights, ratio, seed, users_per_block))
 
 
 def blocks_of(users: np.ndarray, users_per_block: int = USERS_PER_BLOCK):

@@ -8,10 +8,7 @@ import numpy as np
 import pandas as pd
 
 from socialfeat import artifacts
-from socialfeat.data import schema
-from socialfeat.data.images import item_image_bytes
 from socialfeat.errors import UserError
-from socialfeat.evaluation.baselines import baseline_features
 from socialfeat.evaluation.external import (
     aligned_features,
     check_feature_file,
@@ -31,16 +28,14 @@ from socialfeat.stats import significance
 WEIGHTS_READ = ("training.model", "training.tap", "training.image_size", "training.crop_size", "training.seed")
 
 
-def stored_images(ctx: StageContext, ids) -> list:
-    """The encoded image (bytes) of each of `ids`, as the dataset stores it (None where it has none)."""
+def image_baselines(ctx: StageContext, ids) -> dict[str, np.ndarray]:
+    """The image baselines (colour histogram, pixels) of `ids`, each with a decodable image, in their order:
+    computed by Ray tasks that read the item rows (distributed.data.item_baselines)."""
+    # the Ray layer loads when the stage runs: a method's graph loads without Ray
+    from socialfeat.distributed.data import item_baselines
+
     dataset = ctx.dataset()
-    column = dataset.image_column
-    table = schema.read_columns(dataset.root, schema.ITEMS, ["item_id", column]).to_pandas()
-    stored = table.set_index("item_id")[column].reindex(ids)
-    return [
-        item_image_bytes(dataset.images, v, None) if column == "image" else item_image_bytes(dataset.images, None, v)
-        for v in stored
-    ]
+    return item_baselines(dataset.images, dataset.image_column, ids)
 
 
 def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +65,7 @@ def _weights_set(ctx: StageContext, ids: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _extra_sets(ctx: StageContext, ids: np.ndarray) -> tuple[dict, dict]:
     """Baselines and the user's weights (written to this stage), then the user's feature files."""
-    computed = {name: (ids, vectors) for name, vectors in baseline_features(stored_images(ctx, ids)).items()}
+    computed = {name: (ids, vectors) for name, vectors in image_baselines(ctx, ids).items()}
     if ctx.cfg.evaluation.weights:
         computed["weights"] = _weights_set(ctx, ids)
     files = {name: (ids, aligned_features(path, name, ids)) for name, path in ctx.cfg.evaluation.feature_files.items()}

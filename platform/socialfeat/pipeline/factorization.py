@@ -6,19 +6,14 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from socialfeat import artifacts, console
 from socialfeat.evaluation.coldstart import Factors
 from socialfeat.factorization.engines import Entries
-from socialfeat.factorization.mf import (
-    evaluate,
-    fit_entries,
-    neighbour_metrics,
-    pr_samples,
-    sampled_entries,
-    validation_entries,
-)
-from socialfeat.factorization.sampling import sample_negatives
+from socialfeat.factorization.entry_file import read_entries
+from socialfeat.factorization.mf import evaluate, fit_entries, neighbour_metrics, pr_samples, write_sampled_entries
+from socialfeat.factorization.sampling import negative_blocks
 from socialfeat.memory import check_fits, factor_bytes, release_arrow
 from socialfeat.pipeline.common import single_labels, view_log
 from socialfeat.stages import Stage, StageContext
@@ -32,23 +27,22 @@ def split_log(path: str) -> pd.DataFrame:
 
 def sampling(ctx: StageContext, tmp: str) -> dict:
     cfg = ctx.cfg
-    interactions = split_log(ctx.path("split", "interactions.parquet"))
-    sampler = sample_negatives
-    if len(interactions) >= cfg.sampling.ray_min_positives:
+    log_path = ctx.path("split", "interactions.parquet")
+    blocks = negative_blocks
+    if pq.ParquetFile(log_path).metadata.num_rows >= cfg.sampling.ray_min_positives:
         # the Ray layer loads when the stage runs: a method's graph loads without Ray
-        from socialfeat.distributed.data import sample_negatives_sharded as sampler
-    entries, users, items, counts = sampled_entries(interactions, cfg.sampling, cfg.split, sampler)
-    artifacts.write_parquet(entries, os.path.join(tmp, "entries.parquet"))
+        from socialfeat.distributed.data import negative_blocks_sharded as blocks
+    entries = os.path.join(tmp, "entries.parquet")
+    users, items, counts = write_sampled_entries(split_log(log_path), cfg.sampling, cfg.split, entries, blocks)
     pd.DataFrame({"user_id": users}).to_parquet(os.path.join(tmp, "users.parquet"), index=False)
     pd.DataFrame({"item_id": items}).to_parquet(os.path.join(tmp, "items.parquet"), index=False)
     return counts
 
 
 def _fit(ctx: StageContext, n_users: int, n_items: int, show):
-    """The factorisation's fit, holding its train rows and validation rows, not the sampled frame besides."""
-    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
-    train, val = Entries.train_of(entries, n_users, n_items), validation_entries(entries)
-    del entries
+    """The factorisation's fit from the train and validation entries, read as such (never the whole file)."""
+    path = ctx.path("sampling", "entries.parquet")
+    train, val = Entries.of(read_entries(path, "train"), n_users, n_items), read_entries(path, "val")
     release_arrow()
     return fit_entries(train, val, ctx.cfg.factorization, show)
 
@@ -70,7 +64,8 @@ def factorization(ctx: StageContext, tmp: str) -> dict:
     users.to_parquet(os.path.join(tmp, "users.parquet"), index=False)
     items.to_parquet(os.path.join(tmp, "items.parquet"), index=False)
     artifacts.write_json(os.path.join(tmp, "history.json"), history)
-    entries = pd.read_parquet(ctx.path("sampling", "entries.parquet"))
+    entries = read_entries(ctx.path("sampling", "entries.parquet"), "evaluated")
+    release_arrow()
     result = evaluate(user_factors, item_factors, entries, cfg)
     labels = single_labels(ctx, items["item_id"])
     result |= neighbour_metrics(item_factors, entries, labels, cfg.neighbours, cfg.seed)

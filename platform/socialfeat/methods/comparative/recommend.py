@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from socialfeat.evaluation.baselines import baseline_features
 from socialfeat.features.extract import read_sets
 from socialfeat.methods.comparative.stages import stage_task
 from socialfeat.methods.comparative.tasks import distances
-from socialfeat.pipeline.evaluate import stored_images
+from socialfeat.pipeline.evaluate import image_baselines
 from socialfeat.pipeline.train import tower_outputs, trained_model
 from socialfeat.stages import StageContext
 from socialfeat.stats import significance
@@ -49,7 +48,7 @@ def _feature_sets(ctx: StageContext, stored: dict, ids: pd.Index) -> dict[str, t
     """{name: (its items, vectors)}: the features stage's sets `stored` and the colour histogram of `ids`."""
     sets = {name: (pd.Index(found), vectors) for name, (found, vectors) in stored.items()}
     decodable = ids[ids.isin(sets["cnn"][0])]
-    histograms = baseline_features(stored_images(ctx, decodable))["color_hist"]
+    histograms = image_baselines(ctx, decodable)["color_hist"]
     return sets | {"color_hist": (decodable, histograms)}
 
 
