@@ -85,6 +85,39 @@ def test_pair_error_matches_brute_force():
     assert mis_ordered_fraction(np.array([2.0]), np.array([1.0, 3.0, 2.0])) == pytest.approx(0.5)
 
 
+def test_pair_error_over_blocks_of_users_is_the_one_pass_value(monkeypatch):
+    from socialfeat.factorization import metrics
+
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 40, 2000).astype(np.int32)
+    scores = rng.integers(0, 7, 2000).astype(np.float32)
+    positive = rng.random(2000) < 0.4
+    whole = metrics.pair_error_by_user(users, scores, positive)
+    monkeypatch.setattr(metrics, "PAIR_ENTRIES_PER_BLOCK", 130)  # ~16 blocks of users
+    blocked = metrics.pair_error_by_user(users, scores, positive)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+    assert metrics.pair_error(users, scores, positive) == float(np.mean(whole[1]))
+
+
+def test_als_on_int8_values_is_the_fit_on_float_values():
+    from socialfeat.factorization.cg import cg_rows, rows_csr
+
+    users, items = _positives(n_users=300, n_items=30, per_user=4)
+    values = (np.random.default_rng(2).random(len(users)) < 0.5).astype(np.float32)
+    assert engines._compact(values).dtype == np.int8 and engines._compact(values + 0.5).dtype == np.float32
+    fits = []
+    for data in (values, values.astype(np.int8)):
+        rng = np.random.default_rng(0)
+        user_factors, item_factors = engines._initial(300, 8, rng), engines._initial(30, 8, rng)
+        by_user, by_item = rows_csr(users, items, data, 300), rows_csr(items, users, data, 30)
+        assert by_user[2].dtype == data.dtype
+        for _ in range(3):
+            cg_rows(*by_user, user_factors, item_factors, 1.0, 3)
+            cg_rows(*by_item, item_factors, user_factors, 1.0, 3)
+        fits.append(item_factors)
+    assert np.array_equal(fits[0], fits[1])
+
+
 def test_ndcg_of_a_perfect_and_a_reversed_list():
     perfect = np.array([[True, True, False]])
     assert ndcg_at_k(perfect, np.array([2]))[0] == pytest.approx(1.0)

@@ -15,8 +15,8 @@ def _dot(a, b):
 @numba.njit(cache=True)
 def rows_csr(rows, cols, values, n_rows):
     """(indptr, indices, data) of the entries grouped by row, each row's entries in their original
-    order (duplicates kept, as Eq. 3 counts them). A counting sort: O(entries), where sorting
-    unsorted item ids costs seconds on a 12M-entry log."""
+    order (duplicates kept, as Eq. 3 counts them), the values in their own dtype. A counting sort:
+    O(entries), where sorting unsorted item ids costs seconds on a 12M-entry log."""
     indptr = np.zeros(n_rows + 1, np.int64)
     for row in rows:
         indptr[row + 1] += 1
@@ -24,7 +24,7 @@ def rows_csr(rows, cols, values, n_rows):
         indptr[row + 1] += indptr[row]
     next_slot = indptr[:-1].copy()
     indices = np.empty(len(rows), np.int32)
-    data = np.empty(len(rows), np.float32)
+    data = np.empty(len(rows), values.dtype)
     for k in range(len(rows)):
         slot = next_slot[rows[k]]
         indices[slot] = cols[k]
@@ -50,7 +50,7 @@ def cg_rows(indptr, indices, values, factors, other, reg, steps):
         residual = -reg * x  # b - A x, with b = sum_k v_k y_k
         for k in range(start, end):
             y = other[indices[k]]
-            error = values[k] - _dot(y, x)
+            error = np.float32(values[k]) - _dot(y, x)
             for f in range(dim):
                 residual[f] += error * y[f]
         direction = residual.copy()

@@ -110,6 +110,13 @@ def _solve_rows(blocks, other, n_rows: int, reg: float):
     return result
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """The values as int8 where that holds every one exactly (the sampled entries' 0 and 1), else float32: the
+    two CSR copies of the entries then hold a byte a value instead of four (1.2 GB less at 200M entries)."""
+    small = values.astype(np.int8)
+    return small if np.array_equal(small, values) else values.astype(np.float32, copy=False)
+
+
 def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     """ALS: on a CPU, `cg_steps` warm-started conjugate-gradient steps per row and half-epoch (numba);
     on a GPU, or with cg_steps 0, the exact batched closed-form solve in torch."""
@@ -119,7 +126,7 @@ def fit_als(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback 
 
     rng = np.random.default_rng(cfg.seed)
     users, items = _initial(entries.n_users, cfg.dim, rng), _initial(entries.n_items, cfg.dim, rng)
-    values = entries.values.astype(np.float32, copy=False)
+    values = _compact(entries.values)
     by_user = rows_csr(entries.users, entries.items, values, entries.n_users)
     by_item = rows_csr(entries.items, entries.users, values, entries.n_items)
     for epoch in range(cfg.epochs):
