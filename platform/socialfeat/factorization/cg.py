@@ -33,7 +33,10 @@ def rows_csr(rows, cols, values, n_rows):
     return indptr, indices, data
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+# Not cached on disk: this kernel loaded from numba's cache gave factors up to 5.7e-6 away from the same
+# kernel compiled in the process (fastmath), so a run's numbers depended on whether an earlier process had
+# compiled it. Compiled in every process (~2 s), every run of a seed gives the same factors.
+@numba.njit(parallel=True, fastmath=True, cache=False)
 def cg_rows(indptr, indices, values, factors, other, reg, steps):
     """Move every row x of `factors` towards argmin sum_k (v_k - x.y_k)^2 + reg |x|^2 over its
     entries (CSR: indptr, indices into `other`, values) by `steps` CG steps from its current value.
