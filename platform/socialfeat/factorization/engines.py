@@ -7,6 +7,7 @@ is regularised as much as a light one); `implicit_als` (Hu, Koren & Volinsky) an
 learn from the positives alone, with implicit's own regularisation conventions.
 """
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,4 +220,8 @@ ENGINES = {"als": fit_als, "sgd": fit_sgd, "implicit_als": fit_implicit_als, "im
 
 def fit(entries: Entries, cfg: FactorizationConfig, on_epoch: EpochCallback | None = None):
     """(user_factors, item_factors) as float32 numpy arrays, by the configured engine."""
-    return ENGINES[cfg.engine](entries, cfg, on_epoch)
+    factors = ENGINES[cfg.engine](entries, cfg, on_epoch)
+    # numba compiling a kernel inside the engine leaves a reference cycle that holds the engine's finished
+    # frame, and with it the CSR copies of the entries (5 GB at 100M views), until the collector runs
+    gc.collect()
+    return factors
