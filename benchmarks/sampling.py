@@ -44,8 +44,8 @@ def measure(path: str, read: str) -> None:
     """In this process: one sampling stage's work, printed as JSON (run by `main` in a fresh process)."""
     from socialfeat.config import SamplingConfig
     from socialfeat.distributed.cluster import start_local
-    from socialfeat.distributed.data import sample_negatives_sharded
-    from socialfeat.factorization.mf import sampled_entries
+    from socialfeat.distributed.data import negative_blocks_sharded
+    from socialfeat.factorization.mf import write_sampled_entries
     from socialfeat.memory import peak_rss_mib, reset_peak_rss
 
     start_local(CPUS)
@@ -58,8 +58,8 @@ def measure(path: str, read: str) -> None:
         frame = split_log(path)
     else:
         frame = pd.read_parquet(path)  # the whole log, a Python string per id and fold, as the stage read it
-    entries, _, _, counts = sampled_entries(frame, SamplingConfig(), SplitConfig(), sample_negatives_sharded)
-    entries.to_parquet(path + ".entries.parquet", index=False)
+    entries = path + ".entries.parquet"  # written as the stage writes it, a block of users at a time
+    _, _, counts = write_sampled_entries(frame, SamplingConfig(), SplitConfig(), entries, negative_blocks_sharded)
     seconds = time.perf_counter() - started
     positives = counts["sampling/positives"]
     print(

@@ -66,12 +66,13 @@ def test_quota_without_replacement_seeded_and_skips_users_with_nothing_left():
 
 
 def test_sharded_ray_sampling_equals_the_local_one(ray_session):
-    from socialfeat.distributed.data import sample_negatives_sharded
+    from socialfeat.distributed.data import negative_blocks_sharded
+    from socialfeat.factorization.sampling import joined
 
     users, items = _positives(n_users=500, n_items=60, per_user=5)
     weights = log_popularity_weights(np.bincount(items, minlength=60))
     local = sample_negatives(users, items, 60, weights, 2.0, seed=5, users_per_block=128)
-    sharded = sample_negatives_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=128)
+    sharded = joined(negative_blocks_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=128))
     assert np.array_equal(local[0], sharded[0]) and np.array_equal(local[1], sharded[1])
 
 

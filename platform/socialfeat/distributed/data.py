@@ -14,7 +14,7 @@ from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.errors import UserError
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.factorization.sampling import USERS_PER_BLOCK, joined, sample_block
+from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
 from socialfeat.vision.decode import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
@@ -67,19 +67,6 @@ def negative_blocks_sharded(
     pending.reverse()
     while pending:
         yield ray.get(pending.pop())
-
-
-def sample_negatives_sharded(
-    users: np.ndarray,
-    items: np.ndarray,
-    n_items: int,
-    weights: np.ndarray,
-    ratio: float,
-    seed: int,
-    users_per_block: int = USERS_PER_BLOCK,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same negatives as sampling.sample_negatives, by negative_blocks_sharded's tasks, gathered."""
-    return joined(negative_blocks_sharded(users, items, n_items, weights, ratio, seed, users_per_block))
 
 
 def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str, np.ndarray]:
