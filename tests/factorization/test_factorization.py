@@ -22,7 +22,7 @@ from socialfeat.factorization.mf import (
     sampled_entries,
     write_sampled_entries,
 )
-from socialfeat.factorization.sampling import log_popularity_weights, negative_blocks, sample_negatives
+from socialfeat.factorization.sampling import joined, log_popularity_weights, negative_blocks
 from socialfeat.methods import load_config
 from socialfeat.stats.ranking import mis_ordered_fraction, ndcg_at_k
 
@@ -37,7 +37,7 @@ def test_negatives_follow_the_log_popularity_weights_and_never_hit_a_positive():
     users, items = _positives()
     popularity = np.arange(1, 21) ** 2  # a steep head so the weights differ a lot
     weights = log_popularity_weights(popularity)
-    neg_users, neg_items = sample_negatives(users, items, 20, weights, ratio=0.5, seed=1)  # one per user
+    neg_users, neg_items = joined(negative_blocks(users, items, 20, weights, ratio=0.5, seed=1))  # one per user
     assert len(neg_users) == 3000
     positive_keys = set(zip(users.tolist(), items.tolist()))
     assert not any((u, i) in positive_keys for u, i in zip(neg_users.tolist(), neg_items.tolist()))
@@ -58,20 +58,19 @@ def test_quota_without_replacement_seeded_and_skips_users_with_nothing_left():
     users = np.array([0, 0, 1, 1, 1, 1, 1], np.int32)
     items = np.array([0, 1, 0, 1, 2, 3, 4], np.int32)  # user 1 saw every one of the 5 items
     weights = log_popularity_weights(np.array([2, 2, 1, 1, 1]))
-    neg_users, neg_items = sample_negatives(users, items, 5, weights, ratio=2.0, seed=3)
+    neg_users, neg_items = joined(negative_blocks(users, items, 5, weights, ratio=2.0, seed=3))
     assert (neg_users == 0).sum() == 3 and not (neg_users == 1).any()  # capped at 3 left, none for user 1
     assert sorted(neg_items.tolist()) == [2, 3, 4]
-    again = sample_negatives(users, items, 5, weights, ratio=2.0, seed=3)
+    again = joined(negative_blocks(users, items, 5, weights, ratio=2.0, seed=3))
     assert np.array_equal(again[1], neg_items)
 
 
 def test_sharded_ray_sampling_equals_the_local_one(ray_session):
     from socialfeat.distributed.data import negative_blocks_sharded
-    from socialfeat.factorization.sampling import joined
 
     users, items = _positives(n_users=500, n_items=60, per_user=5)
     weights = log_popularity_weights(np.bincount(items, minlength=60))
-    local = sample_negatives(users, items, 60, weights, 2.0, seed=5, users_per_block=128)
+    local = joined(negative_blocks(users, items, 60, weights, 2.0, seed=5, users_per_block=128))
     sharded = joined(negative_blocks_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=128))
     assert np.array_equal(local[0], sharded[0]) and np.array_equal(local[1], sharded[1])
 

@@ -92,12 +92,14 @@ def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str,
     return columns
 
 
+def _stored_bytes(root, column: str, stored) -> bytes:
+    """An item's encoded image from its `column` value: the bytes themselves or a path under the policy's root."""
+    return item_image_bytes(root, stored, None) if column == "image" else item_image_bytes(root, None, stored)
+
+
 def _decoded(root, column: str, stored, size: int):
 
-    if stored is None:
-        return None
-    data = item_image_bytes(root, stored, None) if column == "image" else item_image_bytes(root, None, stored)
-    return load_image(data, size)
+    return None if stored is None else load_image(_stored_bytes(root, column, stored), size)
 
 
 def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str, lookup_ref) -> dict:
@@ -185,10 +187,7 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
 
 def _baseline_batch(batch: dict, root, column: str) -> dict:
     """The image baselines (colour histogram, pixels) of one block of item rows, decoded one at a time."""
-    encoded = [
-        item_image_bytes(root, stored, None) if column == "image" else item_image_bytes(root, None, stored)
-        for stored in batch[column]
-    ]
+    encoded = [_stored_bytes(root, column, stored) for stored in batch[column]]
     return {"item_id": batch["item_id"]} | baseline_features(encoded)
 
 

@@ -33,23 +33,29 @@ def _write(writer: pq.ParquetWriter, users, items, value: float, is_val: np.ndar
         writer.write_table(_group(users[start:end], items[start:end], value, is_val[start:end]))
 
 
-def write_entries(
-    path: str,
+def entry_groups(
     positives: tuple[np.ndarray, np.ndarray, np.ndarray],
     negative_blocks: Iterable[tuple[np.ndarray, np.ndarray]],
     val_fraction: float,
     seed: int,
-) -> int:
-    """The positives (users, items, is_val) with value 1, then each block's negatives (users, items) with value
-    0 and a validation draw each, in the order and with the draws of one `validation_mask` over all of them
-    (a Generator's uniform draws do not depend on how they are batched). Returns the number of negatives."""
+):
+    """(users, items, value, is_val) of the positives (users, items, is_val) with value 1, then of each block's
+    negatives (users, items) with value 0 and a validation draw each: in the order and with the draws of one
+    `validation_mask` over all the negatives (a Generator's uniform draws do not depend on how they are
+    batched)."""
+    yield (*positives[:2], 1.0, positives[2])
     rng = np.random.default_rng([seed, NEGATIVE_STREAM])
+    for users, items in negative_blocks:
+        yield users, items, 0.0, rng.random(len(users)) < val_fraction
+
+
+def write_entries(path: str, groups: Iterable[tuple]) -> int:
+    """entry_groups' `groups` written to `path` as they come. Returns the number of negatives."""
     negatives = 0
     with pq.ParquetWriter(path, SCHEMA) as writer:
-        _write(writer, *positives[:2], 1.0, positives[2])
-        for users, items in negative_blocks:
-            _write(writer, users, items, 0.0, rng.random(len(users)) < val_fraction)
-            negatives += len(users)
+        for users, items, value, is_val in groups:
+            _write(writer, users, items, value, is_val)
+            negatives += len(users) if value == 0 else 0
     return negatives
 
 

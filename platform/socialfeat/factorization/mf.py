@@ -8,9 +8,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from socialfeat.config import FactorizationConfig, SamplingConfig, SplitConfig
-from socialfeat.data.splits import sorted_codes, validation_mask
+from socialfeat.data.splits import sorted_codes
 from socialfeat.factorization import engines, metrics
-from socialfeat.factorization.entry_file import FOLDS, NEGATIVE_STREAM, write_entries
+from socialfeat.factorization.entry_file import FOLDS, entry_groups, write_entries
 from socialfeat.factorization.sampling import log_popularity_weights, negative_blocks, negatives_wanted
 from socialfeat.stats.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 
@@ -51,7 +51,7 @@ def write_sampled_entries(
     positives, users, items = _tr_positives(interactions)
     del interactions  # the caller passes the log in: the sampling holds its codes alone
     negative_blocks = _negative_blocks(positives, len(items), sampling, blocks)
-    negatives = write_entries(path, positives, negative_blocks, split.val_fraction, split.seed)
+    negatives = write_entries(path, entry_groups(positives, negative_blocks, split.val_fraction, split.seed))
     return users, items, _counts(positives[0], len(users), len(items), negatives, sampling.ratio)
 
 
@@ -61,22 +61,19 @@ def sampled_entries(
     """tr's observed entries: positives (value 1, fold from the split) and log-popularity negatives
     (value 0, split train / val with the same fraction); with the id maps and counts."""
     positives, users, items = _tr_positives(interactions)
-    parts = list(_negative_blocks(positives, len(items), sampling, blocks))
-    neg_users = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
-    neg_items = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
-    neg_val = validation_mask(len(neg_users), split.val_fraction, split.seed, stream=NEGATIVE_STREAM)
-    fold = pd.Categorical.from_codes(np.concatenate([positives[2], neg_val]).astype(np.int8), categories=FOLDS)
+    negative_blocks = _negative_blocks(positives, len(items), sampling, blocks)
+    groups = list(entry_groups(positives, negative_blocks, split.val_fraction, split.seed))
+    column = lambda part: np.concatenate([group[part] for group in groups])  # noqa: E731
     entries = pd.DataFrame(
         {
-            "user": np.concatenate([positives[0], neg_users]),
-            "item": np.concatenate([positives[1], neg_items]),
-            "value": np.concatenate(
-                [np.ones(len(fold) - len(neg_users), np.float32), np.zeros(len(neg_users), np.float32)]
-            ),
-            "fold": fold,
+            "user": column(0),
+            "item": column(1),
+            "value": np.concatenate([np.full(len(group[0]), group[2], np.float32) for group in groups]),
+            "fold": pd.Categorical.from_codes(column(3).astype(np.int8), categories=FOLDS),
         }
     )
-    return entries, users, items, _counts(positives[0], len(users), len(items), len(neg_users), sampling.ratio)
+    negatives = len(entries) - len(positives[0])
+    return entries, users, items, _counts(positives[0], len(users), len(items), negatives, sampling.ratio)
 
 
 def _matrix(users: np.ndarray, items: np.ndarray, shape) -> sp.csr_matrix:

@@ -98,24 +98,11 @@ def negative_blocks(
 
 
 def joined(blocks) -> tuple[np.ndarray, np.ndarray]:
-    """The blocks' negatives as one (users, items) pair."""
+    """The blocks' negatives as one (users, items) pair: the negatives of every user."""
     parts = list(blocks)
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def sample_negatives(
-    users: np.ndarray,
-    items: np.ndarray,
-    n_items: int,
-    weights: np.ndarray,
-    ratio: float,
-    seed: int,
-    users_per_block: int = USERS_PER_BLOCK,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Negatives for all users, block by block (the same result as the sharded Ray version)."""
-    return joined(negative_blocks(users, items, n_items, weights, ratio, seed, users_per_block))
 
 
 def blocks_of(users: np.ndarray, users_per_block: int = USERS_PER_BLOCK):
