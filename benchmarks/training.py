@@ -1,14 +1,15 @@
 """Image throughput of the CNN stages: decode + augment (Ray Data against a plain PIL loop on the
 same cores), the training step, and feature extraction; on a GPU also ResNet-50 bf16 training.
 
-    python benchmarks/training.py [--data DIR] [--repeat 1,8] [--no-ray] [--steps 30]
+    python benchmarks/training.py [--data DIR] [--repeat 1,8] [--no-ray] [--steps 30] [--decode-only]
 
---data is a contract dataset with images (default: the MovieLens posters imported into a temporary
-directory); --repeat R also measures decoding on a copy whose items.parquet holds every image R times
-(as distinct items), where Ray Data's fixed cost per execution (~1 s) weighs less. Decoding is reported
-in images/s per core: the PIL loop uses one (torch capped at one thread), Ray Data every CPU of its local
-cluster; the same loop in one process per CPU shows what concurrent decoders get from the machine. Prints
-one JSON line per measurement. Without Ray installed (a GPU box) use --no-ray.
+--data is a contract dataset with images, single-file or sharded (default: the MovieLens posters imported
+into a temporary directory); --repeat R also measures decoding on a copy whose items.parquet holds every
+image R times (as distinct items), where Ray Data's fixed cost per execution (~1 s) weighs less. Ray Data
+decodes training rows (image and label) through `distributed.data.image_rows`, as the training stage does.
+Decoding is reported in images/s per core: the PIL loop uses one (torch capped at one thread), Ray Data
+every CPU of its local cluster; the same loop in one process per CPU shows what concurrent decoders get
+from the machine. Prints one JSON line per measurement. Without Ray installed (a GPU box) use --no-ray.
 """
 
 import argparse
@@ -18,18 +19,21 @@ import tempfile
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from socialfeat.data import schema
 from socialfeat.data.images import encode_jpeg, item_image_bytes
 from socialfeat.features.extract import embed_images
 from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.training.loop import make_optimizer, train_one_epoch
 from socialfeat.vision.backbones import backbone
-from socialfeat.vision.transforms import decode_jpeg_batch, load_image, to_input
+from socialfeat.vision.decode import load_image
+from socialfeat.vision.transforms import decode_jpeg_batch, to_input
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens-posters")
 
@@ -39,7 +43,7 @@ def _emit(**record) -> None:
 
 
 def _encoded(root: str) -> tuple[list, list]:
-    table = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", "image"]).to_pydict()
+    table = schema.read_columns(root, schema.ITEMS, ["item_id", "image"]).to_pydict()
     pairs = [(i, b) for i, b in zip(table["item_id"], table["image"]) if b]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -51,23 +55,24 @@ def _repeated(root: str, work: str, times: int) -> str:
     copy = os.path.join(work, f"x{times}")
     os.makedirs(copy)
     for name in os.listdir(root):
-        if name != "items.parquet":
+        if name not in (schema.ITEMS, schema.shard_folder(schema.ITEMS)):
             os.symlink(os.path.join(root, name), os.path.join(copy, name))
-    items = pq.read_table(os.path.join(root, "items.parquet"), columns=["item_id", "image"])
+    items = schema.read_columns(root, schema.ITEMS, ["item_id", "image"])
     items = items.filter(pc.is_valid(items["image"]))
     ids = items["item_id"].cast(pa.string())
     copies = [items.set_column(0, "item_id", pc.binary_join_element_wise(f"{r}-", ids, "")) for r in range(times)]
-    pq.write_table(pa.concat_tables(copies), os.path.join(copy, "items.parquet"))
+    pq.write_table(pa.concat_tables(copies), os.path.join(copy, schema.ITEMS))
     return copy
 
 
 def _decode_and_augment(images: list, size: int, crop: int) -> int:
-    """The plain loop: decode, then augment in batches of 256 on one thread; how many images it took."""
+    """The plain loop: decode 256 images, augment them as one batch, and so on, on one thread; how many
+    images it took."""
     torch.set_num_threads(1)  # one core: torch's intra-op threads would borrow the other one
-    decoded = [load_image(item_image_bytes("", b, None), size) for b in images]
-    for start in range(0, len(decoded), 256):
-        to_input(torch.from_numpy(np.stack(decoded[start : start + 256])), crop, train=True)
-    return len(decoded)
+    for start in range(0, len(images), 256):
+        decoded = [load_image(item_image_bytes("", b, None), size) for b in images[start : start + 256]]
+        to_input(torch.from_numpy(np.stack(decoded)), crop, train=True)
+    return len(images)
 
 
 def bench_pil(images: list, size: int, crop: int) -> None:
@@ -87,18 +92,27 @@ def bench_pil(images: list, size: int, crop: int) -> None:
     )
 
 
+_SHARES: list = []  # each forked process's images, inherited rather than sent through the pool's pipe
+
+
+def _decode_share(rank: int, limit: int | None, size: int, crop: int) -> int:
+    return _decode_and_augment(_SHARES[rank][:limit], size, crop)
+
+
 def bench_pil_processes(images: list, size: int, crop: int) -> None:
-    """The plain loop in one process per CPU, each on its share of the images (forked, the pool started
-    outside the timing): what two decoders at once get from the machine, with no Ray in between."""
+    """The plain loop in one process per CPU, each on its share of the images (forked with its share in
+    memory, the pool started outside the timing): what two decoders at once get from the machine, with
+    no Ray in between."""
     import multiprocessing
 
     cpus = os.cpu_count()
-    shares = [images[rank::cpus] for rank in range(cpus)]
+    _SHARES[:] = [images[rank::cpus] for rank in range(cpus)]
     with multiprocessing.get_context("fork").Pool(cpus) as pool:
-        pool.starmap(_decode_and_augment, [(share[:8], size, crop) for share in shares])  # workers up
+        pool.starmap(_decode_share, [(rank, 8, size, crop) for rank in range(cpus)])  # workers up
         started = time.perf_counter()
-        pool.starmap(_decode_and_augment, [(share, size, crop) for share in shares])
+        pool.starmap(_decode_share, [(rank, None, size, crop) for rank in range(cpus)])
         rate = len(images) / (time.perf_counter() - started)
+    _SHARES.clear()
     _emit(
         stage="decode+augment",
         impl=f"plain PIL loop x{cpus} processes",
@@ -110,19 +124,64 @@ def bench_pil_processes(images: list, size: int, crop: int) -> None:
     )
 
 
+def _labelled(item_ids: list) -> pd.DataFrame:
+    """Training rows of one image each, labelled by position (a pass-through column, as pseudo classes are)."""
+    return pd.DataFrame({"item": item_ids, "label": np.arange(len(item_ids))})
+
+
+def _read_and_decode_share(root: str, rank: int, cpus: int, size: int, crop: int) -> int:
+    """The plain loop reading its images itself: every cpus-th batch of 256 rows of the item files, from
+    batch `rank` on (each process scans the files, decoding only its batches)."""
+    batches = (
+        batch
+        for parquet in schema.parquet_files(root, schema.ITEMS)
+        for batch in parquet.iter_batches(256, columns=["image"])
+    )
+    return sum(
+        _decode_and_augment([b for b in batch.column(0).to_pylist() if b], size, crop)
+        for number, batch in enumerate(batches)
+        if number % cpus == rank
+    )
+
+
+def bench_pil_processes_reading(root: str, size: int, crop: int) -> None:
+    """The plain loop in one process per CPU, each reading its share of the images from the item files:
+    what Ray Data also does, and the bytes-in-memory loop above does not."""
+    import multiprocessing
+
+    cpus = os.cpu_count()
+    with multiprocessing.get_context("fork").Pool(cpus) as pool:
+        pool.starmap(_decode_and_augment, [([], size, crop)] * cpus)  # workers up
+        started = time.perf_counter()
+        images = sum(pool.starmap(_read_and_decode_share, [(root, rank, cpus, size, crop) for rank in range(cpus)]))
+        rate = images / (time.perf_counter() - started)
+    _emit(
+        stage="decode+augment",
+        impl=f"plain PIL loop x{cpus} processes, reading the item files",
+        images=images,
+        image_size=size,
+        cores=cpus,
+        images_per_second=rate,
+        images_per_second_per_core=rate / cpus,
+    )
+
+
 def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
-    """Ray Data decoding every item of `root` with an image (on all local CPUs), the batches augmented on
-    the driver as a training worker does; timed from building the dataset to the last batch."""
+    """Ray Data decoding every item of `root` with an image into training rows (image and label, on all local
+    CPUs), the batches augmented on the driver as a training worker does; timed from building the dataset to
+    the last batch."""
     import ray
 
-    from socialfeat.distributed.inference import item_images
+    from socialfeat.distributed.data import image_rows
 
     cpus = os.cpu_count()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    warm = item_images(root, "image", item_ids[:64], size).count()  # start the workers outside the timing
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one consumer thread, as each plain loop has (a Train worker sets its own)
+    warm = image_rows(root, "image", _labelled(item_ids[:64]), size=size).count()  # workers up, not timed
     started = time.perf_counter()
     rows = 0
-    dataset = item_images(root, "image", item_ids, size).drop_columns(["item_id"])
+    dataset = image_rows(root, "image", _labelled(item_ids), size=size)
     for batch in dataset.iter_torch_batches(batch_size=256):
         to_input(batch["item"], crop, train=True)
         rows += len(batch["item"])
@@ -137,6 +196,7 @@ def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
         images_per_second=rate,
         images_per_second_per_core=rate / cpus,
     )
+    torch.set_num_threads(threads)
     ray.shutdown()
 
 
@@ -210,6 +270,7 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeat", default="1,8", help="comma-separated copies of the images to decode")
+    parser.add_argument("--decode-only", action="store_true", help="skip the training and extraction step")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         root = args.data
@@ -223,8 +284,11 @@ def main() -> None:
             item_ids, images = _encoded(copy)
             bench_pil(images, 72, 64)
             bench_pil_processes(images, 72, 64)
+            bench_pil_processes_reading(copy, 72, 64)
             if not args.no_ray:
                 bench_ray(copy, item_ids, 72, 64)
+    if args.decode_only:
+        return
     bench_step("small", 72, 64, 64, args.steps, "cpu")
     if torch.cuda.is_available():
         bench_step("small", 72, 64, 256, args.steps, "cuda")

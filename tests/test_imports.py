@@ -1,6 +1,11 @@
 """The package's import graph: no module imports itself through others (the layers themselves are checked
-by lint-imports in .ci/run, from pyproject.toml's contracts)."""
+by lint-imports in .ci/run, from pyproject.toml's contracts); the benchmarks import what the package has."""
 
+import ast
+import glob
+import importlib
+import importlib.util
+import os
 import sys
 
 import grimp
@@ -49,3 +54,33 @@ def test_the_cycle_finder_finds_a_planted_cycle():
     graph.add_import(importer="p.b", imported="p.a")
     graph.add_import(importer="p.c", imported="p.a")
     assert _cycles(graph) == [["p.a", "p.b"]]
+
+
+def _library_names(path: str) -> list[tuple[str, str]]:
+    """(module, name) of every `from socialfeat... import name` in a script, at any depth."""
+    tree = ast.parse(open(path).read(), path)
+    return [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("socialfeat")
+        for alias in node.names
+    ]
+
+
+def _importable(module: str, name: str) -> bool:
+    """Whether `from module import name` works: a name the module defines, or a submodule."""
+    if hasattr(importlib.import_module(module), name):
+        return True
+    return importlib.util.find_spec(f"{module}.{name}") is not None
+
+
+def test_every_benchmark_imports_names_the_library_has():
+    # the benchmarks are not run by the suite; a moved or renamed function must not leave them broken
+    scripts = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "*.py")))
+    missing = [
+        f"{os.path.basename(script)}: {module}.{name}"
+        for script in scripts
+        for module, name in _library_names(script)
+        if not _importable(module, name)
+    ]
+    assert len(scripts) > 10 and not missing

@@ -14,6 +14,7 @@ from socialfeat.data.reader import read_dataset
 from socialfeat.data.synthetic import generate
 from socialfeat.distributed.data import (
     MIN_ITEMS_PER_TASK,
+    _row_lookup,
     image_rows,
     item_baselines,
     items_per_decode_task,
@@ -54,9 +55,11 @@ def test_single_image_rows_repeat_items_and_pass_columns_through(ray_session, tm
             "label": np.arange(5),
             "target": [np.full(3, n, np.float32) for n in range(5)],
             "words": [[1], [2, 3], [], [4], [5, 6, 7]],
+            "name": ["ä0", "b1", "a2", "x3", "c4"],
         }
     )
     out = _rows(image_rows(root, "image", rows, ("item",), 8))
+    assert [r["name"] for r in out] == ["ä0", "b1", "a2", "c4"]  # strings pass through as they were
     assert [int(r["label"]) for r in out] == [0, 1, 2, 4]  # the corrupt image's row is left out
     colour_of = {tuple(r["item"][4, 4]): int(r["label"]) for r in out}
     assert colour_of[(0, 0, 255)] == 4 and out[0]["item"].shape == (8, 8, 3)
@@ -112,6 +115,18 @@ def test_rows_of_two_images_read_items_from_every_decoded_block(ray_session, tmp
         positive, negative = pairs[int(row["label"])]
         assert np.array_equal(row["positive"][2, 2], colours[positive])
         assert np.array_equal(row["negative"][2, 2], colours[negative])
+
+
+def test_the_lookup_a_decode_task_reads_holds_no_python_objects():
+    # every decode task reads the lookup: arrays of numbers and bytes are read in place, while Python
+    # objects (a dict of ids, an array of str) would be unpickled whole by each task, O(items) per task
+    rows = pd.DataFrame({"item": ["b", "a", None, "b", "c", "a"], "id": ["p", "q", "r", "s", "t", "u"]})
+    items, lookup = _row_lookup(rows, "item")
+    arrays = [lookup["offsets"], lookup["positions"], *lookup["columns"].values()]
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays)
+    assert items == ["b", "a", "c"]  # in order of first appearance; the row naming no item is left out
+    rows_of = [lookup["positions"][lookup["offsets"][s] : lookup["offsets"][s + 1]].tolist() for s in range(3)]
+    assert rows_of == [[0, 3], [1, 5], [4]]
 
 
 def test_ragged_float_vectors_are_named():

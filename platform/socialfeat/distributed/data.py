@@ -21,6 +21,8 @@ from socialfeat.vision.decode import load_image
 # 0.2-0.3 s with the operator reservation, measured on 2 CPUs), so a decode task should be seconds of work:
 # each CPU gets about DECODE_TASKS_PER_CPU of them, of MIN to MAX items (a 72 px JPEG decode is ~0.6 ms).
 DECODE_TASKS_PER_CPU, MIN_ITEMS_PER_TASK, MAX_ITEMS_PER_TASK = 2, 64, 2048
+ITEM_SLOT = "item_slot"  # a block's column: each item row's index among the items a dataset names
+READ_ROWS = 1024  # item rows (with their images) a read task holds from a row group at a time
 
 
 def items_per_decode_task(items: int, cpus: float) -> int:
@@ -102,20 +104,47 @@ def _decoded(root, column: str, stored, size: int):
     return None if stored is None else load_image(_stored_bytes(root, column, stored), size)
 
 
-def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str, lookup_ref) -> dict:
-    """Decode each item of a batch of items.parquet once and emit every row that names it; rows whose
-    image is missing or undecodable are dropped."""
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indices starts[0]..starts[0]+counts[0]-1, then those of the next range, and so on."""
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
 
-    lookup = ray.get(lookup_ref)
-    positions, images = [], []
-    for item_id, stored in zip(batch["item_id"], batch[column]):
-        rows = lookup["rows"].get(item_id)
-        image = None if rows is None else _decoded(root, column, stored, size)
+
+def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str, lookup_ref) -> dict:
+    """Decode each item of a batch of item rows once and emit every row that names it (the rows of slot s
+    are positions[offsets[s]:offsets[s + 1]]); rows whose image is missing or undecodable are dropped."""
+
+    lookup = ray.get(lookup_ref)  # arrays of numbers and bytes only: read in place, whatever their size
+    images, slots = np.empty((len(batch[column]), size, size, 3), np.uint8), []
+    for slot, stored in zip(batch[ITEM_SLOT], batch[column]):
+        image = _decoded(root, column, stored, size)
         if image is not None:
-            positions += rows
-            images += [image] * len(rows)
-    out = {image_column: np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)}
-    return out | {name: values[positions] for name, values in lookup["columns"].items()}
+            images[len(slots)] = image
+            slots.append(slot)
+    images = images[: len(slots)]
+    starts = lookup["offsets"][np.asarray(slots, np.int64)]
+    counts = lookup["offsets"][np.asarray(slots, np.int64) + 1] - starts
+    positions = lookup["positions"][_ranges(starts, counts)]
+    out = {image_column: images if (counts == 1).all() else np.repeat(images, counts, axis=0)}
+    return out | {name: _picked(values, positions) for name, values in lookup["columns"].items()}
+
+
+def _no_images(size: int) -> np.ndarray:
+    return np.zeros((0, size, size, 3), np.uint8)
+
+
+def _shareable(values: np.ndarray) -> np.ndarray:
+    """A pass-through column a task can read in place: strings as UTF-8 bytes (numpy "S"), since an array of
+    Python objects is unpickled whole by every task that reads it; anything else as it is."""
+    if values.dtype == object and len(values) and all(isinstance(v, str) for v in values):
+        return np.char.encode(values.astype(str), "utf-8")
+    return values
+
+
+def _picked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Rows `positions` of a shared pass-through column, strings back as Python str objects."""
+    if values.dtype.kind == "S":
+        return np.char.decode(values[positions], "utf-8").astype(object)
+    return values[positions]
 
 
 def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
@@ -143,46 +172,103 @@ def _with_image(parquet: pq.ParquetFile, group: int, column: str) -> np.ndarray:
     return pc.is_valid(parquet.read_row_group(group, columns=[column]).column(0)).to_numpy(zero_copy_only=False)
 
 
-def _item_plan(files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list[list[tuple]]:
-    """Where the item rows that name an item in `named` and have an image lie, cut into blocks of
-    `rows_per_block` rows: per block, a list of (file, row group, rows within it). The cuts run across
-    row groups and shards (the blocks, and so a seeded run, do not depend on how the items were sharded or
-    grouped). The driver reads the item ids and the groups' null counts, never the images."""
-    wanted, where = pa.array(named), []
-    for number, parquet in enumerate(files):
-        for group in range(parquet.metadata.num_row_groups):
-            ids = parquet.read_row_group(group, columns=["item_id"]).column(0)
-            kept = pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False) & _with_image(parquet, group, column)
-            rows = np.flatnonzero(kept)
-            where.append(np.stack([np.full(len(rows), number), np.full(len(rows), group), rows], axis=1))
-    where = np.concatenate(where) if where else np.zeros((0, 3), np.int64)
-    return [_picks(where[start : start + rows_per_block]) for start in range(0, len(where), rows_per_block)]
+def _named_rows(files: list[pq.ParquetFile], column: str, named: list) -> np.ndarray:
+    """The item rows that name an item in `named` and have an image, in file and row order: one
+    (file, row group, row within it, the item's index in `named`) per row. The driver reads the item ids
+    and the groups' null counts, never the images."""
+    groups = [
+        (number, group) for number, parquet in enumerate(files) for group in range(parquet.metadata.num_row_groups)
+    ]
+    ids = [files[number].read_row_group(group, columns=["item_id"]).column(0) for number, group in groups]
+    if not ids:
+        return np.zeros((0, 4), np.int64)
+    every_id = pa.chunked_array([chunk for column in ids for chunk in column.chunks], ids[0].type)
+    slots = pc.index_in(every_id, value_set=pa.array(named))  # one call: `named` hashed once, not once a group
+    where, start = [], 0
+    for (number, group), group_ids in zip(groups, ids):
+        here = slots.slice(start, len(group_ids))
+        start += len(group_ids)
+        rows = np.flatnonzero(
+            pc.is_valid(here).to_numpy(zero_copy_only=False) & _with_image(files[number], group, column)
+        )
+        found = here.take(rows).to_numpy().astype(np.int64)
+        where.append(np.stack([np.full(len(rows), number), np.full(len(rows), group), rows, found], axis=1))
+    return np.concatenate(where) if where else np.zeros((0, 4), np.int64)
 
 
-def _picks(where: np.ndarray) -> list[tuple]:
-    """(file, row group, rows) runs of a block's (file, group, row) triples."""
-    starts = np.flatnonzero(np.any(np.diff(where[:, :2], axis=0) != 0, axis=1)) + 1
-    return [(int(run[0, 0]), int(run[0, 1]), run[:, 2]) for run in np.split(where, starts)]
+def _runs(keys: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal rows in `keys`."""
+    cuts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1 if len(keys) else np.zeros(0, int)
+    bounds = [0, *cuts.tolist(), len(keys)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 @ray.remote
-def _read_item_rows(paths: list[str], column: str, picks: list[tuple]) -> pa.Table:
-    """One block of item rows (item_id and the image column), read from the item files by a task."""
-    tables = [
-        pq.ParquetFile(paths[number]).read_row_group(group, columns=["item_id", column]).take(rows)
-        for number, group, rows in picks
-    ]
-    return pa.concat_tables(tables)
+def _read_group_pieces(path: str, group: int, column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
+    """Rows `rows` (ascending) of one row group, item_id and the image column with ITEM_SLOT (each item's
+    index in the named items), yielded in pieces of `sizes` rows. The group is read once, streamed in
+    batches: a task holds a batch and a piece however large the group."""
+    reader = pq.ParquetFile(path).iter_batches(READ_ROWS, row_groups=[group], columns=["item_id", column])
+    parts, start, ends, piece = [], 0, np.cumsum(sizes), 0
+    for batch in reader:
+        low, high = np.searchsorted(rows, [start, start + batch.num_rows])
+        table, kept = pa.Table.from_batches([batch]), rows[low:high] - start
+        parts.append(table if len(kept) == batch.num_rows else table.take(kept))  # all kept: no copy
+        start += batch.num_rows
+        while piece < len(sizes) and ends[piece] <= high:
+            held, done = pa.concat_tables(parts), sizes[piece]
+            # a slice is stored without the rest of its buffers (Ray's Arrow serialisation truncates them)
+            yield held.slice(0, done).append_column(ITEM_SLOT, pa.array(slots[ends[piece] - done : ends[piece]]))
+            parts, piece = [held.slice(done)], piece + 1
 
 
 def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list:
-    """Object refs to blocks of `rows_per_block` rows of the item files (items.parquet or its shards, in
-    order) that name an item in `named` and have an image: a block is one decode task's work. Each block is
-    read by a task on this node (where the dataset's files are), so no image passes through the driver."""
-    plan = _item_plan(files, column, named, rows_per_block)
+    """Blocks of `rows_per_block` rows of the item files (items.parquet or its shards, in order) that name
+    an item in `named` and have an image, each the object refs of its pieces: a block is one decode task's
+    work. The cuts run across row groups and shards (the blocks, and so a seeded run, do not depend on how
+    the items were sharded or grouped). Each row group is read once, by a task on this node (where the
+    dataset's files are), in pieces that fall in one block each; no image passes through the driver."""
+    where = _named_rows(files, column, named)
+    block_of = np.arange(len(where)) // rows_per_block
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
-    return [_read_item_rows.options(scheduling_strategy=here).remote(paths, column, picks) for picks in plan]
+    pieces_of_block: list[list] = [[] for _ in range(-(-len(where) // rows_per_block))]
+    for start, end in _runs(where[:, :2]):
+        pieces = [(start + a, start + b) for a, b in _runs(block_of[start:end, None])]
+        refs = _read_group_pieces.options(num_returns=len(pieces), scheduling_strategy=here).remote(
+            paths[where[start, 0]],
+            int(where[start, 1]),
+            column,
+            where[start:end, 2],
+            where[start:end, 3],
+            [b - a for a, b in pieces],
+        )
+        for (a, _), ref in zip(pieces, refs if len(pieces) > 1 else [refs]):
+            pieces_of_block[block_of[a]].append(ref)
+    return pieces_of_block
+
+
+def _on_item_block(batch: dict, work, blocks_ref, fn_kwargs: dict) -> dict:
+    """work(the item rows of block batch["id"][0], **fn_kwargs), the block's pieces fetched by this task."""
+    items = pa.concat_tables(ray.get(ray.get(blocks_ref)[int(batch["id"][0])]))
+    return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
+
+
+def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
+    """A Ray Dataset of work(block's item rows as numpy columns, **fn_kwargs) over blocks from
+    _named_item_blocks, one task a block, in block order. Each task fetches its own block, so the first
+    decode starts when the first block is read, and the driver waits for none of the reads."""
+    tasks = ray.data.range(len(blocks), override_num_blocks=len(blocks))
+    # One map and no other operator to reserve CPUs for: Ray 2.60's reservation started the second decode
+    # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
+    # dataset's own copy, inherited by what derives from it).
+    tasks.context.op_resource_reservation_enabled = False
+    return tasks.map_batches(
+        _on_item_block,
+        batch_format="numpy",
+        batch_size=None,
+        fn_kwargs={"work": work, "blocks_ref": ray.put(blocks), "fn_kwargs": fn_kwargs},
+    )
 
 
 def _baseline_batch(batch: dict, root, column: str) -> dict:
@@ -200,9 +286,7 @@ def item_baselines(root, column: str, item_ids) -> dict[str, np.ndarray]:
     blocks = _named_item_blocks(policy.root, files, column=column, named=list(ids), rows_per_block=per_task)
     found, parts = [], {}
     if blocks:
-        features = ray.data.from_arrow_refs(blocks).map_batches(
-            _baseline_batch, batch_format="numpy", batch_size=per_task, fn_kwargs={"root": policy, "column": column}
-        )
+        features = _over_item_blocks(blocks, _baseline_batch, {"root": policy, "column": column})
         for batch in features.iter_batches(batch_format="numpy", batch_size=None):
             found.append(batch.pop("item_id"))
             for name, vectors in batch.items():
@@ -213,37 +297,30 @@ def item_baselines(root, column: str, item_ids) -> dict[str, np.ndarray]:
     return {name: np.concatenate(vectors)[order] for name, vectors in parts.items()}
 
 
+def _row_lookup(rows: pd.DataFrame, image_column: str) -> tuple[list, dict]:
+    """The distinct items of `rows[image_column]` (in order of first appearance), and what a decode task
+    needs to emit their rows: the row positions grouped by item (offsets into positions, per item slot)
+    and the pass-through columns, all arrays a task reads in place."""
+    codes, items = pd.factorize(rows[image_column])  # a missing id: code -1, sorted first and left out
+    positions = np.argsort(codes, kind="stable")[np.count_nonzero(codes < 0) :]
+    counts = np.bincount(codes[codes >= 0], minlength=len(items))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    columns = {name: _shareable(values) for name, values in row_columns(rows, (image_column,)).items()}
+    return list(items), {"offsets": offsets, "positions": positions, "columns": columns}
+
+
 def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str, size: int):
 
     policy = ImagePolicy.of(root)  # workers read images by the policy of the dataset, never by a bare path
-
-    by_item: dict = {}
-    for position, item_id in enumerate(rows[image_column]):
-        by_item.setdefault(item_id, []).append(position)
-    lookup = {"rows": by_item, "columns": row_columns(rows, (image_column,))}
+    items, lookup = _row_lookup(rows, image_column)
     files = schema.parquet_files(policy.root, schema.ITEMS)
-    with_image = round(len(by_item) * _share_with_image(files, column))
+    with_image = round(len(items) * _share_with_image(files, column))
     per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(policy.root, files, column=column, named=list(by_item), rows_per_block=per_task)
+    blocks = _named_item_blocks(policy.root, files, column=column, named=items, rows_per_block=per_task)
     if not blocks:
-        return ray.data.from_numpy(np.zeros((0, size, size, 3), np.uint8)).rename_columns({"data": image_column})
-    blocks_ds = ray.data.from_arrow_refs(blocks)
-    # One map over blocks already in memory has no other operator to reserve CPUs from; Ray 2.60's
-    # reservation started the second decode task ~1 s after the first and left each worker 0.2-0.3 s
-    # idle between tasks (the context is this dataset's own copy, inherited by what derives from it).
-    blocks_ds.context.op_resource_reservation_enabled = False
-    return blocks_ds.map_batches(
-        _rows_of_items,
-        batch_format="numpy",
-        batch_size=per_task,
-        fn_kwargs={
-            "root": policy,
-            "column": column,
-            "size": size,
-            "image_column": image_column,
-            "lookup_ref": ray.put(lookup),
-        },
-    )
+        return ray.data.from_numpy(_no_images(size)).rename_columns({"data": image_column})
+    fn_kwargs = {"root": policy, "column": column, "size": size, "image_column": image_column}
+    return _over_item_blocks(blocks, _rows_of_items, fn_kwargs | {"lookup_ref": ray.put(lookup)})
 
 
 @ray.remote(scheduling_strategy=OUTSIDE_TRIAL)
@@ -261,9 +338,8 @@ def _gather_rows(batch: dict, image_columns: tuple[str, ...], size: int, lookup_
     keep = np.logical_and.reduce([w[:, 0] >= 0 for w in where.values()])
     needed = np.unique(np.concatenate([w[keep, 0] for w in where.values()]))
     blocks = dict(zip(needed.tolist(), ray.get([lookup["blocks"][b] for b in needed])))
-    empty = np.zeros((0, size, size, 3), np.uint8)
     out = {
-        c: np.stack([blocks[b]["item"][r] for b, r in w[keep].tolist()]) if keep.any() else empty
+        c: np.stack([blocks[b]["item"][r] for b, r in w[keep].tolist()]) if keep.any() else _no_images(size)
         for c, w in where.items()
     }
     return out | {name: values[positions[keep]] for name, values in lookup["columns"].items()}
