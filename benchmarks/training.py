@@ -75,53 +75,54 @@ def _decode_and_augment(images: list, size: int, crop: int) -> int:
     return len(images)
 
 
+def _emit_decode(impl: str, images: int, size: int, cores: int, rate: float) -> None:
+    _emit(
+        stage="decode+augment",
+        impl=impl,
+        images=images,
+        image_size=size,
+        cores=cores,
+        images_per_second=rate,
+        images_per_second_per_core=rate / cores,
+    )
+
+
 def bench_pil(images: list, size: int, crop: int) -> None:
     threads = torch.get_num_threads()
     started = time.perf_counter()
     _decode_and_augment(images, size, crop)
     rate = len(images) / (time.perf_counter() - started)
     torch.set_num_threads(threads)
-    _emit(
-        stage="decode+augment",
-        impl="plain PIL loop",
-        images=len(images),
-        image_size=size,
-        cores=1,
-        images_per_second=rate,
-        images_per_second_per_core=rate,
-    )
+    _emit_decode("plain PIL loop", len(images), size, 1, rate)
+
+
+def _in_processes(work, shares: list[tuple]) -> tuple[int, float]:
+    """work(*share) in one forked process per share, the pool started outside the timing: the images the
+    shares took in all, and images/s."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(len(shares)) as pool:
+        pool.map(torch.set_num_threads, [1] * len(shares))  # workers up
+        started = time.perf_counter()
+        images = sum(pool.starmap(work, shares))
+        return images, images / (time.perf_counter() - started)
 
 
 _SHARES: list = []  # each forked process's images, inherited rather than sent through the pool's pipe
 
 
-def _decode_share(rank: int, limit: int | None, size: int, crop: int) -> int:
-    return _decode_and_augment(_SHARES[rank][:limit], size, crop)
+def _decode_share(rank: int, size: int, crop: int) -> int:
+    return _decode_and_augment(_SHARES[rank], size, crop)
 
 
 def bench_pil_processes(images: list, size: int, crop: int) -> None:
     """The plain loop in one process per CPU, each on its share of the images (forked with its share in
-    memory, the pool started outside the timing): what two decoders at once get from the machine, with
-    no Ray in between."""
-    import multiprocessing
-
+    memory): what two decoders at once get from the machine, with no Ray in between."""
     cpus = os.cpu_count()
     _SHARES[:] = [images[rank::cpus] for rank in range(cpus)]
-    with multiprocessing.get_context("fork").Pool(cpus) as pool:
-        pool.starmap(_decode_share, [(rank, 8, size, crop) for rank in range(cpus)])  # workers up
-        started = time.perf_counter()
-        pool.starmap(_decode_share, [(rank, None, size, crop) for rank in range(cpus)])
-        rate = len(images) / (time.perf_counter() - started)
+    taken, rate = _in_processes(_decode_share, [(rank, size, crop) for rank in range(cpus)])
     _SHARES.clear()
-    _emit(
-        stage="decode+augment",
-        impl=f"plain PIL loop x{cpus} processes",
-        images=len(images),
-        image_size=size,
-        cores=cpus,
-        images_per_second=rate,
-        images_per_second_per_core=rate / cpus,
-    )
+    _emit_decode(f"plain PIL loop x{cpus} processes", taken, size, cpus, rate)
 
 
 def _labelled(item_ids: list) -> pd.DataFrame:
@@ -147,23 +148,9 @@ def _read_and_decode_share(root: str, rank: int, cpus: int, size: int, crop: int
 def bench_pil_processes_reading(root: str, size: int, crop: int) -> None:
     """The plain loop in one process per CPU, each reading its share of the images from the item files:
     what Ray Data also does, and the bytes-in-memory loop above does not."""
-    import multiprocessing
-
     cpus = os.cpu_count()
-    with multiprocessing.get_context("fork").Pool(cpus) as pool:
-        pool.starmap(_decode_and_augment, [([], size, crop)] * cpus)  # workers up
-        started = time.perf_counter()
-        images = sum(pool.starmap(_read_and_decode_share, [(root, rank, cpus, size, crop) for rank in range(cpus)]))
-        rate = images / (time.perf_counter() - started)
-    _emit(
-        stage="decode+augment",
-        impl=f"plain PIL loop x{cpus} processes, reading the item files",
-        images=images,
-        image_size=size,
-        cores=cpus,
-        images_per_second=rate,
-        images_per_second_per_core=rate / cpus,
-    )
+    taken, rate = _in_processes(_read_and_decode_share, [(root, rank, cpus, size, crop) for rank in range(cpus)])
+    _emit_decode(f"plain PIL loop x{cpus} processes, reading the item files", taken, size, cpus, rate)
 
 
 def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:

@@ -120,9 +120,9 @@ def _rows_of_items(batch: dict, root, column: str, size: int, image_column: str,
         if image is not None:
             images[len(slots)] = image
             slots.append(slot)
-    images = images[: len(slots)]
-    starts = lookup["offsets"][np.asarray(slots, np.int64)]
-    counts = lookup["offsets"][np.asarray(slots, np.int64) + 1] - starts
+    images, slots = images[: len(slots)], np.asarray(slots, np.int64)
+    starts = lookup["offsets"][slots]
+    counts = lookup["offsets"][slots + 1] - starts
     positions = lookup["positions"][_ranges(starts, counts)]
     out = {image_column: images if (counts == 1).all() else np.repeat(images, counts, axis=0)}
     return out | {name: _picked(values, positions) for name, values in lookup["columns"].items()}

@@ -62,14 +62,15 @@ def sampled_entries(
     (value 0, split train / val with the same fraction); with the id maps and counts."""
     positives, users, items = _tr_positives(interactions)
     negative_blocks = _negative_blocks(positives, len(items), sampling, blocks)
-    groups = list(entry_groups(positives, negative_blocks, split.val_fraction, split.seed))
-    column = lambda part: np.concatenate([group[part] for group in groups])  # noqa: E731
+    users_of, items_of, values_of, is_val_of = zip(
+        *entry_groups(positives, negative_blocks, split.val_fraction, split.seed)
+    )
     entries = pd.DataFrame(
         {
-            "user": column(0),
-            "item": column(1),
-            "value": np.concatenate([np.full(len(group[0]), group[2], np.float32) for group in groups]),
-            "fold": pd.Categorical.from_codes(column(3).astype(np.int8), categories=FOLDS),
+            "user": np.concatenate(users_of),
+            "item": np.concatenate(items_of),
+            "value": np.concatenate([np.full(len(u), v, np.float32) for u, v in zip(users_of, values_of)]),
+            "fold": pd.Categorical.from_codes(np.concatenate(is_val_of).astype(np.int8), categories=FOLDS),
         }
     )
     negatives = len(entries) - len(positives[0])
