@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -12,8 +14,11 @@ from socialfeat.config import SynthConfig
 from socialfeat.data import schema
 from socialfeat.data.reader import read_dataset
 from socialfeat.data.synthetic import generate
+from socialfeat.distributed import data as distributed_data
 from socialfeat.distributed.data import (
     MIN_ITEMS_PER_TASK,
+    _named_rows,
+    _read_tasks,
     _row_lookup,
     image_rows,
     item_baselines,
@@ -24,8 +29,9 @@ from socialfeat.errors import UserError
 from socialfeat.evaluation.baselines import baseline_features
 
 
-def _dataset(tmp_path, colours: dict) -> str:
-    """items.parquet with one solid-colour PNG per item (None: a corrupt image)."""
+def _dataset(tmp_path, colours: dict, name: str = "data", row_group_size: int | None = None) -> str:
+    """items.parquet with one solid-colour PNG per item (None: a corrupt image), in row groups of
+    `row_group_size` rows (default: one group)."""
     encoded = []
     for colour in colours.values():
         if colour is None:
@@ -34,9 +40,10 @@ def _dataset(tmp_path, colours: dict) -> str:
         buffer = io.BytesIO()
         Image.new("RGB", (20, 12), colour).save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
-    root = str(tmp_path / "data")
+    root = str(tmp_path / name)
     os.makedirs(root)
-    pd.DataFrame({"item_id": list(colours), "image": encoded}).to_parquet(os.path.join(root, "items.parquet"))
+    table = pa.table({"item_id": list(colours), "image": encoded})
+    pq.write_table(table, os.path.join(root, "items.parquet"), row_group_size=row_group_size)
     return root
 
 
@@ -81,6 +88,25 @@ def test_a_single_row_group_is_decoded_by_several_tasks_in_item_order(ray_sessio
     assert labels == expected
     assert items_per_decode_task(10, cpus=2) == MIN_ITEMS_PER_TASK
     assert items_per_decode_task(10**6, cpus=64) == items_per_decode_task(10**9, cpus=2) == 2048
+
+
+def test_items_in_many_row_groups_read_several_groups_a_task_are_those_of_one_group(ray_session, tmp_path, monkeypatch):
+    colours = {f"i{n:03d}": (n, 255 - n, 7) for n in range(150)}
+    colours["i031"] = None  # undecodable
+    grouped = _dataset(tmp_path, colours, "grouped", row_group_size=7)  # 22 groups
+    whole = _dataset(tmp_path, colours, "whole")
+    monkeypatch.setattr(distributed_data, "READ_TASK_ROWS", 20)  # a read task takes two groups of 7
+    # the third group: none named; of the others, four items in five
+    named = [name for n, name in enumerate(colours) if not 14 <= n < 21 and n % 5]
+    rows = pd.DataFrame({"item": named[::-1], "label": np.arange(len(named))})
+    files = schema.parquet_files(grouped, schema.ITEMS)
+    tasks = _read_tasks(files, _named_rows(files, "image", named))
+    assert len(tasks) == 10  # 20 named groups of 7 rows two to a task, the last 3 rows with the last two
+    one, many = (image_rows(root, "image", rows, ("item",), 6).take_all() for root in (whole, grouped))
+    assert len(one) == len(many) == len(named) - 1  # the corrupt image's row is left out
+    for a, b in zip(one, many):
+        assert a["label"] == b["label"] and np.array_equal(a["item"], b["item"])
+    assert all(np.array_equal(r["item"][2, 2], colours[named[::-1][int(r["label"])]]) for r in many)
 
 
 def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):

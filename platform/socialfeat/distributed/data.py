@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
+from ray.data import DataContext
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from socialfeat.data import schema
@@ -23,6 +24,7 @@ from socialfeat.vision.decode import load_image
 DECODE_TASKS_PER_CPU, MIN_ITEMS_PER_TASK, MAX_ITEMS_PER_TASK = 2, 64, 2048
 ITEM_SLOT = "item_slot"  # a block's column: each item row's index among the items a dataset names
 READ_ROWS = 1024  # item rows (with their images) a read task holds from a row group at a time
+READ_TASK_ROWS = 8192  # rows of consecutive row groups one read task reads (its pieces land when it ends)
 
 
 def items_per_decode_task(items: int, cpus: float) -> int:
@@ -203,12 +205,30 @@ def _runs(keys: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _read_tasks(files: list[pq.ParquetFile], where: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of `where`'s rows that one read task reads: runs of whole row groups of one file, of
+    at most READ_TASK_ROWS rows in all (at least one group). One task a small group cost ~16 ms a group
+    of scheduling, on a CPU the decoders wait for (~1.6 s for 98 groups of 2,048 rows on 2 CPUs)."""
+    tasks = []
+    for file_start, file_end in _runs(where[:, :1]):
+        parquet, start, held = files[where[file_start, 0]], file_start, 0
+        for group_start, _ in _runs(where[file_start:file_end, 1:2]):
+            rows = parquet.metadata.row_group(int(where[file_start + group_start, 1])).num_rows
+            if held and held + rows > READ_TASK_ROWS:
+                tasks.append((start, file_start + group_start))
+                start, held = file_start + group_start, 0
+            held += rows
+        tasks.append((start, file_end))
+    return tasks
+
+
 @ray.remote
-def _read_group_pieces(path: str, group: int, column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
-    """Rows `rows` (ascending) of one row group, item_id and the image column with ITEM_SLOT (each item's
-    index in the named items), yielded in pieces of `sizes` rows. The group is read once, streamed in
-    batches: a task holds a batch and a piece however large the group."""
-    reader = pq.ParquetFile(path).iter_batches(READ_ROWS, row_groups=[group], columns=["item_id", column])
+def _read_pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
+    """Rows `rows` (ascending, counted across `groups` read one after the other) of a file's row groups,
+    item_id and the image column with ITEM_SLOT (each item's index in the named items), yielded in pieces
+    of `sizes` rows. The groups are read once, streamed in batches: a task holds a batch and a piece however
+    large the groups."""
+    reader = pq.ParquetFile(path).iter_batches(READ_ROWS, row_groups=groups, columns=["item_id", column])
     parts, start, ends, piece = [], 0, np.cumsum(sizes), 0
     for batch in reader:
         low, high = np.searchsorted(rows, [start, start + batch.num_rows])
@@ -233,24 +253,23 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
     pieces_of_block: list[list] = [[] for _ in range(-(-len(where) // rows_per_block))]
-    for start, end in _runs(where[:, :2]):
+    for start, end in _read_tasks(files, where):
+        parquet, groups = files[where[start, 0]], np.unique(where[start:end, 1])
+        group_rows = [parquet.metadata.row_group(int(g)).num_rows for g in groups]
+        before = np.cumsum([0, *group_rows[:-1]])  # per group: the rows of the task's groups before it
+        rows = where[start:end, 2] + before[np.searchsorted(groups, where[start:end, 1])]
         pieces = [(start + a, start + b) for a, b in _runs(block_of[start:end, None])]
-        refs = _read_group_pieces.options(num_returns=len(pieces), scheduling_strategy=here).remote(
-            paths[where[start, 0]],
-            int(where[start, 1]),
-            column,
-            where[start:end, 2],
-            where[start:end, 3],
-            [b - a for a, b in pieces],
+        refs = _read_pieces.options(num_returns=len(pieces), scheduling_strategy=here).remote(
+            paths[where[start, 0]], groups.tolist(), column, rows, where[start:end, 3], [b - a for a, b in pieces]
         )
         for (a, _), ref in zip(pieces, refs if len(pieces) > 1 else [refs]):
             pieces_of_block[block_of[a]].append(ref)
     return pieces_of_block
 
 
-def _on_item_block(batch: dict, work, blocks_ref, fn_kwargs: dict) -> dict:
-    """work(the item rows of block batch["id"][0], **fn_kwargs), the block's pieces fetched by this task."""
-    items = pa.concat_tables(ray.get(ray.get(blocks_ref)[int(batch["id"][0])]))
+def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
+    """work(the item rows of this task's block, **fn_kwargs), the block's pieces fetched by the task."""
+    items = pa.concat_tables(ray.get(list(batch["pieces"][0])))
     return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
 
 
@@ -258,16 +277,17 @@ def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
     """A Ray Dataset of work(block's item rows as numpy columns, **fn_kwargs) over blocks from
     _named_item_blocks, one task a block, in block order. Each task fetches its own block, so the first
     decode starts when the first block is read, and the driver waits for none of the reads."""
-    tasks = ray.data.range(len(blocks), override_num_blocks=len(blocks))
+    # A task's one row holds its own pieces' refs: one list of every block's refs, shared, cost each task
+    # ~10 ms to unpickle at 100 blocks, and grows with the blocks. Refs are stored as pickled objects
+    # (Ray's default for what Arrow cannot hold), said here so that Ray Data does not warn of it.
+    DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
+    tasks = ray.data.from_items([{"pieces": pieces} for pieces in blocks], override_num_blocks=len(blocks))
     # One map and no other operator to reserve CPUs for: Ray 2.60's reservation started the second decode
     # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
     # dataset's own copy, inherited by what derives from it).
     tasks.context.op_resource_reservation_enabled = False
     return tasks.map_batches(
-        _on_item_block,
-        batch_format="numpy",
-        batch_size=None,
-        fn_kwargs={"work": work, "blocks_ref": ray.put(blocks), "fn_kwargs": fn_kwargs},
+        _on_item_block, batch_format="numpy", batch_size=None, fn_kwargs={"work": work, "fn_kwargs": fn_kwargs}
     )
 
 
