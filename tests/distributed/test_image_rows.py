@@ -100,13 +100,34 @@ def test_items_in_many_row_groups_read_several_groups_a_task_are_those_of_one_gr
     named = [name for n, name in enumerate(colours) if not 14 <= n < 21 and n % 5]
     rows = pd.DataFrame({"item": named[::-1], "label": np.arange(len(named))})
     files = schema.parquet_files(grouped, schema.ITEMS)
-    tasks = _read_tasks(files, _named_rows(files, "image", named))
+    tasks = _read_tasks(files, _named_rows(files, [f"{grouped}/items.parquet"], "image", named))
     assert len(tasks) == 10  # 20 named groups of 7 rows two to a task, the last 3 rows with the last two
     one, many = (image_rows(root, "image", rows, ("item",), 6).take_all() for root in (whole, grouped))
     assert len(one) == len(many) == len(named) - 1  # the corrupt image's row is left out
     for a, b in zip(one, many):
         assert a["label"] == b["label"] and np.array_equal(a["item"], b["item"])
     assert all(np.array_equal(r["item"][2, 2], colours[named[::-1][int(r["label"])]]) for r in many)
+
+
+def test_rows_without_an_image_are_found_by_tasks_the_driver_reading_no_image(ray_session, tmp_path, monkeypatch):
+    colours = {f"i{n:02d}": (n, 9, 9) for n in range(40)}
+    missing = {12, 15, 16, *range(20, 30), 38}  # groups of 10: none, some, all and one missing
+    root = _dataset(tmp_path, colours, row_group_size=10)
+    table = pq.read_table(os.path.join(root, "items.parquet"))
+    images = [None if n in missing else image for n, image in enumerate(table["image"].to_pylist())]
+    table = table.set_column(1, "image", pa.array(images, pa.binary()))
+    pq.write_table(table, os.path.join(root, "items.parquet"), row_group_size=10)
+    read_row_group = pq.ParquetFile.read_row_group
+
+    def ids_only(parquet, group, columns=None, **kwargs):
+        assert columns == ["item_id"], f"the driver read {columns} of row group {group}"
+        return read_row_group(parquet, group, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", ids_only)  # the driver's; tasks run elsewhere
+    rows = pd.DataFrame({"item": list(colours), "label": np.arange(40)})
+    out = _rows(image_rows(root, "image", rows, ("item",), 4))
+    assert [int(r["label"]) for r in out] == [n for n in range(40) if n not in missing]
+    assert all(r["item"][1, 1, 0] == int(r["label"]) for r in out)
 
 
 def test_rows_of_two_images_and_a_bag(ray_session, tmp_path):

@@ -163,18 +163,31 @@ def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
     return 1.0 - sum(s.null_count for s in stats) / max(1, rows)
 
 
-def _with_image(parquet: pq.ParquetFile, group: int, column: str) -> np.ndarray:
-    """Which rows of a row group hold an image: by the group's null count where it settles it (no bytes
-    read), else by reading that group's `column`."""
-    rows = parquet.metadata.row_group(group).num_rows
-    index = parquet.schema_arrow.get_field_index(column)
-    stats = parquet.metadata.row_group(group).column(index).statistics
-    if stats is not None and stats.has_null_count and stats.null_count in (0, rows):
-        return np.full(rows, stats.null_count == 0)
-    return pc.is_valid(parquet.read_row_group(group, columns=[column]).column(0)).to_numpy(zero_copy_only=False)
+@ray.remote
+def _has_image(path: str, group: int, column: str) -> np.ndarray:
+    """Which rows of a row group hold an image, read by a task: the images never reach the driver."""
+    return pc.is_valid(pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0)).to_numpy(False)
 
 
-def _named_rows(files: list[pq.ParquetFile], column: str, named: list) -> np.ndarray:
+def _with_image(files: list[pq.ParquetFile], paths: list[str], groups: list[tuple], column: str) -> list:
+    """Per (file, row group) of `groups`: which rows hold an image. By the group's null count where it
+    settles it (none or all null: no bytes read), else by a task on this node reading the group's `column`."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    found = []
+    for number, group in groups:
+        metadata = files[number].metadata.row_group(group)
+        stats = metadata.column(files[number].schema_arrow.get_field_index(column)).statistics
+        if stats is not None and stats.has_null_count and stats.null_count in (0, metadata.num_rows):
+            found.append(np.full(metadata.num_rows, stats.null_count == 0))
+        else:
+            found.append(_has_image.options(scheduling_strategy=here).remote(paths[number], group, column))
+    reads = [n for n, f in enumerate(found) if isinstance(f, ray.ObjectRef)]
+    for n, read in zip(reads, ray.get([found[n] for n in reads])):
+        found[n] = read
+    return found
+
+
+def _named_rows(files: list[pq.ParquetFile], paths: list[str], column: str, named: list) -> np.ndarray:
     """The item rows that name an item in `named` and have an image, in file and row order: one
     (file, row group, row within it, the item's index in `named`) per row. The driver reads the item ids
     and the groups' null counts, never the images."""
@@ -187,12 +200,10 @@ def _named_rows(files: list[pq.ParquetFile], column: str, named: list) -> np.nda
     every_id = pa.chunked_array([chunk for column in ids for chunk in column.chunks], ids[0].type)
     slots = pc.index_in(every_id, value_set=pa.array(named))  # one call: `named` hashed once, not once a group
     where, start = [], 0
-    for (number, group), group_ids in zip(groups, ids):
+    for (number, group), group_ids, with_image in zip(groups, ids, _with_image(files, paths, groups, column)):
         here = slots.slice(start, len(group_ids))
         start += len(group_ids)
-        rows = np.flatnonzero(
-            pc.is_valid(here).to_numpy(zero_copy_only=False) & _with_image(files[number], group, column)
-        )
+        rows = np.flatnonzero(pc.is_valid(here).to_numpy(zero_copy_only=False) & with_image)
         found = here.take(rows).to_numpy().astype(np.int64)
         where.append(np.stack([np.full(len(rows), number), np.full(len(rows), group), rows, found], axis=1))
     return np.concatenate(where) if where else np.zeros((0, 4), np.int64)
@@ -248,10 +259,10 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
     work. The cuts run across row groups and shards (the blocks, and so a seeded run, do not depend on how
     the items were sharded or grouped). Each row group is read once, by a task on this node (where the
     dataset's files are), in pieces that fall in one block each; no image passes through the driver."""
-    where = _named_rows(files, column, named)
+    paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
+    where = _named_rows(files, paths, column, named)
     block_of = np.arange(len(where)) // rows_per_block
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
     pieces_of_block: list[list] = [[] for _ in range(-(-len(where) // rows_per_block))]
     for start, end in _read_tasks(files, where):
         parquet, groups = files[where[start, 0]], np.unique(where[start:end, 1])
