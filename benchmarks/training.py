@@ -75,12 +75,13 @@ def _decode_and_augment(images: list, size: int, crop: int) -> int:
     return len(images)
 
 
-def _emit_decode(impl: str, images: int, size: int, cores: int, rate: float) -> None:
+def _emit_decode(impl: str, images: int, size: int, cores: int, rate: float, **extra) -> None:
     _emit(
         stage="decode+augment",
         impl=impl,
         images=images,
         image_size=size,
+        **extra,
         cores=cores,
         images_per_second=rate,
         images_per_second_per_core=rate / cores,
@@ -173,16 +174,7 @@ def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
         to_input(batch["item"], crop, train=True)
         rows += len(batch["item"])
     rate = rows / (time.perf_counter() - started)
-    _emit(
-        stage="decode+augment",
-        impl="Ray Data",
-        images=rows,
-        image_size=size,
-        warmup_rows=warm,
-        cores=cpus,
-        images_per_second=rate,
-        images_per_second_per_core=rate / cpus,
-    )
+    _emit_decode("Ray Data", rows, size, cpus, rate, warmup_rows=warm)
     torch.set_num_threads(threads)
     ray.shutdown()
 

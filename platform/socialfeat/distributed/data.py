@@ -166,7 +166,8 @@ def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
 @ray.remote
 def _has_image(path: str, group: int, column: str) -> np.ndarray:
     """Which rows of a row group hold an image, read by a task: the images never reach the driver."""
-    return pc.is_valid(pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0)).to_numpy(False)
+    images = pq.ParquetFile(path).read_row_group(group, columns=[column]).column(0)
+    return pc.is_valid(images).to_numpy(zero_copy_only=False)
 
 
 def _with_image(files: list[pq.ParquetFile], paths: list[str], groups: list[tuple], column: str) -> list:
