@@ -14,6 +14,7 @@ import yaml
 
 from socialfeat.data import schema
 from socialfeat.data.images import EXTERNAL_KEY, MAX_BYTES, ImagePolicy, reference_problem
+from socialfeat.data.lookup import IdLookup
 from socialfeat.errors import UserError
 from socialfeat.memory import release_arrow
 
@@ -182,16 +183,19 @@ class _Codes:
     """User ids coded in order of first appearance across batches: only the distinct ids are held."""
 
     def __init__(self):
-        self.ids = pa.array([], pa.string())
+        self.known = IdLookup()
+
+    @property
+    def ids(self) -> pa.Array:
+        return self.known.ids
 
     def encode(self, ids: pa.Array) -> np.ndarray:
         encoded = pc.dictionary_encode(ids)
-        known = pc.index_in(encoded.dictionary, value_set=self.ids).to_numpy(zero_copy_only=False)
-        new = np.isnan(known) if known.dtype.kind == "f" else np.zeros(len(known), bool)
-        mapping = np.where(new, 0, np.nan_to_num(known)).astype(np.int32)
-        mapping[new] = len(self.ids) + np.arange(int(new.sum()), dtype=np.int32)
+        mapping = self.known.find(encoded.dictionary)
+        new = mapping < 0
+        mapping[new] = len(self.known.ids) + np.arange(int(new.sum()), dtype=np.int32)
         if new.any():
-            self.ids = pa.concat_arrays([self.ids, encoded.dictionary.filter(pa.array(new))])
+            self.known.add(encoded.dictionary.filter(pa.array(new)))
         return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
@@ -228,16 +232,17 @@ def _batch_timestamps(batch: pa.RecordBatch, place: Place, found: list[str]) -> 
     return pc.fill_null(stamps, 0).cast(pa.int64()).to_numpy()
 
 
-def _batch_items(batch: pa.RecordBatch, place: Place, items: pa.Array, found: list[str]) -> np.ndarray:
+def _batch_items(batch: pa.RecordBatch, place: Place, items: IdLookup, found: list[str]) -> np.ndarray:
     ids = _string_ids(batch, "item_id", place, found)
-    rows = pc.index_in(ids, value_set=items)
+    encoded = pc.dictionary_encode(ids)  # a batch names each item many times: look each up once
+    rows = items.find(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
     valid = batch.column("item_id").is_valid().to_numpy(zero_copy_only=False)
-    unknown = np.flatnonzero(rows.is_null().to_numpy(zero_copy_only=False) & valid)
+    unknown = np.flatnonzero((rows < 0) & valid)
     if len(unknown):
         file, at = _first_at(place, unknown)
         what = f"column 'item_id' names {len(unknown)} item(s) absent from {schema.ITEMS}"
         found.append(f"{file}: {what}, {at} ('{ids[int(unknown[0])]}')")
-    return pc.fill_null(rows, 0).to_numpy().astype(np.int32)
+    return np.maximum(rows, 0)
 
 
 def _log_batches(root: str, found: list[str]):
@@ -277,11 +282,11 @@ def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
     Memory: the distinct user ids and about 20 bytes a view, never the log as strings."""
     found: list[str] = []  # this table's violations, capped below; `problems` may hold others already
     users, parts = _Codes(), {"user": [], "item": [], "value": [], "timestamp": []}
-    has_stamps = None
+    known_items, has_stamps = IdLookup(items), None
     for place, batch in _log_batches(root, found):
         has_stamps = "timestamp" in batch.schema.names if has_stamps is None else has_stamps
         parts["user"].append(users.encode(_string_ids(batch, "user_id", place, found)))
-        parts["item"].append(_batch_items(batch, place, items, found))
+        parts["item"].append(_batch_items(batch, place, known_items, found))
         parts["value"].append(_batch_values(batch, place, found))
         if has_stamps:
             parts["timestamp"].append(_batch_timestamps(batch, place, found))
