@@ -10,7 +10,9 @@ import scipy.sparse as sp
 
 from socialfeat.data.synthetic import generate, write_contract
 from socialfeat.methods import METHODS, load_config
+from socialfeat.methods.comparative import likes
 from socialfeat.methods.comparative.likes import NoTestUsers, conceal, fill, likes_of
+from socialfeat.methods.comparative.stages import relations_of
 from socialfeat.stages import run_experiment
 
 SMALL = [
@@ -92,6 +94,23 @@ def _interests(ctx) -> dict:
     from_items = train.merge(item_tags, on="item")[["user", "tag"]]
     own = _read(ctx, "likes", "user_tags.parquet")
     return pd.concat([from_items, own]).groupby("user")["tag"].agg(set).to_dict()
+
+
+def test_dense_rows_say_which_items_share_a_tag_whatever_the_users_a_block(social_run, monkeypatch):
+    _, ctx = social_run
+    rel = relations_of(ctx)
+    interests, item_tags = _interests(ctx), _read(ctx, "likes", "item_tags.parquet").groupby("item")["tag"].agg(set)
+    users = np.arange(rel.liked.shape[0])
+    expected = np.array(
+        [[bool(interests.get(u, set()) & item_tags.get(i, set())) for i in range(rel.liked.shape[1])] for u in users]
+    )
+    assert 0.05 < expected.mean() < 0.95  # some items share a tag with a user, some do not
+    whole = dict(likes.user_rows(rel, users))
+    monkeypatch.setattr(likes, "ROW_CELLS", 7 * rel.liked.shape[1])  # blocks of 7 users
+    for user, rows in likes.user_rows(rel, users):
+        np.testing.assert_array_equal(rows["shares_tag"], expected[user])
+        for name, values in rows.items():
+            np.testing.assert_array_equal(values, whole[user][name])
 
 
 def test_every_candidate_set_has_exactly_the_concealed_likes_and_unliked_others(social_run):

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import log_popularity_weights
 
-BLOCK = 1024  # users whose dense rows (users x items) are held at once
+BLOCK = 1024  # users whose dense rows (users x items) are held at once, at most
+ROW_CELLS = 1 << 26  # users x items cells of each of a block's dense rows: fewer users a block past 65,536 items
 
 
 class NoTestUsers(UserError):
@@ -97,8 +98,15 @@ class Relations:
         return {
             "liked": self.liked[users].toarray() > 0,
             "potential": potential.toarray() > 0,
-            "shares_tag": ((self.interests[users] @ self.item_tags.T) > 0).toarray(),
+            "shares_tag": self._sharing_a_tag(users),
         }
+
+    def _sharing_a_tag(self, users: np.ndarray) -> np.ndarray:
+        """users x items: True where the item carries one of the user's tags. Sparse times dense, not sparse
+        times sparse: the product is near-dense (most users share a tag with most items) and scipy spent ~97% of
+        a sparse product sorting its indices (3.8 s against 0.12 s for 1,024 users and 60k items)."""
+        users_tags = (self.interests[users] > 0).astype(np.float32).toarray()
+        return (self.item_tags @ users_tags.T).T > 0
 
     @cached_property
     def group_likes(self) -> sp.csr_matrix:
@@ -139,9 +147,10 @@ def candidate_tiers(rows: dict, with_circle: bool, with_tags: bool) -> list[np.n
 
 
 def user_rows(rel: Relations, users: np.ndarray):
-    """(user, their dense rows from `rel.rows`) for each of `users`, computed `BLOCK` users at a time."""
-    for start in range(0, len(users), BLOCK):
-        block = users[start : start + BLOCK]
+    """(user, their dense rows from `rel.rows`) for each of `users`, computed a block of users at a time."""
+    per_block = max(1, min(BLOCK, ROW_CELLS // max(1, rel.liked.shape[1])))
+    for start in range(0, len(users), per_block):
+        block = users[start : start + per_block]
         rows = rel.rows(block)
         for r, user in enumerate(block):
             yield user, {name: values[r] for name, values in rows.items()}

@@ -19,6 +19,7 @@ from socialfeat.methods.comparative.likes import (
     test_candidates,
 )
 from socialfeat.methods.comparative.tasks import make_task, sizes_of
+from socialfeat.pipeline.common import view_log
 from socialfeat.pipeline.train import holdout_mask, train_task
 from socialfeat.stages import StageContext
 from socialfeat.text import normalise, tokens
@@ -108,12 +109,17 @@ def relations_of(ctx: StageContext) -> Relations:
 
 
 def _catalogue(ctx: StageContext) -> tuple[pd.DataFrame, pd.Index, dict]:
-    """(the filtered log on items with an image, its items, the count of interactions without an image)."""
+    """(the filtered log on items with an image, its ids categoricals whose categories are sorted, so that a view
+    holds two codes and every sort or group by id orders as the strings do; its items; the count of
+    interactions without an image)."""
     items = ctx.dataset().items
-    interactions = pd.read_parquet(ctx.path("filter", "interactions.parquet"))
-    with_image = interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"])
-    kept = interactions[with_image]
-    return kept, pd.Index(sorted(kept["item_id"].unique())), {"likes/without_image": int((~with_image).sum())}
+    interactions = view_log(ctx.path("filter", "interactions.parquet"), ["user_id", "item_id", "value"])
+    with_image = interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"]).to_numpy()
+    kept = interactions[with_image].reset_index(drop=True)
+    for column in ("user_id", "item_id"):
+        present = kept[column].cat.remove_unused_categories()
+        kept[column] = present.cat.reorder_categories(sorted(present.cat.categories))
+    return kept, pd.Index(kept["item_id"].cat.categories), {"likes/without_image": int((~with_image).sum())}
 
 
 def likes(ctx: StageContext, tmp: str) -> dict:
@@ -167,7 +173,7 @@ def likes(ctx: StageContext, tmp: str) -> dict:
 def _write_likes(tmp, liked, index: tuple, item_tags, own, candidates, rel: Relations) -> None:
     users, items, tags = index
     write = lambda frame, name: frame.to_parquet(os.path.join(tmp, name), index=False)  # noqa: E731
-    write(liked, "likes.parquet")
+    write(liked.astype({"user_id": str, "item_id": str}), "likes.parquet")
     counts = liked.groupby("user")["part"].value_counts().unstack(fill_value=0).reindex(range(len(users)), fill_value=0)
     write(
         pd.DataFrame(
