@@ -94,10 +94,11 @@ class Relations:
     def rows(self, users: np.ndarray) -> dict[str, np.ndarray]:
         """Dense rows for `users`: liked, potentially liked (by a friend or a member of one of their groups; their
         own likes too, which `liked` excludes anyway), sharing one of their tags."""
-        potential = self.friends[users] @ self.liked + self.members[users] @ self.group_likes
+        potential = (self.friends[users] @ self.liked).toarray() > 0  # dense: a sparse sum of the two took longer
+        potential |= (self.members[users] @ self.group_likes).toarray() > 0
         return {
             "liked": self.liked[users].toarray() > 0,
-            "potential": potential.toarray() > 0,
+            "potential": potential,
             "shares_tag": self._sharing_a_tag(users),
         }
 
@@ -236,14 +237,19 @@ def sample_triplets(rel: Relations, rule: str, per_user: int, seed: int) -> tupl
     rng = np.random.default_rng([seed, 2])
     with_circle, with_tags, weights = rel.has_circle(), rel.has_tags(), popularity_weights(rel)
     users = np.flatnonzero(np.diff(rel.train_liked.indptr) > 0)
-    frames, sources = [], {"social": 0, "fallback": 0, "popularity": 0, "uniform": 0}
+    sources = {"social": 0, "fallback": 0, "popularity": 0, "uniform": 0}
+    columns = {"user": [], "positive": [], "negative": [], "source": []}  # arrays a user, one frame at the end
+    train = rel.train_liked
     for user, rows in user_rows(rel, users):
         negatives, source = _user_negatives(rows, rule, (with_circle[user], with_tags[user], weights), per_user, rng)
         if len(negatives) == 0:
             continue
         sources[source] += len(negatives)
-        positives = rng.choice(rel.train_liked[user].indices, len(negatives))
-        frames.append(pd.DataFrame({"user": user, "positive": positives, "negative": negatives, "source": source}))
-    columns = {"user": [], "positive": [], "negative": [], "source": []}
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)
+        columns["positive"].append(
+            rng.choice(train.indices[train.indptr[user] : train.indptr[user + 1]], len(negatives))
+        )
+        columns["negative"].append(negatives)
+        columns["user"].append(np.full(len(negatives), user))
+        columns["source"].append(np.full(len(negatives), source, dtype=object))
+    frame = pd.DataFrame({name: np.concatenate(parts) if parts else [] for name, parts in columns.items()})
     return frame, {f"triplets/{source}_negatives": count for source, count in sources.items()}
