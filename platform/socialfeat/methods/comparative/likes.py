@@ -5,6 +5,7 @@ sets each test user ranks follow from them."""
 from dataclasses import dataclass
 from functools import cached_property
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -14,6 +15,25 @@ from socialfeat.factorization.sampling import log_popularity_weights
 
 BLOCK = 1024  # users whose dense rows (users x items) are held at once, at most
 ROW_CELLS = 1 << 26  # users x items cells of each of a block's dense rows: fewer users a block past 65,536 items
+
+
+@numba.njit(cache=True)
+def _mark_reach(marked, users, first: tuple, then: tuple):
+    """marked[r, j] = True where user users[r] reaches item j in two steps of positive entries: to k in their
+    row of `first`, then to j in row k of `then` (each a CSR matrix's (indptr, indices, data))."""
+    first_indptr, first_indices, first_data = first
+    then_indptr, then_indices, then_data = then
+    for r in range(len(users)):
+        for at in range(first_indptr[users[r]], first_indptr[users[r] + 1]):
+            k = first_indices[at]
+            if first_data[at] > 0:
+                for j in range(then_indptr[k], then_indptr[k + 1]):
+                    if then_data[j] > 0:
+                        marked[r, then_indices[j]] = True
+
+
+def _csr(matrix: sp.csr_matrix) -> tuple:
+    return matrix.indptr, matrix.indices, matrix.data
 
 
 class NoTestUsers(UserError):
@@ -94,20 +114,25 @@ class Relations:
     def rows(self, users: np.ndarray) -> dict[str, np.ndarray]:
         """Dense rows for `users`: liked, potentially liked (by a friend or a member of one of their groups; their
         own likes too, which `liked` excludes anyway), sharing one of their tags."""
-        potential = (self.friends[users] @ self.liked).toarray() > 0  # dense: a sparse sum of the two took longer
-        potential |= (self.members[users] @ self.group_likes).toarray() > 0
-        return {
-            "liked": self.liked[users].toarray() > 0,
-            "potential": potential,
-            "shares_tag": self._sharing_a_tag(users),
-        }
+        own, potential = np.zeros((2, len(users), self.liked.shape[1]), bool)
+        _mark_reach(own, users, self._identity, _csr(self.liked))
+        # marked straight from the CSR arrays: scipy's sparse products built (and sorted) a near-dense matrix
+        _mark_reach(potential, users, _csr(self.friends), _csr(self.liked))
+        _mark_reach(potential, users, _csr(self.members), _csr(self.group_likes))
+        return {"liked": own, "potential": potential, "shares_tag": self._sharing_a_tag(users)}
+
+    @cached_property
+    def _identity(self) -> tuple:
+        users = np.arange(self.liked.shape[0] + 1, dtype=np.int64)
+        return users, users[:-1], np.ones(len(users) - 1, np.float32)
 
     def _sharing_a_tag(self, users: np.ndarray) -> np.ndarray:
         """users x items: True where the item carries one of the user's tags. Sparse times dense, not sparse
         times sparse: the product is near-dense (most users share a tag with most items) and scipy spent ~97% of
-        a sparse product sorting its indices (3.8 s against 0.12 s for 1,024 users and 60k items)."""
+        a sparse product sorting its indices (3.8 s against 0.12 s for 1,024 users and 60k items). Rows
+        contiguous: each user's row is read on its own."""
         users_tags = (self.interests[users] > 0).astype(np.float32).toarray()
-        return (self.item_tags @ users_tags.T).T > 0
+        return np.ascontiguousarray(((self.item_tags @ users_tags.T) > 0).T)
 
     @cached_property
     def group_likes(self) -> sp.csr_matrix:
