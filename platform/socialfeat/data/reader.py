@@ -260,8 +260,9 @@ def _log_batches(root: str, found: list[str]):
 
 def _without_duplicates(views: Log, n_items: int) -> Log:
     """The log with each repeated (user, item) row but the last removed, counted in `duplicates`."""
-    pairs = views.user.astype(np.int64) * max(1, n_items) + views.item
-    ordered = np.sort(pairs)
+    pairs = lambda: views.user.astype(np.int64) * max(1, n_items) + views.item  # noqa: E731
+    ordered = pairs()
+    ordered.sort()  # in place: the pairs held once, not beside a sorted copy
     views.duplicates = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
     del ordered
     if not views.duplicates:
@@ -271,9 +272,41 @@ def _without_duplicates(views: Log, n_items: int) -> Log:
         schema.INTERACTIONS,
         views.duplicates,
     )
-    keep = ~pd.Series(pairs).duplicated(keep="last").to_numpy()
+    keep = ~pd.Series(pairs()).duplicated(keep="last").to_numpy()
     stamps = None if views.timestamp is None else views.timestamp[keep]
     return Log(views.user[keep], views.item[keep], views.users, views.value[keep], stamps, views.duplicates)
+
+
+def _log_rows(root: str) -> int:
+    """The interaction files' rows, from their footers (0 for a file that cannot be read: its problem is named
+    when it is scanned)."""
+    rows = 0
+    for file in schema.table_files(root, schema.INTERACTIONS):
+        try:
+            rows += pq.ParquetFile(os.path.join(root, file)).metadata.num_rows
+        except (pa.ArrowInvalid, OSError):
+            pass
+    return rows
+
+
+class _LogColumns:
+    """The log's columns, allocated once at the size the footers give and filled a batch at a time: a log
+    gathered in batches and joined took twice its size, and the allocator kept the batches' pages."""
+
+    def __init__(self, rows: int, has_timestamps: bool):
+        self.user, self.item = np.empty(rows, np.int32), np.empty(rows, np.int32)
+        self.value = np.empty(rows, np.float32)
+        self.timestamp = np.empty(rows, np.int64) if has_timestamps else None
+        self.filled = 0
+
+    def next_rows(self, count: int) -> slice:
+        self.filled += count
+        return slice(self.filled - count, self.filled)
+
+    def log(self, users: pa.Array) -> Log:
+        rows = slice(0, self.filled)
+        stamps = None if self.timestamp is None else self.timestamp[rows]
+        return Log(self.user[rows], self.item[rows], users, self.value[rows], stamps)
 
 
 def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
@@ -281,16 +314,16 @@ def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
     whose rows the item codes are); None, with every violation in `problems`, when they break the contract.
     Memory: the distinct user ids and about 20 bytes a view, never the log as strings."""
     found: list[str] = []  # this table's violations, capped below; `problems` may hold others already
-    users, parts = _Codes(), {"user": [], "item": [], "value": [], "timestamp": []}
-    known_items, has_stamps = IdLookup(items), None
+    users, known_items, log_columns = _Codes(), IdLookup(items), None
     for place, batch in _log_batches(root, found):
-        has_stamps = "timestamp" in batch.schema.names if has_stamps is None else has_stamps
-        parts["user"].append(users.encode(_string_ids(batch, "user_id", place, found)))
-        parts["item"].append(_batch_items(batch, place, known_items, found))
-        parts["value"].append(_batch_values(batch, place, found))
-        if has_stamps:
-            parts["timestamp"].append(_batch_timestamps(batch, place, found))
-    if not found and not sum(map(len, parts["user"])):
+        log_columns = log_columns or _LogColumns(_log_rows(root), "timestamp" in batch.schema.names)
+        at = log_columns.next_rows(len(batch))
+        log_columns.user[at] = users.encode(_string_ids(batch, "user_id", place, found))
+        log_columns.item[at] = _batch_items(batch, place, known_items, found)
+        log_columns.value[at] = _batch_values(batch, place, found)
+        if log_columns.timestamp is not None:
+            log_columns.timestamp[at] = _batch_timestamps(batch, place, found)
+    if not found and (log_columns is None or not log_columns.filled):
         found.append(f"{schema.INTERACTIONS}: has no rows; at least one interaction is needed")
     if len(found) > MAX_SCAN_PROBLEMS:
         found[MAX_SCAN_PROBLEMS:] = [
@@ -299,9 +332,8 @@ def read_log(root: str, items: pa.Array, problems: list[str]) -> Log | None:
     problems.extend(found)
     if found:
         return None
-    joined = {name: np.concatenate(chunks) if chunks else None for name, chunks in parts.items()}
     release_arrow()  # the batches read
-    views = Log(joined["user"], joined["item"], users.ids, joined["value"], joined["timestamp"])
+    views = log_columns.log(users.ids)
     return _without_duplicates(views, len(items))
 
 
