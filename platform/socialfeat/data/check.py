@@ -79,10 +79,7 @@ def dataset_counts(dataset: Dataset) -> dict:
         "items_with_interactions": int(viewed),
         "interactions": int(views),
         "density": float(views / max(1, users * n_items)),
-        "tags": 0 if dataset.tags is None else int(len(dataset.tags)),
-        "distinct_tags": 0 if dataset.tags is None else int(dataset.tags["tag"].nunique()),
-        "social_links": 0 if dataset.social is None else int(len(dataset.social)),
-        "comments": 0 if dataset.comments is None else int(len(dataset.comments)),
+        **dataset.side.counted(),  # tags, distinct_tags, social_links, comments
         "items_with_owner": int(items["owner_id"].notna().sum()) if "owner_id" in items else 0,
         "items_with_text": int(items["text"].notna().sum()) if "text" in items else 0,
         "items_with_labels": int(items["labels"].map(lambda v: v is not None and len(v) > 0).sum())

@@ -439,6 +439,13 @@ def _without_self_links(social: pd.DataFrame, handled: dict) -> pd.DataFrame:
     return social[~self_links].reset_index(drop=True)
 
 
+def _side_counts(name: str, frame: pd.DataFrame | None) -> dict[str, int]:
+    rows = 0 if frame is None else len(frame)
+    if name == schema.TAGS:
+        return {"tags": rows, "distinct_tags": 0 if frame is None else int(frame["tag"].nunique())}
+    return {"social_links": rows} if name == schema.SOCIAL else {"comments": rows}
+
+
 class SideTables:
     """A dataset's tags, social and comments tables (None where absent), each read and validated when first
     asked for and held until forget(): a run drops them after each stage, so they sit in memory only while a
@@ -449,15 +456,27 @@ class SideTables:
     def __init__(self, root: str, known_items: pd.Index, handled: dict):
         self.root, self.known_items, self.handled = root, known_items, handled
         self.frames: dict[str, pd.DataFrame | None] = {}
+        self.counts: dict[str, int] = {}  # each table's counts, taken when it is read (see counted)
 
     def _read(self, name: str, problems: list[str]) -> pd.DataFrame | None:
         frame = _optional(self.root, name, problems, self.known_items)
         return _without_self_links(frame, self.handled) if name == schema.SOCIAL and frame is not None else frame
 
-    def read_all(self, problems: list[str]) -> None:
-        """Read every table now, their violations into `problems`."""
+    def read_all(self, problems: list[str], keep: bool = True) -> None:
+        """Read every table now, their violations into `problems`, and count them; `keep`: hold the frames
+        (a run's data stage wants only the counts, and holding them beside the log doubled its peak)."""
         for name in self.NAMES:
-            self.frames[name] = self._read(name, problems)
+            frame = self._read(name, problems)
+            self.counts.update(_side_counts(name, frame))
+            if keep:
+                self.frames[name] = frame
+
+    def counted(self) -> dict[str, int]:
+        """tags, distinct_tags, social_links and comments: as read_all counted them, else from the tables."""
+        for name in self.NAMES:
+            if not set(_side_counts(name, None)) <= set(self.counts):
+                self.counts.update(_side_counts(name, self.get(name)))
+        return dict(self.counts)
 
     def get(self, name: str) -> pd.DataFrame | None:
         if name not in self.frames:
@@ -545,10 +564,11 @@ def read_dataset_lenient(
     items, item_place = _item_frame(root, problems)
     if items is None:
         return None, problems
-    known = pd.Index(items["item_id"])
+    side = SideTables(root, pd.Index(items["item_id"]), handled)
+    if log_as == "codes":  # validated and counted first, and not held: the log's peak is not on top of theirs
+        side.read_all(problems, keep=False)
     interactions, views = _interactions(root, items, log_as, problems, handled)
-    side = SideTables(root, known, handled)
-    if log_as != "skip":
+    if log_as == "frame":
         side.read_all(problems)
     meta = _read_meta(root, problems)
     problems.extend(_reference_violations(items, item_place, meta, source))
