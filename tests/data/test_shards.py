@@ -112,6 +112,7 @@ def test_data_check_scans_the_log_batch_by_batch_and_counts_as_the_reader(both_f
             and scanned.interactions is None
             and scanned.log is not None
             and dataset_counts(scanned) == held
+            and scanned.side.frames == {}  # counted, not held beside the log
         )
     repeated = pd.concat([_views(30), _views(30).iloc[:4]], ignore_index=True)  # 4 repeats, in the last shard
     scanned, problems = reader.read_dataset_lenient(_sharded(tmp_path / "dup", repeated, _items()), log_as="codes")
