@@ -33,3 +33,16 @@ def test_no_stage_holds_the_side_tables_after_it_ran(synth_dir, tmp_path):
     dataset = ctx.dataset()
     assert dataset.side.frames == {} and dataset.interactions is None and dataset.log is None
     assert dataset.tags.equals(read_dataset(synth_dir).tags)  # read again when a stage asks
+
+
+def test_the_filter_drops_views_of_items_without_an_image_before_counting(movielens_dir, tmp_path):
+    cfg = load_config(None, ["method=cfl", f"data.path={movielens_dir}", "filter.require_image=true"])
+    metrics, ctx = run_experiment(METHODS["cfl"], cfg, str(tmp_path / "run"), until="filter")
+    held = read_dataset(movielens_dir)
+    with_image = held.items.loc[held.items["image_ref"].notna(), "item_id"]
+    assert 0 < len(with_image) < len(held.items)  # some films have no poster
+    views = held.interactions[held.interactions["item_id"].isin(with_image)].reset_index(drop=True)
+    expected, _ = filter_by_popularity(views, cfg.filter)
+    kept = pd.read_parquet(ctx.path("filter", "interactions.parquet"))
+    pd.testing.assert_frame_equal(kept, expected)
+    assert metrics["filter/interactions"] == len(expected) < len(held.interactions)
