@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy
+import pandas
 import pyarrow
 import pyarrow.parquet
 
@@ -195,7 +196,18 @@ ROWS_PER_GROUP = 1 << 20  # pyarrow's own default row group, so a table's files 
 def _plain(group):
     """A frame's categorical columns as their values: a categorical log writes the file its plain form does."""
     categorical = [name for name, dtype in group.dtypes.items() if getattr(dtype, "name", "") == "category"]
-    return group.astype(dict.fromkeys(categorical, "str")) if categorical else group
+    return group.assign(**{name: _strings(group[name]) for name in categorical}) if categorical else group
+
+
+def _strings(column):
+    """A categorical column as the string column astype("str") gives, taken in Arrow where its categories are
+    strings (astype built them at ~85 ms a million rows, Arrow at ~8)."""
+    categories = column.cat.categories
+    if not pandas.api.types.is_string_dtype(categories.dtype):
+        return column.astype("str")
+    codes, values = column.cat.codes.to_numpy(), pyarrow.array(categories.array)  # Arrow's own buffers, no copy
+    taken = pyarrow.DictionaryArray.from_arrays(pyarrow.array(codes, mask=codes < 0), values).cast(pyarrow.string())
+    return pandas.Series(pandas.array(taken, dtype="str"), index=column.index, name=column.name)
 
 
 def write_parquet(frame, path: str, rows: int = ROWS_PER_GROUP) -> None:
