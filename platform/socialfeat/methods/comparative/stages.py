@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from socialfeat import artifacts
 from socialfeat.errors import UserError
 from socialfeat.methods.comparative.likes import (
     Relations,
@@ -173,7 +174,7 @@ def likes(ctx: StageContext, tmp: str) -> dict:
 def _write_likes(tmp, liked, index: tuple, item_tags, own, candidates, rel: Relations) -> None:
     users, items, tags = index
     write = lambda frame, name: frame.to_parquet(os.path.join(tmp, name), index=False)  # noqa: E731
-    write(liked.astype({"user_id": str, "item_id": str}), "likes.parquet")
+    artifacts.write_parquet(liked, os.path.join(tmp, "likes.parquet"))  # the ids written as strings
     counts = liked.groupby("user")["part"].value_counts().unstack(fill_value=0).reindex(range(len(users)), fill_value=0)
     write(
         pd.DataFrame(
