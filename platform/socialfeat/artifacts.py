@@ -212,16 +212,31 @@ def _strings(column):
 
 def write_parquet(frame, path: str, rows: int = ROWS_PER_GROUP) -> None:
     """A pandas frame to Parquet a row group at a time: the conversion to Arrow and the encoders hold one
-    group, where `frame.to_parquet` converted the whole log at once (2-3 copies of it at the peak).
-    Categorical columns are written as their values, a group at a time."""
-    schema, writer = None, None
+    group, where `frame.to_parquet` converted the whole log at once (2-3 copies of it at the peak)."""
+    write_tables(_arrow_groups(frame, rows), path)
+
+
+def _arrow_groups(frame, rows: int):
+    """A frame's groups of `rows` rows as Arrow tables in the first one's schema, categoricals as their values."""
+    schema = None
+    for start in range(0, max(1, len(frame)), rows):
+        table = pyarrow.Table.from_pandas(_plain(frame.iloc[start : start + rows]), schema=schema, preserve_index=False)
+        schema = schema or table.schema
+        yield table
+
+
+def pandas_schema(table: pyarrow.Table) -> pyarrow.Schema:
+    """The schema write_parquet gives the pandas frame of `table` (its types and pandas' metadata), so that a
+    file written from Arrow keeps the layout it has when written from pandas."""
+    return pyarrow.Table.from_pandas(table.slice(0, 0).to_pandas(), preserve_index=False).schema
+
+
+def write_tables(tables, path: str) -> None:
+    """Arrow tables (at least one) to one Parquet file, a row group each, in the first one's schema."""
+    writer = None
     try:
-        for start in range(0, max(1, len(frame)), rows):
-            group = _plain(frame.iloc[start : start + rows])
-            table = pyarrow.Table.from_pandas(group, schema=schema, preserve_index=False)
-            if writer is None:
-                schema = table.schema
-                writer = pyarrow.parquet.ParquetWriter(path, schema)
+        for table in tables:
+            writer = writer or pyarrow.parquet.ParquetWriter(path, table.schema)
             writer.write_table(table)
     finally:
         if writer is not None:

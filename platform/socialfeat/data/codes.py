@@ -35,30 +35,65 @@ def read_codes(directory: str) -> tuple[Log, pa.Array]:
     """The log written by write_codes and the item ids its item codes index, read a column at a time (the
     reader holds the log's arrays and one column's Arrow copy besides, not the whole table twice)."""
     source = pq.ParquetFile(os.path.join(directory, LOG))
-    users = pq.read_table(os.path.join(directory, USERS)).column("user_id").combine_chunks()
-    items = pq.read_table(os.path.join(directory, ITEMS)).column("item_id").combine_chunks()
+    users, items = read_ids(directory)
     user, item, value = (_column(source, name) for name in ("user", "item", "value"))
     stamps = _column(source, "timestamp") if "timestamp" in source.schema_arrow.names else None
     return Log(user, item, users, value, stamps), items
 
 
-def write_views(views: Log, item_ids: pa.Array, rows: np.ndarray, path: str) -> None:
-    """The views at `rows` with their string ids (user_id, item_id, value, timestamp), a row group at a time,
-    so that only one group's strings are ever built."""
-    writer = None
+def read_ids(directory: str) -> tuple[pa.Array, pa.Array]:
+    """The user ids and the item ids that the log's codes index."""
+    return tuple(pq.read_table(os.path.join(directory, name)).column(0).combine_chunks() for name in (USERS, ITEMS))
+
+
+def log_groups(directory: str, columns: list[str] | None = None):
+    """The log's row groups (`columns` of them), one at a time, each as a dict of arrays."""
+    source = pq.ParquetFile(os.path.join(directory, LOG))
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group, columns=columns)
+        yield {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _joined(pending: list[dict]) -> dict:
+    return {name: np.concatenate([part[name] for part in pending]) for name in pending[0]}
+
+
+class _StringGroups:
+    """A Parquet file of views with their string ids, written a group of codes at a time."""
+
+    def __init__(self, path: str, users: pa.Array, item_ids: pa.Array):
+        self.path, self.users, self.item_ids, self.writer = path, users, item_ids, None
+
+    def write(self, views: dict) -> None:
+        columns = {
+            "user_id": self.users.take(views["user"]),
+            "item_id": self.item_ids.take(views["item"]),
+            "value": views["value"],
+        }
+        group = pa.table(columns | ({"timestamp": views["timestamp"]} if "timestamp" in views else {}))
+        self.writer = self.writer or pq.ParquetWriter(self.path, group.schema)
+        self.writer.write_table(group)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_views(batches, users: pa.Array, item_ids: pa.Array, path: str) -> None:
+    """Views given as batches of codes (dicts of user, item, value and optionally timestamp arrays; at least
+    one batch) written with their string ids (user_id, item_id, value, timestamp) in row groups of
+    ROWS_PER_GROUP: one group's strings are built at a time, and the batches' sizes do not show in the file."""
+    out, pending, held = _StringGroups(path, users, item_ids), [], 0
     try:
-        for start in range(0, max(1, len(rows)), ROWS_PER_GROUP):
-            at = rows[start : start + ROWS_PER_GROUP]
-            columns = {
-                "user_id": views.users.take(views.user[at]),
-                "item_id": item_ids.take(views.item[at]),
-                "value": views.value[at],
-            }
-            if views.timestamp is not None:
-                columns["timestamp"] = views.timestamp[at]
-            group = pa.table(columns)
-            writer = writer or pq.ParquetWriter(path, group.schema)
-            writer.write_table(group)
+        for batch in batches:
+            pending.append(batch)
+            held += len(batch["user"])
+            while held >= ROWS_PER_GROUP:
+                joined = _joined(pending)
+                out.write({name: values[:ROWS_PER_GROUP] for name, values in joined.items()})
+                pending = [{name: values[ROWS_PER_GROUP:] for name, values in joined.items()}]
+                held -= ROWS_PER_GROUP
+        if held or out.writer is None:
+            out.write(_joined(pending))
     finally:
-        if writer is not None:
-            writer.close()
+        out.close()
