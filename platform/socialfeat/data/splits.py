@@ -65,13 +65,13 @@ def _counts(sweep, survivors: Survivors, users: int = 0, items: int = 0) -> tupl
     return user_counts, item_counts
 
 
-def popularity_survivors(sweep, n_users: int, n_items: int, cfg: FilterConfig, allowed=None) -> Survivors:
+def popularity_survivors(sweep, *, n_users: int, n_items: int, cfg: FilterConfig, allowed=None) -> Survivors:
     """The users and items that pass the popularity filters ([min, max] interactions, until nothing changes or
     once), counted over the views of `allowed` items (a mask by item code; every item when None). sweep()
     yields the log's (user codes, item codes) a chunk at a time; it is called twice a pass and nothing is
     held per view, so the log may stay on disk."""
     items = np.ones(n_items, bool) if allowed is None else np.asarray(allowed, bool).copy()
-    survivors = Survivors(np.ones(n_users, bool), items, 0, 0, 0, 0)
+    survivors = Survivors(np.ones(n_users, bool), items, passes=0, views=0, users_present=0, items_present=0)
     while True:
         survivors.passes += 1
         first = survivors.passes == 1
@@ -100,7 +100,7 @@ def popularity_mask(user_codes: np.ndarray, item_codes: np.ndarray, cfg: FilterC
     """The views kept by the popularity filters (a mask over the codes of their users and items) and the
     filter's report."""
     n_users, n_items = int(user_codes.max(initial=-1)) + 1, int(item_codes.max(initial=-1)) + 1
-    survivors = popularity_survivors(lambda: [(user_codes, item_codes)], n_users, n_items, cfg)
+    survivors = popularity_survivors(lambda: [(user_codes, item_codes)], n_users=n_users, n_items=n_items, cfg=cfg)
     kept = survivors.kept(user_codes, item_codes)
     present = [int(np.count_nonzero(np.bincount(codes[kept]))) for codes in (user_codes, item_codes)]
     return kept, survivors.report(int(kept.sum()), *present)

@@ -61,9 +61,9 @@ def _filter(ctx: StageContext, tmp: str) -> dict:
     users, item_ids = codes.read_ids(data)
     survivors = popularity_survivors(
         lambda: ((group["user"], group["item"]) for group in codes.log_groups(data, ["user", "item"])),
-        len(users),
-        len(item_ids),
-        ctx.cfg.filter,
+        n_users=len(users),
+        n_items=len(item_ids),
+        cfg=ctx.cfg.filter,
         allowed=_items_with_image(ctx, item_ids),
     )
     kept = {"views": 0, "users": np.zeros(len(users), bool), "items": np.zeros(len(item_ids), bool)}
