@@ -22,7 +22,7 @@ from socialfeat.factorization.mf import (
     sampled_entries,
     write_sampled_entries,
 )
-from socialfeat.factorization.sampling import joined, log_popularity_weights, negative_blocks
+from socialfeat.factorization.sampling import blocks_of, joined, log_popularity_weights, negative_blocks
 from socialfeat.methods import load_config
 from socialfeat.stats.ranking import mis_ordered_fraction, ndcg_at_k
 
@@ -65,6 +65,15 @@ def test_quota_without_replacement_seeded_and_skips_users_with_nothing_left():
     assert np.array_equal(again[1], neg_items)
 
 
+def test_blocks_of_users_hold_their_positives_rows_in_row_order():
+    users = np.random.default_rng(0).integers(0, 300, 5000).astype(np.int32)
+    users[users // 32 == 4] = 0  # block 4 has no positives and is skipped
+    blocks = list(blocks_of(users, 32))
+    assert [block for block, _ in blocks] == [b for b in range(10) if b != 4]
+    for block, rows in blocks:
+        assert np.array_equal(rows, np.flatnonzero(users // 32 == block))
+
+
 def test_sharded_ray_sampling_equals_the_local_one(ray_session):
     from socialfeat.distributed.data import negative_blocks_sharded
 
@@ -73,6 +82,10 @@ def test_sharded_ray_sampling_equals_the_local_one(ray_session):
     local = joined(negative_blocks(users, items, 60, weights, 2.0, seed=5, users_per_block=128))
     sharded = joined(negative_blocks_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=128))
     assert np.array_equal(local[0], sharded[0]) and np.array_equal(local[1], sharded[1])
+    # one block out at a time, each sent when the one before it is back: the same blocks in the same order
+    local = joined(negative_blocks(users, items, 60, weights, 2.0, seed=5, users_per_block=32))
+    one_by_one = negative_blocks_sharded(users, items, 60, weights, 2.0, seed=5, users_per_block=32, in_flight=1)
+    assert all(np.array_equal(a, b) for a, b in zip(local, joined(one_by_one))) and len(np.unique(local[0] // 32)) == 16
 
 
 def test_pair_error_matches_brute_force():

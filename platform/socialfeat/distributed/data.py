@@ -1,6 +1,8 @@
 """Ray tasks and Ray Data around the pure cores: negative sampling sharded over blocks of users, and image rows."""
 
+import itertools
 import os
+from collections import deque
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from socialfeat.data import schema
 from socialfeat.data.images import ImagePolicy, item_image_bytes
 from socialfeat.errors import UserError
 from socialfeat.evaluation.baselines import baseline_features
-from socialfeat.factorization.sampling import USERS_PER_BLOCK, sample_block
+from socialfeat.factorization.sampling import USERS_PER_BLOCK, blocks_of, sample_block
 from socialfeat.vision.decode import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
@@ -51,26 +53,24 @@ def negative_blocks_sharded(
     ratio: float,
     seed: int,
     users_per_block: int = USERS_PER_BLOCK,
+    in_flight: int | None = None,
 ):
     """sampling.negative_blocks with each block of users sampled by a Ray task that is sent that block's
-    positives alone (not every positive to mask); the blocks come back in block order, each let go by the
-    object store once the caller moves to the next."""
-
-    block_of = users // users_per_block
-    order = np.argsort(block_of, kind="stable")  # each block's positives in their original order
-    blocks, starts = np.unique(block_of[order], return_index=True)
-    ends = [*starts[1:], len(order)]
+    positives alone (not every positive to mask); the blocks come back in block order. At most `in_flight`
+    blocks (default: two per CPU of the cluster) are out at once, so that the blocks' positives and negatives
+    are never all in memory and the object store together."""
     shared_weights = ray.put(weights)
-    pending = [
-        _sample_one_block.remote(
-            users[order[start:end]], items[order[start:end]], n_items, shared_weights, ratio, seed, int(block)
-        )
-        for block, start, end in zip(blocks, starts, ends)
-    ]
-    del order, block_of
-    pending.reverse()
+
+    def sample(block: int, rows: np.ndarray):
+        return _sample_one_block.remote(users[rows], items[rows], n_items, shared_weights, ratio, seed, block)
+
+    waiting = blocks_of(users, users_per_block)
+    limit = in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    pending = deque(sample(*block) for block in itertools.islice(waiting, limit))
     while pending:
-        yield ray.get(pending.pop())
+        sampled = ray.get(pending.popleft())
+        pending.extend(sample(*block) for block in itertools.islice(waiting, 1))
+        yield sampled
 
 
 def row_columns(rows: pd.DataFrame, image_columns: tuple[str, ...]) -> dict[str, np.ndarray]:

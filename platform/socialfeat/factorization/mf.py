@@ -12,6 +12,7 @@ from socialfeat.data.splits import sorted_codes
 from socialfeat.factorization import engines, metrics
 from socialfeat.factorization.entry_file import FOLDS, entry_groups, write_entries
 from socialfeat.factorization.sampling import log_popularity_weights, negative_blocks, negatives_wanted
+from socialfeat.memory import release_arrow
 from socialfeat.stats.retrieval import cosine_neighbours, jaccard_at_ranks, random_jaccard
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def write_sampled_entries(
     frame; the same rows in the same order. Returns the id maps and counts."""
     positives, users, items = _tr_positives(interactions)
     del interactions  # the caller passes the log in: the sampling holds its codes alone
+    release_arrow()  # the log's columns were Arrow's buffers, which its pool would keep
     negative_blocks = _negative_blocks(positives, len(items), sampling, blocks)
     negatives = write_entries(path, entry_groups(positives, negative_blocks, split.val_fraction, split.seed))
     return users, items, _counts(positives[0], len(users), len(items), negatives, sampling.ratio)

@@ -8,6 +8,7 @@ over. Drawing with replacement from w and keeping each user's first occurrences 
 successive sampling without replacement; drawn positives are rejected, so none is ever sampled.
 """
 
+import numba
 import numpy as np
 
 USERS_PER_BLOCK = 65536  # the unit of sharding: each block has its own random stream
@@ -93,8 +94,8 @@ def negative_blocks(
     users_per_block: int = USERS_PER_BLOCK,
 ):
     """Negatives (users, items) a block of users at a time, in block order (what the sharded Ray version yields)."""
-    for block, mask in blocks_of(users, users_per_block):
-        yield sample_block(users[mask], items[mask], n_items, weights, ratio, seed, block)
+    for block, rows in blocks_of(users, users_per_block):
+        yield sample_block(users[rows], items[rows], n_items, weights, ratio, seed, block)
 
 
 def joined(blocks) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +106,28 @@ def joined(blocks) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+@numba.njit(cache=True)
+def _block_sizes(users, users_per_block, sizes):
+    for user in users:
+        sizes[user // users_per_block] += 1
+
+
+@numba.njit(cache=True)
+def _fill_block_rows(users, users_per_block, next_slot, rows):
+    for row in range(len(users)):
+        block = users[row] // users_per_block
+        rows[next_slot[block]] = row
+        next_slot[block] += 1
+
+
 def blocks_of(users: np.ndarray, users_per_block: int = USERS_PER_BLOCK):
-    """(block index, mask of the positives in it) for each block of users."""
-    block_of = users // users_per_block
-    for block in np.unique(block_of):
-        yield int(block), block_of == block
+    """(block index, the rows of its positives in row order) for each block of users (users // users_per_block)
+    that has positives, in block order. The rows come from one counting sort, an int32 a positive (a stable
+    argsort took an int64 and its sort's buffers; a mask a block took a pass over the log each)."""
+    sizes = np.zeros(int(users.max()) // users_per_block + 1 if len(users) else 0, np.int64)
+    _block_sizes(users, users_per_block, sizes)
+    ends = np.cumsum(sizes)
+    rows = np.empty(len(users), np.int32 if len(users) < 2**31 else np.int64)
+    _fill_block_rows(users, users_per_block, ends - sizes, rows)
+    for block in np.flatnonzero(sizes).tolist():
+        yield block, rows[ends[block] - sizes[block] : ends[block]]

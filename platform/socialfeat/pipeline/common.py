@@ -74,12 +74,16 @@ def _filter(ctx: StageContext, tmp: str) -> dict:
 
 def view_log(path: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A stage's view log (`columns` of it) with its string columns as dictionaries (pandas categoricals): a
-    code a view and each distinct string once, never a string a view."""
+    code a view and each distinct string once, never a string a view. Read a column at a time, each column's
+    Arrow copy let go before the next is read (the whole table's copy beside the frame was the sampling
+    stage's peak)."""
     names = pq.read_schema(path).names if columns is None else columns
-    coded = [name for name in names if name in ("user_id", "item_id", "fold")]
-    frame = pq.read_table(path, columns=names, read_dictionary=coded).to_pandas()
-    release_arrow()
-    return frame
+    frame = {}
+    for name in names:
+        coded = [name] if name in ("user_id", "item_id", "fold") else None
+        frame[name] = pq.read_table(path, columns=[name], read_dictionary=coded).column(name).to_pandas()
+        release_arrow()
+    return pd.DataFrame(frame, copy=False)
 
 
 def _distinct_items(path: str) -> pa.Array:
