@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from socialfeat.artifacts import write_tables
 from socialfeat.data.reader import Log
 from socialfeat.memory import release_arrow
 
@@ -58,42 +59,28 @@ def _joined(pending: list[dict]) -> dict:
     return {name: np.concatenate([part[name] for part in pending]) for name in pending[0]}
 
 
-class _StringGroups:
-    """A Parquet file of views with their string ids, written a group of codes at a time."""
+def _regrouped(batches):
+    """Batches of code columns (at least one) as groups of ROWS_PER_GROUP rows, the last one shorter."""
+    pending, held, full = [], 0, 0
+    for batch in batches:
+        pending.append(batch)
+        held += len(batch["user"])
+        while held >= ROWS_PER_GROUP:
+            joined = _joined(pending)
+            yield {name: values[:ROWS_PER_GROUP] for name, values in joined.items()}
+            pending = [{name: values[ROWS_PER_GROUP:] for name, values in joined.items()}]
+            held, full = held - ROWS_PER_GROUP, full + 1
+    if held or not full:
+        yield _joined(pending)
 
-    def __init__(self, path: str, users: pa.Array, item_ids: pa.Array):
-        self.path, self.users, self.item_ids, self.writer = path, users, item_ids, None
 
-    def write(self, views: dict) -> None:
-        columns = {
-            "user_id": self.users.take(views["user"]),
-            "item_id": self.item_ids.take(views["item"]),
-            "value": views["value"],
-        }
-        group = pa.table(columns | ({"timestamp": views["timestamp"]} if "timestamp" in views else {}))
-        self.writer = self.writer or pq.ParquetWriter(self.path, group.schema)
-        self.writer.write_table(group)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+def _with_strings(views: dict, users: pa.Array, item_ids: pa.Array) -> pa.Table:
+    columns = {"user_id": users.take(views["user"]), "item_id": item_ids.take(views["item"]), "value": views["value"]}
+    return pa.table(columns | ({"timestamp": views["timestamp"]} if "timestamp" in views else {}))
 
 
 def write_views(batches, users: pa.Array, item_ids: pa.Array, path: str) -> None:
     """Views given as batches of codes (dicts of user, item, value and optionally timestamp arrays; at least
     one batch) written with their string ids (user_id, item_id, value, timestamp) in row groups of
     ROWS_PER_GROUP: one group's strings are built at a time, and the batches' sizes do not show in the file."""
-    out, pending, held = _StringGroups(path, users, item_ids), [], 0
-    try:
-        for batch in batches:
-            pending.append(batch)
-            held += len(batch["user"])
-            while held >= ROWS_PER_GROUP:
-                joined = _joined(pending)
-                out.write({name: values[:ROWS_PER_GROUP] for name, values in joined.items()})
-                pending = [{name: values[ROWS_PER_GROUP:] for name, values in joined.items()}]
-                held -= ROWS_PER_GROUP
-        if held or out.writer is None:
-            out.write(_joined(pending))
-    finally:
-        out.close()
+    write_tables((_with_strings(views, users, item_ids) for views in _regrouped(batches)), path)
