@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
 from socialfeat.data import schema
 from socialfeat.data.images import encode_jpeg, item_image_bytes
+from socialfeat.data.synthetic import write_table
 from socialfeat.features.extract import embed_images
 from socialfeat.methods.cfl.tasks import PseudoClassTask
 from socialfeat.training.loop import make_optimizer, train_one_epoch
@@ -61,7 +61,7 @@ def _repeated(root: str, work: str, times: int) -> str:
     items = items.filter(pc.is_valid(items["image"]))
     ids = items["item_id"].cast(pa.string())
     copies = [items.set_column(0, "item_id", pc.binary_join_element_wise(f"{r}-", ids, "")) for r in range(times)]
-    pq.write_table(pa.concat_tables(copies), os.path.join(copy, schema.ITEMS))
+    write_table(copy, schema.ITEMS, pa.concat_tables(copies))  # as the importers write items
     return copy
 
 
@@ -160,13 +160,15 @@ def bench_ray(root: str, item_ids: list, size: int, crop: int) -> None:
     the last batch."""
     import ray
 
-    from socialfeat.distributed.data import image_rows
+    from socialfeat.distributed.data import MIN_ITEMS_PER_TASK, image_rows
 
     cpus = os.cpu_count()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one consumer thread, as each plain loop has (a Train worker sets its own)
-    warm = image_rows(root, "image", _labelled(item_ids[:64]), size=size).count()  # workers up, not timed
+    # not timed: every CPU's worker up and through the decode path (two tasks a CPU; one task left the
+    # other worker to import Ray Data's modules, ~0.6 CPU-s, inside the timed run)
+    warm = image_rows(root, "image", _labelled(item_ids[: 2 * cpus * MIN_ITEMS_PER_TASK]), size=size).count()
     started = time.perf_counter()
     rows = 0
     dataset = image_rows(root, "image", _labelled(item_ids), size=size)

@@ -20,6 +20,7 @@ from socialfeat.distributed.data import (
     _named_rows,
     _read_tasks,
     _row_lookup,
+    decode_task_sizes,
     image_rows,
     item_baselines,
     items_per_decode_task,
@@ -87,14 +88,20 @@ def test_a_single_row_group_is_decoded_by_several_tasks_in_item_order(ray_sessio
     expected = [len(colours) - 1 - n for n in range(len(colours)) if n != 5]
     assert labels == expected
     assert items_per_decode_task(10, cpus=2) == MIN_ITEMS_PER_TASK
-    assert items_per_decode_task(10**6, cpus=64) == items_per_decode_task(10**9, cpus=2) == 2048
+    assert items_per_decode_task(2048 * 128, cpus=64) == items_per_decode_task(10**9, cpus=2) == 2048
+    assert items_per_decode_task(23544, cpus=2) == 1962  # 12 equal tasks, six a CPU, not 11.5 of 2048
+    assert decode_task_sizes(23544, cpus=2).tolist() == [1962] * 10 + [981] * 4  # the last round in halves
+    assert decode_task_sizes(256, cpus=2).tolist() == [64] * 4  # halves would hold less than the minimum
 
 
-def test_items_in_many_row_groups_read_several_groups_a_task_are_those_of_one_group(ray_session, tmp_path, monkeypatch):
+@pytest.mark.parametrize("read_by", ["decode tasks", "read tasks"])
+def test_items_in_many_row_groups_are_those_of_one_group(ray_session, tmp_path, monkeypatch, read_by):
     colours = {f"i{n:03d}": (n, 255 - n, 7) for n in range(150)}
     colours["i031"] = None  # undecodable
     grouped = _dataset(tmp_path, colours, "grouped", row_group_size=7)  # 22 groups
     whole = _dataset(tmp_path, colours, "whole")
+    # decode tasks read their own rows on one node, read tasks on this node read them for a cluster of several
+    monkeypatch.setattr(distributed_data, "_one_node", lambda: read_by == "decode tasks")
     monkeypatch.setattr(distributed_data, "READ_TASK_ROWS", 20)  # a read task takes two groups of 7
     # the third group: none named; of the others, four items in five
     named = [name for n, name in enumerate(colours) if not 14 <= n < 21 and n % 5]

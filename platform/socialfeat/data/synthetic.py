@@ -403,18 +403,36 @@ def _write_views(root: str, views: pd.DataFrame, times: np.ndarray, shards: int)
                 writer.write_table(pa.table(columns, schema=schema.INTERACTIONS_SCHEMA))
 
 
-def _write_table(root: str, name: str, table: pa.Table, shards: int) -> None:
-    """One Parquet file, or `shards` files of consecutive rows in the table's folder (items/part-00000.parquet ...)."""
+def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
+    """The Parquet column paths of an Arrow field (a list's values are `name.list.element`)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _leaf_paths(f"{name}.list.element", kind.value_type)
+    if pa.types.is_struct(kind):
+        return [path for child in kind for path in _leaf_paths(f"{name}.{child.name}", child.type)]
+    return [name]
+
+
+def _write_file(table: pa.Table, path: str, row_group_size: int | None) -> None:
+    # Image bytes are JPEG or PNG, compressed already: Snappy saves nothing on them and costs every read
+    # (0.65 s against 0.10 s for 325 MB of posters, a twentieth of decoding them), so they are stored plain.
+    paths = [leaf for field in table.schema for leaf in _leaf_paths(field.name, field.type)]
+    codecs = {leaf: "none" if leaf == "image" else "snappy" for leaf in paths}
+    dictionary = [leaf for leaf in paths if leaf != "image"]
+    pq.write_table(table, path, row_group_size=row_group_size, compression=codecs, use_dictionary=dictionary)
+
+
+def write_table(root: str, name: str, table: pa.Table, shards: int = 1) -> None:
+    """One contract table as one Parquet file, or `shards` files of consecutive rows in the table's folder
+    (items/part-00000.parquet ...); the items in 2,048-row groups, their image bytes uncompressed."""
     row_group_size = 2048 if name == schema.ITEMS else None
     if shards == 1:
-        pq.write_table(table, os.path.join(root, name), row_group_size=row_group_size)
+        _write_file(table, os.path.join(root, name), row_group_size)
         return
     folder = os.path.join(root, schema.shard_folder(name))
     os.makedirs(folder)
     bounds = np.linspace(0, len(table), shards + 1).round().astype(int)
     for shard, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-        path = os.path.join(folder, f"part-{shard:05d}.parquet")
-        pq.write_table(table.slice(start, stop - start), path, row_group_size=row_group_size)
+        _write_file(table.slice(start, stop - start), os.path.join(folder, f"part-{shard:05d}.parquet"), row_group_size)
 
 
 def write_contract(
@@ -434,6 +452,6 @@ def write_contract(
             continue
         arrow_schema = pa.schema([f for f in schema.SCHEMAS[name] if f.name in frame.columns])
         table = pa.Table.from_pandas(frame[arrow_schema.names], schema=arrow_schema, preserve_index=False)
-        _write_table(root, name, table, shards)
+        write_table(root, name, table, shards)
     with open(os.path.join(root, schema.META), "w") as handle:
         yaml.safe_dump(meta or {}, handle, sort_keys=False, allow_unicode=True)

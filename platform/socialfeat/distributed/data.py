@@ -22,7 +22,7 @@ from socialfeat.vision.decode import load_image
 
 # Ray 2.60 leaves a worker idle between two tasks of an operator held at its CPU budget (~0.05 s, and
 # 0.2-0.3 s with the operator reservation, measured on 2 CPUs), so a decode task should be seconds of work:
-# each CPU gets about DECODE_TASKS_PER_CPU of them, of MIN to MAX items (a 72 px JPEG decode is ~0.6 ms).
+# each CPU gets at least DECODE_TASKS_PER_CPU of them, of MIN to MAX items (a 72 px JPEG decode is ~0.4 ms).
 DECODE_TASKS_PER_CPU, MIN_ITEMS_PER_TASK, MAX_ITEMS_PER_TASK = 2, 64, 2048
 ITEM_SLOT = "item_slot"  # a block's column: each item row's index among the items a dataset names
 READ_ROWS = 1024  # item rows (with their images) a read task holds from a row group at a time
@@ -30,9 +30,25 @@ READ_TASK_ROWS = 8192  # rows of consecutive row groups one read task reads (its
 
 
 def items_per_decode_task(items: int, cpus: float) -> int:
-    """How many items one decode task takes, for `items` to decode on `cpus` CPUs."""
-    share = -(-items // max(1, round(cpus * DECODE_TASKS_PER_CPU)))
-    return int(min(MAX_ITEMS_PER_TASK, max(MIN_ITEMS_PER_TASK, share)))
+    """How many items one decode task takes, for `items` to decode on `cpus` CPUs: as many tasks as whole
+    rounds of the CPUs take, of equal size, so that no CPU decodes a last task alone while the others wait."""
+    slots = max(1, round(cpus))
+    tasks = max(slots * DECODE_TASKS_PER_CPU, -(-items // MAX_ITEMS_PER_TASK))
+    tasks = -(-tasks // slots) * slots
+    return int(min(MAX_ITEMS_PER_TASK, max(MIN_ITEMS_PER_TASK, -(-items // tasks))))
+
+
+def decode_task_sizes(items: int, cpus: float) -> np.ndarray:
+    """The items of each decode task, in order: items_per_decode_task each, but the last round's items (a
+    task a CPU) cut into two tasks a CPU where those still hold MIN_ITEMS_PER_TASK, so that a CPU that got
+    ahead takes more of the end, and the consumer's last block comes sooner."""
+    per_task, slots = items_per_decode_task(items, cpus), max(1, round(cpus))
+    tasks = -(-items // per_task)
+    if tasks <= slots or per_task // 2 < MIN_ITEMS_PER_TASK:
+        return np.diff(np.minimum(np.arange(tasks + 1) * per_task, items))
+    head = np.arange(tasks - slots) * per_task
+    last_round = np.linspace((tasks - slots) * per_task, items, 2 * slots + 1).round().astype(np.int64)
+    return np.diff(np.concatenate([head, last_round]))
 
 
 # A sweep trial's placement group (Tune captures its child tasks there) holds ~0 CPUs: these tasks run
@@ -149,20 +165,6 @@ def _picked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return values[positions]
 
 
-def _share_with_image(files: list[pq.ParquetFile], column: str) -> float:
-    """The share of rows whose `column` is not null, by the row groups' statistics (1 where they are missing)."""
-    groups = [
-        (f.schema_arrow.get_field_index(column), f.metadata.row_group(g))
-        for f in files
-        for g in range(f.metadata.num_row_groups)
-    ]
-    stats = [group.column(index).statistics for index, group in groups]
-    if not groups or any(s is None or not s.has_null_count for s in stats):
-        return 1.0
-    rows = sum(group.num_rows for _, group in groups)
-    return 1.0 - sum(s.null_count for s in stats) / max(1, rows)
-
-
 @ray.remote
 def _has_image(path: str, group: int, column: str) -> np.ndarray:
     """Which rows of a row group hold an image, read by a task: the images never reach the driver."""
@@ -234,12 +236,11 @@ def _read_tasks(files: list[pq.ParquetFile], where: np.ndarray) -> list[tuple[in
     return tasks
 
 
-@ray.remote
-def _read_pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
+def _pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
     """Rows `rows` (ascending, counted across `groups` read one after the other) of a file's row groups,
     item_id and the image column with ITEM_SLOT (each item's index in the named items), yielded in pieces
-    of `sizes` rows. The groups are read once, streamed in batches: a task holds a batch and a piece however
-    large the groups."""
+    of `sizes` rows. The groups are streamed in batches, and no further than the last piece: a reader holds
+    a batch and a piece however large the groups."""
     reader = pq.ParquetFile(path).iter_batches(READ_ROWS, row_groups=groups, columns=["item_id", column])
     parts, start, ends, piece = [], 0, np.cumsum(sizes), 0
     for batch in reader:
@@ -252,54 +253,106 @@ def _read_pieces(path: str, groups: list[int], column: str, rows: np.ndarray, sl
             # a slice is stored without the rest of its buffers (Ray's Arrow serialisation truncates them)
             yield held.slice(0, done).append_column(ITEM_SLOT, pa.array(slots[ends[piece] - done : ends[piece]]))
             parts, piece = [held.slice(done)], piece + 1
+        if piece == len(sizes):
+            return
 
 
-def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, named: list, rows_per_block: int) -> list:
-    """Blocks of `rows_per_block` rows of the item files (items.parquet or its shards, in order) that name
-    an item in `named` and have an image, each the object refs of its pieces: a block is one decode task's
-    work. The cuts run across row groups and shards (the blocks, and so a seeded run, do not depend on how
-    the items were sharded or grouped). Each row group is read once, by a task on this node (where the
-    dataset's files are), in pieces that fall in one block each; no image passes through the driver."""
-    paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
-    where = _named_rows(files, paths, column, named)
-    block_of = np.arange(len(where)) // rows_per_block
+@ray.remote
+def _read_pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
+    yield from _pieces(path, groups, column, rows, slots, sizes)
+
+
+def _group_rows(files: list[pq.ParquetFile], where: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The row groups that `where`'s rows (of one file) are in, and the rows counted across those groups."""
+    groups = np.unique(where[:, 1])
+    group_rows = [files[where[0, 0]].metadata.row_group(int(g)).num_rows for g in groups]
+    before = np.cumsum([0, *group_rows[:-1]])  # per group: the rows of the groups before it
+    return groups.tolist(), where[:, 2] + before[np.searchsorted(groups, where[:, 1])]
+
+
+def _block_reads(files: list[pq.ParquetFile], paths: list[str], where: np.ndarray, column: str, sizes: np.ndarray):
+    """Per block (blocks of `sizes` rows of `where`, in order), what its decode task reads itself: the
+    arguments of _pieces for each file the block's rows are in (without sizes: one piece)."""
+    blocks, ends = [], np.cumsum(sizes)
+    for first, end in zip(ends - sizes, ends):
+        block = where[first:end]
+        reads = []
+        for start, stop in _runs(block[:, :1]):
+            groups, rows = _group_rows(files, block[start:stop])
+            reads.append((paths[block[start, 0]], groups, column, rows, block[start:stop, 3]))
+        blocks.append(reads)
+    return blocks
+
+
+def _read_by_tasks(files: list[pq.ParquetFile], paths: list[str], where: np.ndarray, column: str, sizes: np.ndarray):
+    """Per block (blocks of `sizes` rows of `where`, in order), the object refs of its pieces, read by tasks
+    on this node: each row group once, by the task of its run of groups (_read_tasks), in pieces that fall
+    in one block each."""
+    block_of = np.searchsorted(np.cumsum(sizes), np.arange(len(where)), side="right")
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    pieces_of_block: list[list] = [[] for _ in range(-(-len(where) // rows_per_block))]
+    pieces_of_block: list[list] = [[] for _ in sizes]
     for start, end in _read_tasks(files, where):
-        parquet, groups = files[where[start, 0]], np.unique(where[start:end, 1])
-        group_rows = [parquet.metadata.row_group(int(g)).num_rows for g in groups]
-        before = np.cumsum([0, *group_rows[:-1]])  # per group: the rows of the task's groups before it
-        rows = where[start:end, 2] + before[np.searchsorted(groups, where[start:end, 1])]
+        groups, rows = _group_rows(files, where[start:end])
         pieces = [(start + a, start + b) for a, b in _runs(block_of[start:end, None])]
         refs = _read_pieces.options(num_returns=len(pieces), scheduling_strategy=here).remote(
-            paths[where[start, 0]], groups.tolist(), column, rows, where[start:end, 3], [b - a for a, b in pieces]
+            paths[where[start, 0]], groups, column, rows, where[start:end, 3], [b - a for a, b in pieces]
         )
         for (a, _), ref in zip(pieces, refs if len(pieces) > 1 else [refs]):
             pieces_of_block[block_of[a]].append(ref)
     return pieces_of_block
 
 
+def _one_node() -> bool:
+    return sum(node["Alive"] for node in ray.nodes()) == 1
+
+
+def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, named: list) -> list:
+    """The rows of the item files (items.parquet or its shards, in order) that name an item in `named` and
+    have an image, in blocks of decode_task_sizes: a block is one decode task's work. The cuts run across
+    row groups and shards (the blocks, and so a seeded run, do not depend on how the items were sharded or
+    grouped). On one node each decode task reads its own rows (_block_reads): the images never enter the
+    object store and are read no sooner than they are decoded. On several, tasks on this node, where the
+    dataset's files are, read them for decoders anywhere (_read_by_tasks). No image passes through the
+    driver."""
+    paths = [os.path.join(root, name) for name in schema.table_files(root, schema.ITEMS)]
+    where = _named_rows(files, paths, column, named)
+    sizes = decode_task_sizes(len(where), ray.cluster_resources().get("CPU", 1))
+    blocks = _block_reads if _one_node() else _read_by_tasks
+    return blocks(files, paths, where, column, sizes)
+
+
 def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
-    """work(the item rows of this task's block, **fn_kwargs), the block's pieces fetched by the task."""
-    items = pa.concat_tables(ray.get(list(batch["pieces"][0])))
+    """work(the item rows of this task's block, **fn_kwargs), the block's rows read by the task or its
+    pieces fetched."""
+    block = list(batch["block"][0])
+    if isinstance(block[0], ray.ObjectRef):
+        items = pa.concat_tables(ray.get(block))
+    else:
+        items = pa.concat_tables([next(_pieces(*read, [len(read[3])])) for read in block])
     return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
 
 
 def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
     """A Ray Dataset of work(block's item rows as numpy columns, **fn_kwargs) over blocks from
-    _named_item_blocks, one task a block, in block order. Each task fetches its own block, so the first
-    decode starts when the first block is read, and the driver waits for none of the reads."""
-    # A task's one row holds its own pieces' refs: one list of every block's refs, shared, cost each task
-    # ~10 ms to unpickle at 100 blocks, and grows with the blocks. Refs are stored as pickled objects
+    _named_item_blocks, one task a block, in block order. Each task reads or fetches its own block, so the
+    first decode starts when the first block is read, and the driver waits for none of the reads."""
+    # A task's one row holds its own block's reads or refs: one list of every block's refs, shared, cost each
+    # task ~10 ms to unpickle at 100 blocks, and grows with the blocks. They are stored as pickled objects
     # (Ray's default for what Arrow cannot hold), said here so that Ray Data does not warn of it.
     DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
-    tasks = ray.data.from_items([{"pieces": pieces} for pieces in blocks], override_num_blocks=len(blocks))
+    tasks = ray.data.from_items([{"block": block} for block in blocks], override_num_blocks=len(blocks))
     # One map and no other operator to reserve CPUs for: Ray 2.60's reservation started the second decode
     # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
     # dataset's own copy, inherited by what derives from it).
     tasks.context.op_resource_reservation_enabled = False
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
     return tasks.map_batches(
-        _on_item_block, batch_format="numpy", batch_size=None, fn_kwargs={"work": work, "fn_kwargs": fn_kwargs}
+        _on_item_block,
+        batch_format="numpy",
+        batch_size=None,
+        fn_kwargs={"work": work, "fn_kwargs": fn_kwargs},
+        **({"scheduling_strategy": here} if reads_files else {}),
     )
 
 
@@ -314,8 +367,7 @@ def item_baselines(root, column: str, item_ids) -> dict[str, np.ndarray]:
     decoded by Ray tasks, the driver gathering only the feature vectors (never the images' bytes)."""
     policy, ids = ImagePolicy.of(root), pd.Index(item_ids)
     files = schema.parquet_files(policy.root, schema.ITEMS)
-    per_task = items_per_decode_task(len(ids), ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(policy.root, files, column=column, named=list(ids), rows_per_block=per_task)
+    blocks = _named_item_blocks(policy.root, files, column=column, named=list(ids))
     found, parts = [], {}
     if blocks:
         features = _over_item_blocks(blocks, _baseline_batch, {"root": policy, "column": column})
@@ -346,9 +398,7 @@ def _single_image_rows(root, column: str, rows: pd.DataFrame, image_column: str,
     policy = ImagePolicy.of(root)  # workers read images by the policy of the dataset, never by a bare path
     items, lookup = _row_lookup(rows, image_column)
     files = schema.parquet_files(policy.root, schema.ITEMS)
-    with_image = round(len(items) * _share_with_image(files, column))
-    per_task = items_per_decode_task(with_image, ray.cluster_resources().get("CPU", 1))
-    blocks = _named_item_blocks(policy.root, files, column=column, named=items, rows_per_block=per_task)
+    blocks = _named_item_blocks(policy.root, files, column=column, named=items)
     if not blocks:
         return ray.data.from_numpy(_no_images(size)).rename_columns({"data": image_column})
     fn_kwargs = {"root": policy, "column": column, "size": size, "image_column": image_column}
