@@ -90,8 +90,8 @@ def test_a_single_row_group_is_decoded_by_several_tasks_in_item_order(ray_sessio
     assert items_per_decode_task(10, cpus=2) == MIN_ITEMS_PER_TASK
     assert items_per_decode_task(2048 * 128, cpus=64) == items_per_decode_task(10**9, cpus=2) == 2048
     assert items_per_decode_task(23544, cpus=2) == 1962  # 12 equal tasks, six a CPU, not 11.5 of 2048
-    assert decode_task_sizes(23544, cpus=2).tolist() == [1962] * 10 + [981] * 4  # the last round in halves
-    assert decode_task_sizes(256, cpus=2).tolist() == [64] * 4  # halves would hold less than the minimum
+    assert decode_task_sizes(23544, cpus=2).tolist() == [1962] * 12
+    assert decode_task_sizes(300, cpus=2).tolist() == [75] * 4 and decode_task_sizes(100, cpus=2).tolist() == [64, 36]
 
 
 @pytest.mark.parametrize("read_by", ["decode tasks", "read tasks"])

@@ -39,16 +39,9 @@ def items_per_decode_task(items: int, cpus: float) -> int:
 
 
 def decode_task_sizes(items: int, cpus: float) -> np.ndarray:
-    """The items of each decode task, in order: items_per_decode_task each, but the last round's items (a
-    task a CPU) cut into two tasks a CPU where those still hold MIN_ITEMS_PER_TASK, so that a CPU that got
-    ahead takes more of the end, and the consumer's last block comes sooner."""
-    per_task, slots = items_per_decode_task(items, cpus), max(1, round(cpus))
-    tasks = -(-items // per_task)
-    if tasks <= slots or per_task // 2 < MIN_ITEMS_PER_TASK:
-        return np.diff(np.minimum(np.arange(tasks + 1) * per_task, items))
-    head = np.arange(tasks - slots) * per_task
-    last_round = np.linspace((tasks - slots) * per_task, items, 2 * slots + 1).round().astype(np.int64)
-    return np.diff(np.concatenate([head, last_round]))
+    """The items of each decode task, in order: items_per_decode_task each, the last task what is left."""
+    per_task = items_per_decode_task(items, cpus)
+    return np.diff(np.minimum(np.arange(-(-items // per_task) + 1) * per_task, items))
 
 
 # A sweep trial's placement group (Tune captures its child tasks there) holds ~0 CPUs: these tasks run
