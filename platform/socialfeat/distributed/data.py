@@ -252,7 +252,12 @@ def _pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: 
 
 @ray.remote
 def _read_pieces(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray, sizes: list[int]):
-    yield from _pieces(path, groups, column, rows, slots, sizes)
+    yield from _pieces(path, groups, column, rows=rows, slots=slots, sizes=sizes)
+
+
+def _read_rows(path: str, groups: list[int], column: str, rows: np.ndarray, slots: np.ndarray) -> pa.Table:
+    """One read of _block_reads: the rows as one table."""
+    return next(_pieces(path, groups, column, rows=rows, slots=slots, sizes=[len(rows)]))
 
 
 def _group_rows(files: list[pq.ParquetFile], where: np.ndarray) -> tuple[list[int], np.ndarray]:
@@ -296,6 +301,7 @@ def _read_by_tasks(files: list[pq.ParquetFile], paths: list[str], where: np.ndar
 
 
 def _one_node() -> bool:
+    """Whether the cluster has one live node, so that every task sees this node's files."""
     return sum(node["Alive"] for node in ray.nodes()) == 1
 
 
@@ -311,7 +317,7 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
     where = _named_rows(files, paths, column, named)
     sizes = decode_task_sizes(len(where), ray.cluster_resources().get("CPU", 1))
     blocks = _block_reads if _one_node() else _read_by_tasks
-    return blocks(files, paths, where, column, sizes)
+    return blocks(files, paths, where, column=column, sizes=sizes)
 
 
 def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
@@ -321,7 +327,7 @@ def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
     if isinstance(block[0], ray.ObjectRef):
         items = pa.concat_tables(ray.get(block))
     else:
-        items = pa.concat_tables([next(_pieces(*read, [len(read[3])])) for read in block])
+        items = pa.concat_tables([_read_rows(*read) for read in block])
     return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
 
 
