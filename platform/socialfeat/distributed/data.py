@@ -158,6 +158,11 @@ def _picked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return values[positions]
 
 
+def _this_node() -> NodeAffinitySchedulingStrategy:
+    """Tasks pinned to the caller's node, where the dataset's files are."""
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
 @ray.remote
 def _has_image(path: str, group: int, column: str) -> np.ndarray:
     """Which rows of a row group hold an image, read by a task: the images never reach the driver."""
@@ -168,7 +173,7 @@ def _has_image(path: str, group: int, column: str) -> np.ndarray:
 def _with_image(files: list[pq.ParquetFile], paths: list[str], groups: list[tuple], column: str) -> list:
     """Per (file, row group) of `groups`: which rows hold an image. By the group's null count where it
     settles it (none or all null: no bytes read), else by a task on this node reading the group's `column`."""
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    here = _this_node()
     found = []
     for number, group in groups:
         metadata = files[number].metadata.row_group(group)
@@ -287,7 +292,7 @@ def _read_by_tasks(files: list[pq.ParquetFile], paths: list[str], where: np.ndar
     on this node: each row group once, by the task of its run of groups (_read_tasks), in pieces that fall
     in one block each."""
     block_of = np.searchsorted(np.cumsum(sizes), np.arange(len(where)), side="right")
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    here = _this_node()
     pieces_of_block: list[list] = [[] for _ in sizes]
     for start, end in _read_tasks(files, where):
         groups, rows = _group_rows(files, where[start:end])
@@ -344,14 +349,13 @@ def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
     # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
     # dataset's own copy, inherited by what derives from it).
     tasks.context.op_resource_reservation_enabled = False
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
     return tasks.map_batches(
         _on_item_block,
         batch_format="numpy",
         batch_size=None,
         fn_kwargs={"work": work, "fn_kwargs": fn_kwargs},
-        **({"scheduling_strategy": here} if reads_files else {}),
+        **({"scheduling_strategy": _this_node()} if reads_files else {}),
     )
 
 
