@@ -35,3 +35,13 @@ def test_evaluation_inputs_are_the_centre_crop():
     batch = to_input(images, 8, train=False)
     expected = torch.stack([_normalised(image[2:10, 2:10]) for image in images])
     assert torch.allclose(batch, expected, atol=1e-6)
+
+
+def test_training_inputs_at_the_crop_size_are_flipped_copies_and_the_images_are_left_as_they_were():
+    images = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
+    before = images.clone()
+    batch = to_input(images, 8, train=True, generator=torch.Generator().manual_seed(0))
+    flipped = [torch.allclose(out, _crop(image, 0, 0, True), atol=1e-6) for image, out in zip(images, batch)]
+    kept = [torch.allclose(out, _crop(image, 0, 0, False), atol=1e-6) for image, out in zip(images, batch)]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    assert torch.equal(images, before)

@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import pickle
 from collections import deque
 
 import numpy as np
@@ -156,6 +157,9 @@ def _picked(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "S":
         return np.char.decode(values[positions], "utf-8").astype(object)
     return values[positions]
+
+
+NODE_ID_LABEL = "ray.io/node-id"  # a label Ray gives every node
 
 
 def _this_node() -> NodeAffinitySchedulingStrategy:
@@ -328,11 +332,11 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
 def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
     """work(the item rows of this task's block, **fn_kwargs), the block's rows read by the task or its
     pieces fetched."""
-    block = list(batch["block"][0])
-    if isinstance(block[0], ray.ObjectRef):
-        items = pa.concat_tables(ray.get(block))
+    block = batch["block"][0]
+    if isinstance(block, bytes):  # the task's own reads, pickled
+        items = pa.concat_tables([_read_rows(*read) for read in pickle.loads(block)])
     else:
-        items = pa.concat_tables([_read_rows(*read) for read in block])
+        items = pa.concat_tables(ray.get(list(block)))
     return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
 
 
@@ -341,21 +345,27 @@ def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
     _named_item_blocks, one task a block, in block order. Each task reads or fetches its own block, so the
     first decode starts when the first block is read, and the driver waits for none of the reads."""
     # A task's one row holds its own block's reads or refs: one list of every block's refs, shared, cost each
-    # task ~10 ms to unpickle at 100 blocks, and grows with the blocks. They are stored as pickled objects
-    # (Ray's default for what Arrow cannot hold), said here so that Ray Data does not warn of it.
-    DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
-    tasks = ray.data.from_items([{"block": block} for block in blocks], override_num_blocks=len(blocks))
+    # task ~10 ms to unpickle at 100 blocks, and grows with the blocks. Reads go pickled, as bytes Arrow holds:
+    # as numpy arrays Arrow first tried to convert them, and its error message printed them (0.1 s a dataset
+    # at 100 blocks). Refs must stay Ray's objects (pickled by Ray, said here so that it does not warn of it).
+    reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
+    if reads_files:
+        rows = [{"block": pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)} for block in blocks]
+    else:
+        DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
+        rows = [{"block": block} for block in blocks]
+    tasks = ray.data.from_items(rows, override_num_blocks=len(blocks))
     # One map and no other operator to reserve CPUs for: Ray 2.60's reservation started the second decode
     # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
     # dataset's own copy, inherited by what derives from it).
     tasks.context.op_resource_reservation_enabled = False
-    reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
     return tasks.map_batches(
         _on_item_block,
         batch_format="numpy",
         batch_size=None,
         fn_kwargs={"work": work, "fn_kwargs": fn_kwargs},
-        **({"scheduling_strategy": _this_node()} if reads_files else {}),
+        # Ray Data takes no scheduling_strategy past Ray 2.63; the node-id label pins as hard node affinity does
+        label_selector={NODE_ID_LABEL: ray.get_runtime_context().get_node_id()} if reads_files else None,
     )
 
 

@@ -1,6 +1,7 @@
 """Ray Train (V2) around the plain-torch loop, for any training task: TorchTrainer, per-epoch checkpoints,
 resume after a worker crash or a retried run, failures."""
 
+import copy
 import logging
 import math
 import os
@@ -13,6 +14,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+from ray.data import DataContext
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -237,7 +239,9 @@ def _ordered_ingest():
     hands a worker whichever block finishes first, so the same seed trained different models run to run
     (Ray 2.60). The seeded local shuffle then gives every epoch its own, reproducible order."""
 
-    options = DataConfig.default_ingest_options()
+    # the context's own options, as DataConfig.default_ingest_options() takes them, copied whole: that
+    # method passes exclude_resources on, which Ray 2.60 warns of as deprecated on every run
+    options = copy.deepcopy(DataContext.get_current().execution_options)
     options.preserve_order = True
     return options
 
