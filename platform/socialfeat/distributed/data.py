@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import pickle
 from collections import deque
 
 import numpy as np
@@ -332,11 +331,11 @@ def _named_item_blocks(root: str, files: list[pq.ParquetFile], column: str, name
 def _on_item_block(batch: dict, work, fn_kwargs: dict) -> dict:
     """work(the item rows of this task's block, **fn_kwargs), the block's rows read by the task or its
     pieces fetched."""
-    block = batch["block"][0]
-    if isinstance(block, bytes):  # the task's own reads, pickled
-        items = pa.concat_tables([_read_rows(*read) for read in pickle.loads(block)])
+    block = list(batch["block"][0])
+    if isinstance(block[0], ray.ObjectRef):
+        items = pa.concat_tables(ray.get(block))
     else:
-        items = pa.concat_tables(ray.get(list(block)))
+        items = pa.concat_tables([_read_rows(*read) for read in block])
     return work({name: items.column(name).to_numpy() for name in items.column_names}, **fn_kwargs)
 
 
@@ -345,21 +344,15 @@ def _over_item_blocks(blocks: list, work, fn_kwargs: dict):
     _named_item_blocks, one task a block, in block order. Each task reads or fetches its own block, so the
     first decode starts when the first block is read, and the driver waits for none of the reads."""
     # A task's one row holds its own block's reads or refs: one list of every block's refs, shared, cost each
-    # task ~10 ms to unpickle at 100 blocks, and grows with the blocks. Reads go pickled, as bytes Arrow holds:
-    # as numpy arrays Arrow first tried to convert them, and its error message printed them (half of
-    # from_items' 0.12 s at 98 blocks). Refs must stay Ray's objects (pickled by Ray, said here so that it does
-    # not warn of it).
-    reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
-    if reads_files:
-        rows = [{"block": pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)} for block in blocks]
-    else:
-        DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
-        rows = [{"block": block} for block in blocks]
-    tasks = ray.data.from_items(rows, override_num_blocks=len(blocks))
+    # task ~10 ms to unpickle at 100 blocks, and grows with the blocks. They are stored as pickled objects
+    # (Ray's default for what Arrow cannot hold), said here so that Ray Data does not warn of it.
+    DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
+    tasks = ray.data.from_items([{"block": block} for block in blocks], override_num_blocks=len(blocks))
     # One map and no other operator to reserve CPUs for: Ray 2.60's reservation started the second decode
     # task ~1 s after the first and left each worker 0.2-0.3 s idle between tasks (the context is this
     # dataset's own copy, inherited by what derives from it).
     tasks.context.op_resource_reservation_enabled = False
+    reads_files = bool(blocks) and not isinstance(blocks[0][0], ray.ObjectRef)  # then on this node, with the files
     return tasks.map_batches(
         _on_item_block,
         batch_format="numpy",
