@@ -96,21 +96,57 @@ def _interests(ctx) -> dict:
     return pd.concat([from_items, own]).groupby("user")["tag"].agg(set).to_dict()
 
 
-def test_dense_rows_say_which_items_share_a_tag_whatever_the_users_a_block(social_run, monkeypatch):
+def test_each_users_tiers_are_their_likes_circle_and_tags_whatever_user_came_before(social_run):
     _, ctx = social_run
     rel = relations_of(ctx)
     interests, item_tags = _interests(ctx), _read(ctx, "likes", "item_tags.parquet").groupby("item")["tag"].agg(set)
-    users = np.arange(rel.liked.shape[0])
-    expected = np.array(
-        [[bool(interests.get(u, set()) & item_tags.get(i, set())) for i in range(rel.liked.shape[1])] for u in users]
+    n_users, n_items = rel.liked.shape
+    shares = np.array(
+        [[bool(interests.get(u, set()) & item_tags.get(i, set())) for i in range(n_items)] for u in range(n_users)]
     )
-    assert 0.05 < expected.mean() < 0.95  # some items share a tag with a user, some do not
-    whole = dict(likes.user_rows(rel, users))
-    monkeypatch.setattr(likes, "ROW_CELLS", 7 * rel.liked.shape[1])  # blocks of 7 users
-    for user, rows in likes.user_rows(rel, users):
-        np.testing.assert_array_equal(rows["shares_tag"], expected[user])
-        for name, values in rows.items():
-            np.testing.assert_array_equal(values, whole[user][name])
+    assert 0.05 < shares.mean() < 0.95  # some items share a tag with a user, some do not
+    circle = _liked_by_user_or_circle(ctx).toarray() > 0
+    unliked = rel.liked.toarray() == 0
+    catalogue = likes.Catalogue(rel)
+    for user in np.random.default_rng(0).permutation(n_users):  # stamps left by any other user never count
+        catalogue.visit(user)
+        expected = {
+            (False, -1): unliked[user],
+            (True, -1): ~circle[user],
+            (True, 0): ~circle[user] & ~shares[user],
+            (True, 1): ~circle[user] & shares[user],
+            (False, 1): unliked[user] & shares[user],
+        }
+        for tier, mask in expected.items():
+            np.testing.assert_array_equal(catalogue.tier_items(tier), np.flatnonzero(mask))
+
+
+def _one_user_catalogue(weights=None) -> "likes.Catalogue":
+    """User 0 liked item 5 and shares tag 0 with items 0 and 1; their friend, user 1, liked items 3 and 4; item 2
+    carries tag 1 only. Candidate tiers: {0, 1}, then {2}, then {3, 4}."""
+    liked = likes.incidence([0, 1, 1], [5, 3, 4], (2, 6))
+    friends = likes.incidence([0, 1], [1, 0], (2, 2))
+    interests = likes.incidence([0], [0], (2, 2))
+    item_tags = likes.incidence([0, 1, 2], [0, 0, 1], (6, 2))
+    rel = likes.Relations(liked, liked, friends, sp.csr_matrix((2, 0), dtype=np.float32), interests, item_tags)
+    catalogue = likes.Catalogue(rel, weights)
+    catalogue.visit(0)
+    return catalogue
+
+
+def test_draws_follow_the_tier_uniformly_or_by_weight_whether_proposed_or_enumerated(monkeypatch):
+    weights = np.array([1.0, 3.0, 0.0, 2.0, 6.0, 5.0])
+    for rounds in (8, 0):  # 0 rounds: every draw comes from the enumerated tier
+        monkeypatch.setattr(likes, "TRY_ROUNDS", rounds)
+        catalogue, rng = _one_user_catalogue(weights), np.random.default_rng(rounds)
+        uniform = catalogue.draw((True, 1), 20_000, rng)
+        assert set(uniform) == {0, 1} and abs((uniform == 0).mean() - 0.5) < 0.02
+        anything_unliked = catalogue.draw((False, -1), 20_000, rng, weighted=True)
+        share = np.bincount(anything_unliked, minlength=6) / len(anything_unliked)
+        np.testing.assert_allclose(share, [1 / 12, 3 / 12, 0, 2 / 12, 6 / 12, 0], atol=0.02)  # 2: weight 0; 5: liked
+        assert catalogue.draw((True, 0), 5, rng).tolist() == [2] * 5  # off the circle's likes, no tag shared
+        assert catalogue.draw((True, 0), 5, rng, weighted=True).size == 0  # item 2 has weight 0
+        assert set(catalogue.draw((True, -1), 60, rng)) == {0, 1, 2}
 
 
 def test_every_candidate_set_has_exactly_the_concealed_likes_and_unliked_others(social_run):
@@ -159,14 +195,20 @@ def test_conceal_hides_exactly_concealed_likes_of_a_seeded_share_of_eligible_use
         conceal(likes[likes.groupby("user_id")["item_id"].transform("size") < 25], 20, 5, 0.5, 1)
 
 
-def test_likes_follow_like_min_and_fill_takes_tiers_in_order():
+def test_likes_follow_like_min_and_fill_takes_tiers_in_order(monkeypatch):
     log = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "x"], "value": [5, 3, 4, 4.5]})
     assert likes_of(log, 4).values.tolist() == [["a", "x"], ["b", "x"]]
     assert len(likes_of(log, None)) == 3
-    tiers = [np.array([1, 1, 0, 0, 0], bool), np.array([1, 1, 1, 0, 0], bool), np.ones(5, bool)]
-    items, tier = fill(tiers, 4, np.random.default_rng(0))
-    assert sorted(items[:2]) == [0, 1] and items[2] == 2 and items[3] in (3, 4) and tier.tolist() == [0, 0, 1, 2]
-    assert len(fill(tiers, 9, np.random.default_rng(0))[0]) == 5  # the caller counts the user as short
+    tiers = likes.candidate_tiers(with_circle=True, with_tags=True)
+    for rounds in (8, 0):
+        monkeypatch.setattr(likes, "TRY_ROUNDS", rounds)
+        for seed in range(5):
+            items, tier = fill(_one_user_catalogue(), tiers, 4, np.random.default_rng(seed))
+            assert sorted(items[:2]) == [0, 1] and items[2] == 2 and items[3] in (3, 4)
+            assert tier.tolist() == [0, 0, 1, 2]
+        assert sorted(fill(_one_user_catalogue(), tiers, 9, np.random.default_rng(0))[0]) == [0, 1, 2, 3, 4]
+    firsts = [fill(_one_user_catalogue(), tiers, 1, np.random.default_rng(seed))[0][0] for seed in range(200)]
+    assert 0.35 < np.mean(np.array(firsts) == 0) < 0.65  # either hard candidate comes first
 
 
 def test_unknown_social_users_are_counted_and_a_too_small_catalogue_is_named(tmp_path):
@@ -218,5 +260,8 @@ def test_a_user_who_liked_every_item_gets_no_triplet_and_no_crash():
         seed=0,
     )
     assert (
-        frame.empty and list(frame.columns) == ["user", "positive", "negative", "source"] and sum(counts.values()) == 0
+        frame.empty
+        and list(frame.columns) == ["user", "positive", "negative", "source"]
+        and sum(v for k, v in counts.items() if k.endswith("_negatives")) == 0
+        and counts["triplets/pools_enumerated"] == 2  # the popularity pool, then the uniform one: both empty
     )

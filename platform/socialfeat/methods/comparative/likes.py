@@ -13,23 +13,50 @@ import scipy.sparse as sp
 from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import log_popularity_weights
 
-BLOCK = 1024  # users whose dense rows (users x items) are held at once, at most
-ROW_CELLS = 1 << 26  # users x items cells of each of a block's dense rows: fewer users a block past 65,536 items
+# Rounds of random draws before a user's tier is enumerated: more rounds cost more than the enumeration they
+# might save (at 20k items, 64 doubling rounds up to a quarter of the catalogue took triplets 13.8 -> 31.9 s)
+TRY_ROUNDS = 8
+TRY_DRAWS = 64  # draws a round, at least (4 per item wanted past 16)
 
 
 @numba.njit(cache=True)
-def _mark_reach(marked, users, first: tuple, then: tuple):
-    """marked[r, j] = True where user users[r] reaches item j in two steps of positive entries: to k in their
-    row of `first`, then to j in row k of `then` (each a CSR matrix's (indptr, indices, data))."""
-    first_indptr, first_indices, first_data = first
-    then_indptr, then_indices, then_data = then
-    for r in range(len(users)):
-        for at in range(first_indptr[users[r]], first_indptr[users[r] + 1]):
-            k = first_indices[at]
-            if first_data[at] > 0:
-                for j in range(then_indptr[k], then_indptr[k + 1]):
-                    if then_data[j] > 0:
-                        marked[r, then_indices[j]] = True
+def _stamp_row(marks, stamp, row, matrix):
+    """marks[j] = stamp for every positive entry j of `row` of a CSR matrix (indptr, indices, data)."""
+    indptr, indices, data = matrix
+    for at in range(indptr[row], indptr[row + 1]):
+        if data[at] > 0:
+            marks[indices[at]] = stamp
+
+
+@numba.njit(cache=True)
+def _stamp_reach(marks, stamp, row, first, then):
+    """marks[j] = stamp for every j reached from `row` in two steps of positive entries: to k in `row` of
+    `first`, then to j in row k of `then`."""
+    indptr, indices, data = first
+    for at in range(indptr[row], indptr[row + 1]):
+        if data[at] > 0:
+            _stamp_row(marks, stamp, indices[at], then)
+
+
+@numba.njit(cache=True)
+def _in_tier(items, stamp, marks: tuple, item_tags: tuple, keep_off_circle: bool, sharing: int):
+    """Which of `items` are in the stamped user's tier: not liked by them; with `keep_off_circle`, not liked by
+    their circle; `sharing` 1: carrying one of their tags, 0: none of them, -1: either."""
+    liked, circle, tags = marks
+    indptr, indices = item_tags
+    keep = np.empty(len(items), np.bool_)
+    for n in range(len(items)):
+        item = items[n]
+        ok = liked[item] != stamp and not (keep_off_circle and circle[item] == stamp)
+        if ok and sharing >= 0:
+            shares = False
+            for at in range(indptr[item], indptr[item + 1]):
+                if tags[indices[at]] == stamp:
+                    shares = True
+                    break
+            ok = shares == (sharing == 1)
+        keep[n] = ok
+    return keep
 
 
 def _csr(matrix: sp.csr_matrix) -> tuple:
@@ -111,29 +138,6 @@ class Relations:
     interests: sp.csr_matrix  # users x tags: how often their train likes carry a tag, plus how often they wrote it
     item_tags: sp.csr_matrix  # items x tags, 0/1
 
-    def rows(self, users: np.ndarray) -> dict[str, np.ndarray]:
-        """Dense rows for `users`: liked, potentially liked (by a friend or a member of one of their groups; their
-        own likes too, which `liked` excludes anyway), sharing one of their tags."""
-        own, potential = np.zeros((2, len(users), self.liked.shape[1]), bool)
-        _mark_reach(own, users, self._identity, _csr(self.liked))
-        # marked straight from the CSR arrays: scipy's sparse products built (and sorted) a near-dense matrix
-        _mark_reach(potential, users, _csr(self.friends), _csr(self.liked))
-        _mark_reach(potential, users, _csr(self.members), _csr(self.group_likes))
-        return {"liked": own, "potential": potential, "shares_tag": self._sharing_a_tag(users)}
-
-    @cached_property
-    def _identity(self) -> tuple:
-        users = np.arange(self.liked.shape[0] + 1, dtype=np.int64)
-        return users, users[:-1], np.ones(len(users) - 1, np.float32)
-
-    def _sharing_a_tag(self, users: np.ndarray) -> np.ndarray:
-        """users x items: True where the item carries one of the user's tags. Sparse times dense, not sparse
-        times sparse: the product is near-dense (most users share a tag with most items) and scipy spent ~97% of
-        a sparse product sorting its indices (3.8 s against 0.12 s for 1,024 users and 60k items). Rows
-        contiguous: each user's row is read on its own."""
-        users_tags = (self.interests[users] > 0).astype(np.float32).toarray()
-        return np.ascontiguousarray(((self.item_tags @ users_tags.T) > 0).T)
-
     @cached_property
     def group_likes(self) -> sp.csr_matrix:
         """groups x items: how many members liked each item."""
@@ -153,60 +157,128 @@ class Relations:
         return np.diff(self.interests.indptr) > 0
 
 
-def _tiers(rows: dict, with_circle: bool, with_tags: bool, sharing: bool) -> list[np.ndarray]:
-    unliked = ~rows["liked"]
-    social = unliked & ~rows["potential"] if with_circle else unliked
-    return [social & (rows["shares_tag"] == sharing) if with_tags else social, social, unliked]
+Tier = tuple[bool, int]  # (keep off the circle's likes, sharing: 1 one of the user's tags, 0 none of them, -1 either)
 
 
-def negative_pools(rows: dict, with_circle: bool, with_tags: bool) -> list[np.ndarray]:
-    """One user's item masks, most trusted first: not liked by them or their circle and sharing none of their
-    tags (the paper's negatives), then not liked by them or their circle, then not liked by them."""
-    return _tiers(rows, with_circle, with_tags, sharing=False)
+def _tiers(with_circle: bool, with_tags: bool, sharing: int) -> list[Tier]:
+    return [(with_circle, sharing if with_tags else -1), (with_circle, -1), (False, -1)]
 
 
-def candidate_tiers(rows: dict, with_circle: bool, with_tags: bool) -> list[np.ndarray]:
-    """One test user's masks for the others in their candidate set, filled in this order: unliked by them and
+def negative_pools(with_circle: bool, with_tags: bool) -> list[Tier]:
+    """One user's pools, most trusted first: not liked by them or their circle and sharing none of their tags
+    (the paper's negatives), then not liked by them or their circle, then not liked by them."""
+    return _tiers(with_circle, with_tags, sharing=0)
+
+
+def candidate_tiers(with_circle: bool, with_tags: bool) -> list[Tier]:
+    """One test user's tiers for the others in their candidate set, filled in this order: unliked by them and
     their circle and sharing one of their tags (hard candidates), then unliked by them and their circle, then
     unliked by them."""
-    return _tiers(rows, with_circle, with_tags, sharing=True)
+    return _tiers(with_circle, with_tags, sharing=1)
 
 
-def user_rows(rel: Relations, users: np.ndarray):
-    """(user, their dense rows from `rel.rows`) for each of `users`, computed a block of users at a time."""
-    per_block = max(1, min(BLOCK, ROW_CELLS // max(1, rel.liked.shape[1])))
-    for start in range(0, len(users), per_block):
-        block = users[start : start + per_block]
-        rows = rel.rows(block)
-        for r, user in enumerate(block):
-            yield user, {name: values[r] for name, values in rows.items()}
+class Catalogue:
+    """The catalogue as one user at a time sees it. `visit` stamps the user's likes, their circle's likes and
+    their tags into item- and tag-long arrays (the user's number + 1, so nothing is cleared between users), and
+    draws are proposed at random and kept when they fall in the asked tier: a user costs their likes, circle,
+    tags and draws, not the catalogue. A tier too small for the rounds of draws to fill is enumerated."""
+
+    def __init__(self, rel: Relations, weights: np.ndarray | None = None):
+        n_items, n_tags = rel.liked.shape[1], rel.item_tags.shape[1]
+        self.n_items, self.stamp = n_items, 0
+        self.enumerated = 0  # tiers enumerated over the catalogue: the draws that cost O(items)
+        self.marks = (np.zeros(n_items, np.int32), np.zeros(n_items, np.int32), np.zeros(n_tags, np.int32))
+        self.item_tags = (rel.item_tags.indptr, rel.item_tags.indices)
+        self.csr = {
+            name: _csr(getattr(rel, name)) for name in ("liked", "friends", "members", "group_likes", "interests")
+        }
+        self.weights = weights  # the weighted draws' sampler
+        self.cumulative = None if weights is None else np.cumsum(weights)
+
+    def visit(self, user: int) -> None:
+        (liked, circle, tags), csr = self.marks, self.csr
+        self.stamp = int(user) + 1
+        _stamp_row(liked, self.stamp, user, csr["liked"])
+        _stamp_reach(circle, self.stamp, user, csr["friends"], csr["liked"])
+        _stamp_reach(circle, self.stamp, user, csr["members"], csr["group_likes"])
+        _stamp_row(tags, self.stamp, user, csr["interests"])
+
+    def in_tier(self, items: np.ndarray, tier: Tier) -> np.ndarray:
+        return _in_tier(items, self.stamp, self.marks, self.item_tags, *tier)
+
+    def tier_items(self, tier: Tier) -> np.ndarray:
+        """Every item of the visited user's tier, the catalogue enumerated."""
+        self.enumerated += 1
+        items = np.arange(self.n_items)
+        return items[self.in_tier(items, tier)]
+
+    def draw(self, tier: Tier, count: int, rng, weighted: bool = False) -> np.ndarray:
+        """`count` items of the tier, with replacement, uniformly or by the weights (items of weight 0 never);
+        none when the tier has none."""
+        kept = []
+        for _ in range(TRY_ROUNDS):
+            proposed = self._propose(max(TRY_DRAWS, 4 * count), rng, weighted)
+            kept += proposed[self.in_tier(proposed, tier)].tolist()
+            if len(kept) >= count:
+                return np.array(kept[:count], np.int64)
+        allowed = self.tier_items(tier)
+        if weighted:
+            allowed = allowed[self.weights[allowed] > 0]
+        if len(allowed) == 0:
+            return allowed
+        p = self.weights[allowed] / self.weights[allowed].sum() if weighted else None
+        return np.concatenate([np.array(kept, np.int64), rng.choice(allowed, count - len(kept), p=p)])
+
+    def distinct(self, tier: Tier, count: int, rng, taken: np.ndarray) -> np.ndarray:
+        """Up to `count` items of the tier not in `taken`, in a random order, without replacement: all of them
+        when it has fewer."""
+        seen, picked = set(taken.tolist()), []
+        for _ in range(TRY_ROUNDS):
+            proposed = rng.integers(0, self.n_items, max(TRY_DRAWS, 4 * count))
+            for item in proposed[self.in_tier(proposed, tier)].tolist():
+                if item not in seen:
+                    seen.add(item)
+                    picked.append(item)
+                    if len(picked) == count:
+                        return np.array(picked, np.int64)
+        rest = self.tier_items(tier)
+        rest = rest[~np.isin(rest, np.fromiter(seen, np.int64, len(seen)))]
+        return np.concatenate([np.array(picked, np.int64), rng.permutation(rest)[: count - len(picked)]])
+
+    def _propose(self, size: int, rng, weighted: bool) -> np.ndarray:
+        if not weighted:
+            return rng.integers(0, self.n_items, size)
+        if self.cumulative[-1] <= 0:
+            return np.zeros(0, np.int64)
+        drawn = np.searchsorted(self.cumulative, rng.random(size) * self.cumulative[-1], side="right")
+        drawn = np.minimum(drawn, self.n_items - 1)
+        return drawn[self.weights[drawn] > 0]
 
 
-def fill(tiers: list[np.ndarray], wanted: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(up to `wanted` items, each item's tier): a random order of the first tier, then of the next tier's new
-    items, and so on."""
-    taken, tier_of, seen = [], [], np.zeros_like(tiers[0])
-    for tier, mask in enumerate(tiers):
-        fresh = np.flatnonzero(mask & ~seen)
-        picked = rng.permutation(fresh)[: wanted - len(taken)]
-        taken += picked.tolist()
-        tier_of += [tier] * len(picked)
-        seen |= mask
+def fill(catalogue: Catalogue, tiers: list[Tier], wanted: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(up to `wanted` items of the visited user, each item's tier): a random order of the first tier, then of the
+    next tier's new items, and so on."""
+    taken, tier_of = np.zeros(0, np.int64), []
+    for number, tier in enumerate(tiers):
+        picked = catalogue.distinct(tier, wanted - len(taken), rng, taken)
+        taken = np.concatenate([taken, picked])
+        tier_of += [number] * len(picked)
         if len(taken) == wanted:
             break
-    return np.array(taken, np.int64), np.array(tier_of, np.int64)
+    return taken, np.array(tier_of, np.int64)
 
 
 def test_candidates(rel: Relations, test_users: np.ndarray, concealed: int, others: int, seed: int):
-    """candidates (user, item, concealed, tier) of every test user: their `concealed` test likes and `others`
-    other items (candidate_tiers, tier 0 the hardest); users whose catalogue cannot give `others` are left out
-    and counted."""
+    """(candidates (user, item, concealed, tier) of every test user: their `concealed` test likes and `others`
+    other items (candidate_tiers, tier 0 the hardest); (the users whose catalogue cannot give `others`, who are
+    left out, and the tiers that had to be enumerated))."""
     rng = np.random.default_rng([seed, 1])
     with_circle, with_tags = rel.has_circle(), rel.has_tags()
     test_likes = rel.liked - rel.train_liked
-    frames, short = [], 0
-    for user, rows in user_rows(rel, test_users):
-        items, tiers_of = fill(candidate_tiers(rows, with_circle[user], with_tags[user]), others, rng)
+    catalogue, frames, short = Catalogue(rel), [], 0
+    for user in test_users:
+        catalogue.visit(user)
+        items, tiers_of = fill(catalogue, candidate_tiers(with_circle[user], with_tags[user]), others, rng)
         if len(items) < others:
             short += 1
             continue
@@ -222,7 +294,7 @@ def test_candidates(rel: Relations, test_users: np.ndarray, concealed: int, othe
             )
         )
     columns = {"user": [], "item": [], "concealed": [], "tier": []}
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns), short
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns), (short, catalogue.enumerated)
 
 
 def popularity_weights(rel: Relations) -> np.ndarray:
@@ -230,43 +302,37 @@ def popularity_weights(rel: Relations) -> np.ndarray:
     return log_popularity_weights(np.asarray(rel.train_liked.sum(axis=0)).ravel())
 
 
-def _draw(mask: np.ndarray, weights: np.ndarray | None, count: int, rng) -> np.ndarray:
-    allowed = np.flatnonzero(mask if weights is None else mask & (weights > 0))
-    if len(allowed) == 0:
-        return allowed
-    p = None if weights is None else weights[allowed] / weights[allowed].sum()
-    return rng.choice(allowed, count, p=p)
-
-
-def _user_negatives(rows: dict, rule: str, context: tuple, count: int, rng) -> tuple[np.ndarray, str]:
-    """(`count` negatives of one user, the source they came from)."""
-    with_circle, with_tags, weights = context
-    pools = negative_pools(rows, with_circle, with_tags)
+def _user_negatives(catalogue: Catalogue, rule: str, context: tuple, count: int, rng) -> tuple[np.ndarray, str]:
+    """(`count` negatives of the visited user, the source they came from)."""
+    with_circle, with_tags = context
+    pools = negative_pools(with_circle, with_tags)
     if rule == "uniform":
-        return _draw(pools[-1], None, count, rng), "uniform"
+        return catalogue.draw(pools[-1], count, rng), "uniform"
     if rule == "social" and with_circle:
-        drawn = _draw(pools[0], None, count, rng)
+        drawn = catalogue.draw(pools[0], count, rng)
         if len(drawn):
             return drawn, "social"
     # the popularity sampler; a social fallback still keeps off what the user's circle liked where it can
     for pool in pools[1:] if rule == "social" else pools[-1:]:
-        drawn = _draw(pool, weights, count, rng)
+        drawn = catalogue.draw(pool, count, rng, weighted=True)
         if len(drawn):
             return drawn, "fallback" if rule == "social" else "popularity"
-    return _draw(pools[-1], None, count, rng), "uniform"
+    return catalogue.draw(pools[-1], count, rng), "uniform"
 
 
 def sample_triplets(rel: Relations, rule: str, per_user: int, seed: int) -> tuple[pd.DataFrame, dict]:
     """(user, positive, negative, source) rows: per user with train likes, `per_user` triplets, positives drawn from
     their train likes, negatives by `rule` (social | popularity | uniform); counts of each negative source."""
     rng = np.random.default_rng([seed, 2])
-    with_circle, with_tags, weights = rel.has_circle(), rel.has_tags(), popularity_weights(rel)
+    with_circle, with_tags = rel.has_circle(), rel.has_tags()
+    catalogue = Catalogue(rel, popularity_weights(rel))
     users = np.flatnonzero(np.diff(rel.train_liked.indptr) > 0)
     sources = {"social": 0, "fallback": 0, "popularity": 0, "uniform": 0}
     columns = {"user": [], "positive": [], "negative": [], "source": []}  # arrays a user, one frame at the end
     train = rel.train_liked
-    for user, rows in user_rows(rel, users):
-        negatives, source = _user_negatives(rows, rule, (with_circle[user], with_tags[user], weights), per_user, rng)
+    for user in users:
+        catalogue.visit(user)
+        negatives, source = _user_negatives(catalogue, rule, (with_circle[user], with_tags[user]), per_user, rng)
         if len(negatives) == 0:
             continue
         sources[source] += len(negatives)
@@ -277,4 +343,5 @@ def sample_triplets(rel: Relations, rule: str, per_user: int, seed: int) -> tupl
         columns["user"].append(np.full(len(negatives), user))
         columns["source"].append(np.full(len(negatives), source, dtype=object))
     frame = pd.DataFrame({name: np.concatenate(parts) if parts else [] for name, parts in columns.items()})
-    return frame, {f"triplets/{source}_negatives": count for source, count in sources.items()}
+    counts = {f"triplets/{source}_negatives": count for source, count in sources.items()}
+    return frame, counts | {"triplets/pools_enumerated": catalogue.enumerated}

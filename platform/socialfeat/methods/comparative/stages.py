@@ -144,7 +144,7 @@ def likes(ctx: StageContext, tmp: str) -> dict:
     rel = _relations(liked, (len(users), len(items), len(tags)), item_tags, own, (friends, members))
     test_users = np.sort(liked.loc[liked["part"] == "test", "user"].unique())
     others = cfg.candidates - cfg.concealed
-    candidates, short = test_candidates(rel, test_users, cfg.concealed, others, cfg.seed)
+    candidates, (short, enumerated) = test_candidates(rel, test_users, cfg.concealed, others, cfg.seed)
     if candidates.empty:
         raise NoLikes(
             f"no test user has {others} items they did not like to rank their {cfg.concealed} concealed likes "
@@ -165,6 +165,7 @@ def likes(ctx: StageContext, tmp: str) -> dict:
             "likes/users_without_own_tags": int(len(users) - own["user"].nunique()),
             "likes/test_users_ranked": int(candidates["user"].nunique()),
             "likes/small_candidate_pool": short,
+            "likes/tiers_enumerated": enumerated,  # each O(items): the tiers random draws could not fill
             # the others of a candidate set: sharing a tag, outside the circle's likes, or only not liked by the user
             **{f"likes/candidates_tier{t}": float(tiers.get(t, 0.0)) for t in range(3)},
         }
