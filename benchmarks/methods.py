@@ -3,7 +3,7 @@ data repeated over seeds (`socialfeat run experiments/<m>_local.yaml --seeds N`)
 the four (means over seeds, tests paired by seed); with --movielens, the same with each method's
 `experiments/<m>_movielens.yaml` on the imported MovieLens sample.
 
-    python benchmarks/methods.py [--seeds 3] [--out DIR] [--movielens DATA_DIR]
+    python benchmarks/methods.py [--seeds 3] [--out DIR] [--movielens DATA_DIR] [--methods comparative,...]
 
 Prints the Markdown tables README shows and one JSON line per method and setting (append them to
 benchmarks/results/methods-<machine>-<date>.jsonl): each metric's mean, sd and per-seed values, the seconds.
@@ -44,10 +44,10 @@ def compare(dirs: list[str]) -> str:
     return socialfeat("compare", *dirs, *patterns, "--format", "markdown")
 
 
-def over_seeds(out: str, seeds: int, setting: str, extra: tuple[str, ...] = ()) -> list[dict]:
+def over_seeds(out: str, seeds: int, setting: str, *, methods: tuple[str, ...], extra: tuple[str, ...] = ()):
     """Each method's `experiments/<m>_<setting>.yaml` run over `seeds` seeds; its compare table printed."""
     lines, dirs = [], []
-    for method in METHODS:
+    for method in methods:
         run_dir = os.path.join(out, setting, method)
         started = time.perf_counter()
         socialfeat("run", f"experiments/{method}_{setting}.yaml", "--out", run_dir, "--seeds", str(seeds), *extra)
@@ -67,12 +67,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", help="where the runs go (default: a temporary directory)")
     parser.add_argument("--movielens", help="an imported MovieLens sample (socialfeat data import-movielens)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="which methods, comma-separated (default: all)")
     args = parser.parse_args()
+    methods = tuple(args.methods.split(","))
+    if unknown := set(methods) - set(METHODS):
+        parser.error(f"--methods: unknown {sorted(unknown)}; choose from {', '.join(METHODS)}")
     out = args.out or tempfile.mkdtemp(prefix="socialfeat-methods-")
     machine = {"machine": platform.node(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-    lines = over_seeds(out, args.seeds, "local")
+    lines = over_seeds(out, args.seeds, "local", methods=methods)
     if args.movielens:
-        lines += over_seeds(out, args.seeds, "movielens", ("--data", os.path.abspath(args.movielens)))
+        data = ("--data", os.path.abspath(args.movielens))
+        lines += over_seeds(out, args.seeds, "movielens", methods=methods, extra=data)
     for line in lines:
         print(json.dumps(machine | line))
 

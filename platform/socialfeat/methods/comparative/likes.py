@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from socialfeat.errors import UserError
 from socialfeat.factorization.sampling import log_popularity_weights
 
-# Rounds of random draws before a user's tier is enumerated: more rounds cost more than the enumeration they
-# might save (at 20k items, 64 doubling rounds up to a quarter of the catalogue took triplets 13.8 -> 31.9 s)
+# Rounds of random draws before a user's tier is enumerated: a tier that 8 rounds miss is a small share of the
+# catalogue, and one pass over the catalogue in numba costs less than drawing on for it
 TRY_ROUNDS = 8
 TRY_DRAWS = 64  # draws a round, at least (4 per item wanted past 16)
 
@@ -57,6 +57,20 @@ def _in_tier(items, stamp, marks: tuple, item_tags: tuple, keep_off_circle: bool
             ok = shares == (sharing == 1)
         keep[n] = ok
     return keep
+
+
+@numba.njit(cache=True)
+def _column_entries(indptr, indices, columns):
+    """The row numbers in `columns` of a CSC matrix (indptr, indices), one after another."""
+    total = 0
+    for column in columns:
+        total += indptr[column + 1] - indptr[column]
+    rows, at = np.empty(total, np.int64), 0
+    for column in columns:
+        for entry in range(indptr[column], indptr[column + 1]):
+            rows[at] = indices[entry]
+            at += 1
+    return rows
 
 
 def _csr(matrix: sp.csr_matrix) -> tuple:
@@ -189,6 +203,8 @@ class Catalogue:
         self.enumerated = 0  # tiers enumerated over the catalogue: the draws that cost O(items)
         self.marks = (np.zeros(n_items, np.int32), np.zeros(n_items, np.int32), np.zeros(n_tags, np.int32))
         self.item_tags = (rel.item_tags.indptr, rel.item_tags.indices)
+        tag_items = rel.item_tags.tocsc()
+        self.tag_items = (tag_items.indptr, tag_items.indices)
         self.csr = {
             name: _csr(getattr(rel, name)) for name in ("liked", "friends", "members", "group_likes", "interests")
         }
@@ -207,9 +223,16 @@ class Catalogue:
         return _in_tier(items, self.stamp, self.marks, self.item_tags, *tier)
 
     def tier_items(self, tier: Tier) -> np.ndarray:
-        """Every item of the visited user's tier, the catalogue enumerated."""
+        """Every item of the visited user's tier, ascending: from the items of the user's tags when the tier asks
+        for one of them and those are fewer than the catalogue (a user with a few rare tags has a small tier
+        that random draws miss), else the catalogue enumerated."""
         self.enumerated += 1
         items = np.arange(self.n_items)
+        if tier[1] == 1:
+            indptr, indices = self.tag_items
+            theirs = np.flatnonzero(self.marks[2] == self.stamp)
+            if (indptr[theirs + 1] - indptr[theirs]).sum() < self.n_items:
+                items = np.unique(_column_entries(indptr, indices, theirs))
         return items[self.in_tier(items, tier)]
 
     def draw(self, tier: Tier, count: int, rng, weighted: bool = False) -> np.ndarray:
@@ -274,27 +297,22 @@ def test_candidates(rel: Relations, test_users: np.ndarray, concealed: int, othe
     left out, and the tiers that had to be enumerated))."""
     rng = np.random.default_rng([seed, 1])
     with_circle, with_tags = rel.has_circle(), rel.has_tags()
-    test_likes = rel.liked - rel.train_liked
-    catalogue, frames, short = Catalogue(rel), [], 0
+    test_likes = sp.csr_matrix(rel.liked - rel.train_liked)
+    catalogue, short = Catalogue(rel), 0
+    columns = {"user": [], "item": [], "concealed": [], "tier": []}  # arrays a user, one frame at the end
     for user in test_users:
         catalogue.visit(user)
         items, tiers_of = fill(catalogue, candidate_tiers(with_circle[user], with_tags[user]), others, rng)
         if len(items) < others:
             short += 1
             continue
-        positives = test_likes[user].indices[:concealed]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "user": user,
-                    "item": np.concatenate([positives, items]),
-                    "concealed": np.arange(len(positives) + len(items)) < len(positives),
-                    "tier": np.concatenate([np.full(len(positives), -1), tiers_of]),
-                }
-            )
-        )
-    columns = {"user": [], "item": [], "concealed": [], "tier": []}
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns), (short, catalogue.enumerated)
+        positives = test_likes.indices[test_likes.indptr[user] : test_likes.indptr[user + 1]][:concealed]
+        columns["user"].append(np.full(len(positives) + len(items), user, np.int64))
+        columns["item"].append(np.concatenate([positives, items]).astype(np.int64))
+        columns["concealed"].append(np.arange(len(positives) + len(items)) < len(positives))
+        columns["tier"].append(np.concatenate([np.full(len(positives), -1), tiers_of]))
+    frame = {name: np.concatenate(parts) for name, parts in columns.items()} if columns["user"] else columns
+    return pd.DataFrame(frame), (short, catalogue.enumerated)
 
 
 def popularity_weights(rel: Relations) -> np.ndarray:
