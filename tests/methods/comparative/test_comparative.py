@@ -14,9 +14,9 @@ from socialfeat.cli import main
 
 @pytest.mark.slow
 def test_cdl_beats_twonets_and_both_beat_chance(ray_session, tmp_path_factory):
-    # the shared run: two of the experiment's five epochs on 32-pixel crops (2-core CPU, 2026-12-03: CDL P@20
-    # 0.617, TwoNets 0.591, popularity 0.580, Borda of random-CNN features 0.199; cold start 0.858 against a
-    # random CNN's 0.636): the order holds, in 187 s against 390 s at 64 pixels
+    # the shared run: two of the experiment's five epochs on 32-pixel crops (2-core CPU, 2026-12-07, 0.5.8: CDL
+    # P@20 0.607, TwoNets 0.575, popularity 0.585, Borda of random-CNN features 0.194; cold start 0.829 against
+    # a random CNN's 0.636): the order holds, in half the time of 64 pixels (187 s against 390 s, 2026-12-03)
     run = shared_run("comparative", tmp_path_factory)
     cdl, out = run.metrics, run.out
     # TwoNets to its ranking only: cold start and the random CNN are the CDL run's
