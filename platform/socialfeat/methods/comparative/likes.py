@@ -200,7 +200,7 @@ class Catalogue:
     def __init__(self, rel: Relations, weights: np.ndarray | None = None):
         n_items, n_tags = rel.liked.shape[1], rel.item_tags.shape[1]
         self.n_items, self.stamp = n_items, 0
-        self.enumerated = 0  # tiers enumerated over the catalogue: the draws that cost O(items)
+        self.enumerated = 0  # tiers random draws could not fill, so enumerated (O(items) unless from tags)
         self.marks = (np.zeros(n_items, np.int32), np.zeros(n_items, np.int32), np.zeros(n_tags, np.int32))
         self.item_tags = (rel.item_tags.indptr, rel.item_tags.indices)
         tag_items = rel.item_tags.tocsc()
@@ -292,9 +292,9 @@ def fill(catalogue: Catalogue, tiers: list[Tier], wanted: int, rng) -> tuple[np.
 
 
 def test_candidates(rel: Relations, test_users: np.ndarray, concealed: int, others: int, seed: int):
-    """(candidates (user, item, concealed, tier) of every test user: their `concealed` test likes and `others`
-    other items (candidate_tiers, tier 0 the hardest); (the users whose catalogue cannot give `others`, who are
-    left out, and the tiers that had to be enumerated))."""
+    """(candidates: (user, item, concealed, tier) of every test user, their `concealed` test likes and `others`
+    other items (candidate_tiers, tier 0 the hardest), (counts: the users left out because the catalogue cannot
+    give them `others`, the tiers enumerated))."""
     rng = np.random.default_rng([seed, 1])
     with_circle, with_tags = rel.has_circle(), rel.has_tags()
     test_likes = sp.csr_matrix(rel.liked - rel.train_liked)

@@ -50,6 +50,7 @@ METHOD = Method(
                 "likes/without_image",
                 "likes/test_users*",
                 "likes/small_candidate_pool",
+                "likes/tiers_enumerated",
                 "likes/candidates_tier*",
                 "social/links",
                 "social/unknown_users",
@@ -79,7 +80,7 @@ METHOD = Method(
             _keys(stages.TRIPLETS_KEYS),
             stages.triplets,
             outputs=("triplets.parquet",),
-            metrics=("triplets/triplets", "triplets/users", "triplets/*_negatives"),
+            metrics=("triplets/triplets", "triplets/users", "triplets/*_negatives", "triplets/pools_enumerated"),
             key_metrics=("triplets/*_negatives",),
         ),
         Stage(

@@ -165,7 +165,7 @@ def likes(ctx: StageContext, tmp: str) -> dict:
             "likes/users_without_own_tags": int(len(users) - own["user"].nunique()),
             "likes/test_users_ranked": int(candidates["user"].nunique()),
             "likes/small_candidate_pool": short,
-            "likes/tiers_enumerated": enumerated,  # each O(items): the tiers random draws could not fill
+            "likes/tiers_enumerated": enumerated,  # the tiers random draws could not fill: O(items) each at most
             # the others of a candidate set: sharing a tag, outside the circle's likes, or only not liked by the user
             **{f"likes/candidates_tier{t}": float(tiers.get(t, 0.0)) for t in range(3)},
         }
