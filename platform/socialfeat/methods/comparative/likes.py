@@ -200,6 +200,7 @@ class Catalogue:
     def __init__(self, rel: Relations, weights: np.ndarray | None = None):
         n_items, n_tags = rel.liked.shape[1], rel.item_tags.shape[1]
         self.n_items, self.stamp = n_items, 0
+        self.every_item = np.arange(n_items)  # what an enumeration of the whole catalogue reads
         self.enumerated = 0  # tiers random draws could not fill, so enumerated (O(items) unless from tags)
         self.marks = (np.zeros(n_items, np.int32), np.zeros(n_items, np.int32), np.zeros(n_tags, np.int32))
         self.item_tags = (rel.item_tags.indptr, rel.item_tags.indices)
@@ -227,7 +228,7 @@ class Catalogue:
         for one of them and those are fewer than the catalogue (a user with a few rare tags has a small tier
         that random draws miss), else the catalogue enumerated."""
         self.enumerated += 1
-        items = np.arange(self.n_items)
+        items = self.every_item
         if tier[1] == 1:
             indptr, indices = self.tag_items
             theirs = np.flatnonzero(self.marks[2] == self.stamp)
