@@ -1,4 +1,4 @@
-"""Ray Train around the loop: a killed worker resumes from its checkpoint; the local Ray polls its workers often."""
+"""Ray Train around the loop: a killed worker resumes, an interrupt leaves no thread in Ray, the workers poll often."""
 
 import glob
 import os
@@ -7,6 +7,7 @@ import threading
 import time
 
 import pandas as pd
+import pytest
 
 from socialfeat.config import TrainingConfig
 from socialfeat.methods.cfl.tasks import PseudoClassTask
@@ -60,6 +61,28 @@ def test_resume_skips_a_checkpoint_cut_off_mid_copy(tmp_path):
     whole = (tmp_path / "checkpoint_2" / STATE).read_bytes()
     (tmp_path / "checkpoint_2" / STATE).write_bytes(whole[: len(whole) // 2])  # a copy into storage cut off
     assert _latest_on_disk(str(tmp_path))["epoch"] == 1
+
+
+def test_fit_runs_in_the_calling_thread_and_its_progress_thread_is_gone_before_an_interrupt_leaves():
+    # the CLI answers Ctrl-C with ray.shutdown(): a driver thread still inside a Ray call then dies of SIGSEGV
+    from socialfeat.distributed.train import _fit_interruptibly
+
+    polls, fitted_in = [], []
+
+    class InterruptedAfterTwoPolls:  # stands in for the trainer: what matters here is which thread waits
+        def fit(self):
+            fitted_in.append(threading.current_thread())
+            while len(polls) < 2:
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit_interruptibly(InterruptedAfterTwoPolls(), poll=lambda: polls.append(threading.current_thread().name))
+    assert fitted_in == [threading.main_thread()] and set(polls) == {"train-progress"}
+    assert [t.name for t in threading.enumerate() if t.name == "train-progress"] == []
+    polled = len(polls)
+    time.sleep(1.2)
+    assert len(polls) == polled  # stopped, not merely between two polls
 
 
 def test_the_local_rays_workers_poll_ray_train_often_enough_for_short_epochs(ray_session):

@@ -30,32 +30,39 @@ STATE = "state.pt"
 PID_FILE = "worker-{rank}.pid"  # where each worker says which process it is (operators, failure tests)
 
 
-def _fit_interruptibly(trainer, poll=None):
-    """trainer.fit(), with Ctrl-C a KeyboardInterrupt like anywhere else in a run.
+class _Trainer(TorchTrainer):
+    """A TorchTrainer that leaves Ctrl-C to Python: a KeyboardInterrupt in the driver's wait, which the CLI
+    answers by stopping Ray. Ray Train 2.60 called from the main thread installs a SIGINT handler for the
+    rest of the process that aborts the controller and may sys.exit(0)."""
 
-    Ray Train 2.60 called from the main thread installs a SIGINT handler for the rest of the process that
-    aborts the controller and may sys.exit(0); from another thread (as in Tune) it installs none. So the
-    main thread waits on a daemon thread that fits, and an interrupt reaches the CLI, which stops Ray.
-    `poll` is called twice a second meanwhile (the progress bar)."""
-    if threading.current_thread() is not threading.main_thread():
+    def _register_sigint_handler(self, controller) -> None:
+        pass
+
+
+def _fit_interruptibly(trainer: _Trainer, poll=None):
+    """trainer.fit() in this thread, with `poll` (the progress bar) called twice a second meanwhile from a
+    helper thread that is stopped and joined before this returns or raises.
+
+    fit runs here, never in a helper, so an interrupt finds no other thread of the driver inside a Ray call:
+    ray.shutdown() frees the core worker such a call still uses, and the process dies of SIGSEGV."""
+    if poll is None or threading.current_thread() is not threading.main_thread():
         return trainer.fit()
-    outcome: dict = {}
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll_until, args=(poll, stop), name="train-progress", daemon=True)
+    poller.start()
+    try:
+        return trainer.fit()
+    finally:
+        stop.set()
+        poller.join()
 
-    def fit() -> None:
+
+def _poll_until(poll, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
         try:
-            outcome["result"] = trainer.fit()
-        except BaseException as error:  # handed to the main thread as it is
-            outcome["error"] = error
-
-    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-        if poll is not None:
             poll()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+        except ray.exceptions.RayError:  # the queue's actor is gone (Ray stopping): nothing more to show
+            return
 
 
 def load_state(path: str) -> dict:
@@ -268,7 +275,7 @@ def fit(
 
     bar = _EpochProgress(cfg.epochs) if progress and threading.current_thread() is threading.main_thread() else None
     pid_dir = checkpoints if "://" not in checkpoints else tempfile.mkdtemp(prefix="socialfeat-pids-")
-    trainer = TorchTrainer(
+    trainer = _Trainer(
         worker_loop,
         train_loop_config={
             "training": cfg.model_dump(),

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 
 import pandas as pd
 import pytest
@@ -104,7 +105,9 @@ def test_compare_marks_cnn_against_a_random_cnn_but_not_most_metrics_of_another_
     # the same config with another training seed: copied so that only train and what follows it run again
     reseeded = str(tmp_path / "reseeded")
     shutil.copytree(default_run, reseeded)
+    ctrl_c = signal.getsignal(signal.SIGINT)
     assert main(["run", "--out", reseeded, "--set", "training.seed=1"]) == 0
+    assert signal.getsignal(signal.SIGINT) is ctrl_c  # training in this thread left Ctrl-C to Python, not Ray
     capsys.readouterr()
     patterns = ("retrieval/*", "probe/*", "coldstart/*", "features/*/label_precision*", "mf/*pr")
     assert main(["compare", default_run, reseeded, "--format", "csv", *(f"--metric={m}" for m in patterns)]) == 0
