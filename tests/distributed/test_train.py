@@ -15,7 +15,7 @@ from socialfeat.methods.cfl.tasks import PseudoClassTask
 
 def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_session, synth_dir, tmp_path):
     from socialfeat.distributed.data import image_rows
-    from socialfeat.distributed.train import fit, load_state
+    from socialfeat.distributed.train import _latest_on_disk, fit, load_state
 
     items = pd.read_parquet(os.path.join(synth_dir, "items.parquet"), columns=["item_id", "labels"])
     labels = items["labels"].str[0].astype("category").cat.codes.to_numpy()
@@ -31,12 +31,13 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_session, synth_di
         )
     )
     thread.start()
-    killed = None
+    killed = saved = None
     deadline = time.time() + 240
     while time.time() < deadline and killed is None and thread.is_alive():
-        checkpoints = glob.glob(os.path.join(storage, "kill", "checkpoint_*"))
+        # a checkpoint directory appears before its state.pt is copied in: killing then leaves nothing to resume
+        saved = os.path.isdir(os.path.join(storage, "kill")) and _latest_on_disk(os.path.join(storage, "kill"))
         pid_file = os.path.join(storage, "worker-0.pid")
-        if checkpoints and os.path.exists(pid_file):
+        if saved and os.path.exists(pid_file):
             killed = int(open(pid_file).read())
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.2)
@@ -44,7 +45,8 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_session, synth_di
     assert killed is not None, "training ended before a checkpoint appeared"
     state, history = outcome["result"]
     assert [h["epoch"] for h in history] == list(range(1, 6)) and state["epoch"] == 4
-    assert any(h["resumed"] for h in history)  # a later epoch ran in the restarted worker
+    resumed = [h["epoch"] for h in history if h["resumed"]]  # epochs run in the restarted worker
+    assert resumed and resumed[0] > saved["epoch"] + 1, (resumed, saved["epoch"])
     assert int(open(os.path.join(storage, "worker-0.pid")).read()) != killed
     newest = max(glob.glob(os.path.join(storage, "kill", "checkpoint_*", "state.pt")), key=os.path.getmtime)
     assert load_state(newest)["epoch"] == 4  # checkpoints are tensors and plain values (weights_only loads)
