@@ -34,14 +34,17 @@ def test_the_distance_is_a_weighted_squared_l2():
 
 def test_cdl_loss_falls_when_the_liked_image_is_the_closer():
     task = CDLTask(Sizes(clusters=4, dim=4, dropout=0.0))
+    torch.manual_seed(0)  # the weights: the suite's order must not decide them
     model = task.build(*backbone("small")).eval()
     batch = task.example_batch(6, 28, torch.Generator().manual_seed(0))
     batch = batch | {c: batch[c].permute(0, 3, 1, 2).float() / 255 for c in task.image_columns}
     loss, metrics = task.loss(model, batch)
     swapped, swapped_metrics = task.loss(model, batch | {"positive": batch["negative"], "negative": batch["positive"]})
-    # swapping liked and other flips every gap: the two losses are softplus(-g) and softplus(g)
+    liked, other = model(batch["bag"].float(), batch["positive"], batch["negative"])
+    gap = (other - liked).mean()  # how much farther the other image is than the liked one, on average
+    # swapping liked and other flips every gap g, and softplus(-g) - softplus(g) = -g: the loss falls by the gap
     assert abs(metrics["closer"] + swapped_metrics["closer"] - 1) < 1e-6
-    assert (loss < math.log(2)) != (swapped < math.log(2))
+    assert torch.isclose(swapped - loss, gap, atol=1e-5) and gap != 0
 
 
 def test_ranking_distances_use_the_user_bag_and_the_image():
@@ -68,8 +71,8 @@ def test_popularity_ranks_by_train_likes_and_breaks_ties_at_random_not_by_candid
     from socialfeat.methods.comparative.recommend import _popularity
 
     # one test user's 100 candidates, the 20 concealed first (as test_candidates lists them), none ever liked
-    candidates = pd.DataFrame({"user": 0, "item_id": [f"i{n}" for n in range(100)], "concealed": np.arange(100) < 20})
-    likes = pd.DataFrame({"user": [1, 2, 3], "item_id": ["i50", "i50", "i60"], "part": ["train", "train", "test"]})
+    candidates = pd.DataFrame({"user": 0, "item": np.arange(100), "concealed": np.arange(100) < 20})
+    likes = pd.DataFrame({"user": [1, 2, 3], "item": [50, 50, 60], "part": ["train", "train", "test"]})
     scores = _popularity(candidates, likes, seed=0)
     order = np.argsort(-scores, kind="stable")
     assert order[0] == 50  # two train likes; i60's like is a test like, not counted
