@@ -183,22 +183,37 @@ def test_popularity_and_uniform_negatives_are_never_liked_by_the_user(social_run
 def test_conceal_hides_exactly_concealed_likes_of_a_seeded_share_of_eligible_users():
     rng = np.random.default_rng(0)
     counts = rng.integers(1, 60, 100)
-    likes = pd.DataFrame({"user_id": np.repeat([f"u{n}" for n in range(100)], counts), "item_id": "x"})
-    likes["item_id"] = [f"i{n}" for n in range(len(likes))]
-    part, metrics = conceal(likes, concealed=20, min_train=5, test_fraction=0.5, seed=1)
-    per_user = pd.Series(part == "test").groupby(likes["user_id"].to_numpy()).sum()
+    users = np.repeat(np.arange(100), counts)
+    test, metrics = conceal(users, concealed=20, min_train=5, test_fraction=0.5, seed=1)
+    per_user = np.bincount(users[test], minlength=100)
     eligible = int((counts >= 25).sum())
     assert metrics["likes/eligible_users"] == eligible and metrics["likes/too_few_likes"] == 100 - eligible
     assert set(per_user[per_user > 0]) == {20} and (per_user > 0).sum() == round(0.5 * eligible)
-    assert (conceal(likes, 20, 5, 0.5, 1)[0] == part).all() and not (conceal(likes, 20, 5, 0.5, 2)[0] == part).all()
+    assert (per_user[counts < 25] == 0).all()
+    assert (conceal(users, 20, 5, 0.5, 1)[0] == test).all() and not (conceal(users, 20, 5, 0.5, 2)[0] == test).all()
+    few = np.repeat(np.arange(100), np.minimum(counts, 24))
     with pytest.raises(NoTestUsers, match="comparative.concealed"):
-        conceal(likes[likes.groupby("user_id")["item_id"].transform("size") < 25], 20, 5, 0.5, 1)
+        conceal(few, 20, 5, 0.5, 1)
+
+
+def test_conceal_draws_as_a_seeded_rank_within_each_user_does():
+    # the pandas form it replaced: a random draw per like, the `concealed` lowest of each chosen user's are test
+    users = np.repeat(np.arange(30), np.random.default_rng(3).integers(1, 50, 30))
+    test, _ = conceal(users, concealed=4, min_train=3, test_fraction=0.4, seed=7)
+    rng = np.random.default_rng([7, 0])
+    counts = pd.Series(users).value_counts().sort_index()
+    chosen = rng.choice(counts.index[counts >= 7].to_numpy(), round(0.4 * (counts >= 7).sum()), replace=False)
+    draw = pd.Series(rng.random(len(users)))
+    rank = draw.groupby(users).rank(method="first")
+    assert (test == (np.isin(users, chosen) & (rank <= 4).to_numpy())).all() and test.sum() == 4 * len(chosen)
 
 
 def test_likes_follow_like_min_and_fill_takes_tiers_in_order(monkeypatch):
     log = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "x"], "value": [5, 3, 4, 4.5]})
-    assert likes_of(log, 4).values.tolist() == [["a", "x"], ["b", "x"]]
-    assert len(likes_of(log, None)) == 3
+    assert likes_of(log, 4).astype(str).values.tolist() == [["a", "x"], ["b", "x"]]
+    assert likes_of(log, None).astype(str).values.tolist() == [["a", "x"], ["a", "y"], ["b", "x"]]
+    unsorted = log.assign(user_id=pd.Categorical(log["user_id"], categories=["b", "a", "c"]))
+    assert likes_of(unsorted, None)["user_id"].cat.codes.tolist() == [0, 0, 1]  # codes order as the ids do
     tiers = likes.candidate_tiers(with_circle=True, with_tags=True)
     for rounds in (8, 0):
         monkeypatch.setattr(likes, "TRY_ROUNDS", rounds)

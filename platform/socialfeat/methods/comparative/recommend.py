@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from socialfeat.features.extract import read_sets
-from socialfeat.methods.comparative.stages import stage_task
+from socialfeat.methods.comparative.stages import numbered_likes, stage_task
 from socialfeat.methods.comparative.tasks import distances
 from socialfeat.pipeline.evaluate import image_baselines
 from socialfeat.pipeline.train import tower_outputs, trained_model
@@ -61,21 +61,29 @@ def _scores(ctx: StageContext, candidates: pd.DataFrame, stored: dict) -> dict[s
     bags = np.load(ctx.path("users", "bags.npy"))[candidates["user"].to_numpy()]
     model = trained_model(ctx, task, state)
     scores = {ctx.cfg.comparative.model: -distances(model, torch.from_numpy(bags), torch.tensor(vectors[rows])).numpy()}
-    likes = pd.read_parquet(ctx.path("likes", "likes.parquet"))
+    likes = numbered_likes(ctx)
     scores["popularity"] = _popularity(candidates, likes, ctx.cfg.comparative.seed)
-    train = likes[(likes["part"] == "train") & likes["user"].isin(candidates["user"])]
+    train = _train_likes_of(ctx, likes, candidates["user"].unique())
     sets = _feature_sets(ctx, stored, pd.Index(pd.unique(np.concatenate([candidates["item_id"], train["item_id"]]))))
     for name, (ids, vectors) in sets.items():
         scores[f"borda_{name}"] = _borda_scores(candidates, train, ids, vectors)
     return scores
 
 
+def _train_likes_of(ctx: StageContext, likes: pd.DataFrame, users: np.ndarray) -> pd.DataFrame:
+    """(user, item_id) of the train likes of `users`, in the likes' order."""
+    item_ids = pd.read_parquet(ctx.path("likes", "items.parquet"))["item_id"].to_numpy()  # by item number
+    mine = ((likes["part"] == "train") & likes["user"].isin(users)).to_numpy()
+    return pd.DataFrame({"user": likes["user"].to_numpy()[mine], "item_id": item_ids[likes["item"].to_numpy()[mine]]})
+
+
 def _popularity(candidates: pd.DataFrame, likes: pd.DataFrame, seed: int) -> np.ndarray:
     """Each candidate's count of train likes (every user's): the ranker a practitioner tries first. Ties are
     broken at random, never by candidate order (each user's concealed likes come first)."""
-    counts = likes.loc[likes["part"] == "train", "item_id"].value_counts()
+    train_items = likes.loc[likes["part"] == "train", "item"].to_numpy()
+    counts = np.bincount(train_items, minlength=int(candidates["item"].max()) + 1)
     jitter = np.random.default_rng(seed).random(len(candidates)) * 0.5  # below 1: orders only equal counts
-    return counts.reindex(candidates["item_id"]).fillna(0).to_numpy(dtype=np.float64) + jitter
+    return counts[candidates["item"].to_numpy()].astype(np.float64) + jitter
 
 
 def _borda_scores(candidates: pd.DataFrame, train: pd.DataFrame, ids: pd.Index, vectors: np.ndarray) -> np.ndarray:

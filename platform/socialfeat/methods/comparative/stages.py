@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from socialfeat import artifacts
@@ -83,16 +84,21 @@ def interest_counts(train_liked: sp.csr_matrix, item_tags: sp.csr_matrix, own: p
     """users x tags: how many of a user's train likes carry each tag, plus how often they wrote it."""
     shape = (train_liked.shape[0], item_tags.shape[1])
     written = sp.csr_matrix((np.ones(len(own), np.float32), (own["user"], own["tag"])), shape=shape)
-    return sp.csr_matrix(train_liked @ item_tags + written)
+    # one product, [likes | written] @ [item_tags ; identity]: a sum of two products holds three users x tags
+    # matrices at once, and users x tags is most of this stage's memory (77% dense at 100k users, 296 tags)
+    tags_of = sp.vstack([item_tags, sp.identity(shape[1], np.float32, format="csr")], format="csr")
+    counts = sp.csr_matrix(sp.hstack([train_liked, written], format="csr") @ tags_of)
+    counts.sort_indices()
+    return counts
 
 
 def _relations(likes, shape: tuple, item_tags, own, social: tuple) -> Relations:
     users, items, tags = shape
-    train = likes[likes["part"] == "train"]
-    train_liked = incidence(train["user"], train["item"], (users, items))
+    user, item, train = likes["user"].to_numpy(), likes["item"].to_numpy(), (likes["part"] == "train").to_numpy()
+    train_liked = incidence(user[train], item[train], (users, items))
     tagged = incidence(item_tags["item"], item_tags["tag"], (items, tags))
     return Relations(
-        liked=incidence(likes["user"], likes["item"], (users, items)),
+        liked=incidence(user, item, (users, items)),
         train_liked=train_liked,
         friends=social[0],
         members=social[1],
@@ -106,7 +112,14 @@ def relations_of(ctx: StageContext) -> Relations:
     read = lambda name: pd.read_parquet(ctx.path("likes", name))  # noqa: E731
     shape = tuple(len(read(f"{table}.parquet")) for table in ("users", "items", "tags"))
     social = tuple(sp.load_npz(ctx.path("likes", f"{name}.npz")) for name in ("friends", "members"))
-    return _relations(read("likes.parquet"), shape, read("item_tags.parquet"), read("user_tags.parquet"), social)
+    return _relations(numbered_likes(ctx), shape, read("item_tags.parquet"), read("user_tags.parquet"), social)
+
+
+def numbered_likes(ctx: StageContext) -> pd.DataFrame:
+    """The likes stage's likes as (user, item, part): numbers and a dictionary, a few bytes a like where the ids
+    are two strings."""
+    path = ctx.path("likes", "likes.parquet")
+    return pq.read_table(path, columns=["user", "item", "part"], read_dictionary=["part"]).to_pandas()
 
 
 def _catalogue(ctx: StageContext) -> tuple[pd.DataFrame, pd.Index, dict]:
@@ -123,26 +136,41 @@ def _catalogue(ctx: StageContext) -> tuple[pd.DataFrame, pd.Index, dict]:
     return kept, pd.Index(kept["item_id"].cat.categories), {"likes/without_image": int((~with_image).sum())}
 
 
+def _liked(ctx: StageContext) -> tuple[pd.DataFrame, pd.Index, dict]:
+    """(the likes: user_id and item_id categoricals, part, and user and item, their codes, which number users and
+    items in id order; the catalogue; the counts), in a few bytes a like."""
+    cfg = ctx.cfg.comparative
+    interactions, items, counts = _catalogue(ctx)
+    liked = likes_of(interactions, cfg.like_min)
+    del interactions
+    if liked.empty:
+        raise NoLikes(f"no interaction has a value of at least comparative.like_min = {cfg.like_min}")
+    liked["user_id"] = liked["user_id"].cat.remove_unused_categories()  # the users numbered: those with a like
+    user = liked["user_id"].cat.codes.to_numpy(np.int32)
+    is_test, split = conceal(user, cfg.concealed, cfg.min_train_likes, cfg.test_users, cfg.seed)
+    liked["part"] = pd.Categorical.from_codes(is_test.astype(np.int8), categories=["train", "test"])
+    liked["user"], liked["item"] = user, liked["item_id"].cat.codes.to_numpy(np.int32)
+    return liked, items, counts | split
+
+
 def likes(ctx: StageContext, tmp: str) -> dict:
     """Likes and who is a test user (likes.parquet, users.parquet), the catalogue and its tags (items, tags,
     item_tags, user_tags.parquet), friends and groups (friends.npz, members.npz) and the test users' candidate sets
     (candidates.parquet: user, item, concealed, tier)."""
     cfg = ctx.cfg.comparative
-    interactions, items, counts = _catalogue(ctx)
-    liked = likes_of(interactions, cfg.like_min)
-    if liked.empty:
-        raise NoLikes(f"no interaction has a value of at least comparative.like_min = {cfg.like_min}")
-    liked["part"], split = conceal(liked, cfg.concealed, cfg.min_train_likes, cfg.test_users, cfg.seed)
-    users = pd.Index(sorted(liked["user_id"].unique()))
-    liked = liked.assign(user=users.get_indexer(liked["user_id"]), item=items.get_indexer(liked["item_id"]))
+    liked, items, counts = _liked(ctx)
+    users = pd.Index(liked["user_id"].cat.categories)
+    artifacts.write_parquet(liked, os.path.join(tmp, "likes.parquet"))  # the ids written as strings
+    concealed = liked.loc[liked["part"] == "test", ["user_id", "item_id"]]
+    liked = liked[["part", "user", "item"]]  # the ids' codes are user and item (4 bytes a like each)
     pairs = _item_tag_pairs(ctx, items)
     tags = _vocabulary(pairs, cfg.min_tag_items, ctx.dataset().root)
     pairs = pairs[pairs["tag"].isin(tags)]
     item_tags = pd.DataFrame({"item": items.get_indexer(pairs["item_id"]), "tag": tags.get_indexer(pairs["tag"])})
-    own = _own_tags(ctx, users, tags, liked[liked["part"] == "test"])
+    own = _own_tags(ctx, users, tags, concealed)
     friends, members, social = circles(ctx.dataset().social, users)
     rel = _relations(liked, (len(users), len(items), len(tags)), item_tags, own, (friends, members))
-    test_users = np.sort(liked.loc[liked["part"] == "test", "user"].unique())
+    test_users = np.unique(liked.loc[liked["part"] == "test", "user"]).astype(np.int64)
     others = cfg.candidates - cfg.concealed
     candidates, (short, enumerated) = test_candidates(rel, test_users, cfg.concealed, others, cfg.seed)
     if candidates.empty:
@@ -154,7 +182,6 @@ def likes(ctx: StageContext, tmp: str) -> dict:
     tiers = candidates.loc[~candidates["concealed"], "tier"].value_counts(normalize=True)
     return (
         counts
-        | split
         | social
         | {
             "likes/likes": len(liked),
@@ -175,15 +202,14 @@ def likes(ctx: StageContext, tmp: str) -> dict:
 def _write_likes(tmp, liked, index: tuple, item_tags, own, candidates, rel: Relations) -> None:
     users, items, tags = index
     write = lambda frame, name: frame.to_parquet(os.path.join(tmp, name), index=False)  # noqa: E731
-    artifacts.write_parquet(liked, os.path.join(tmp, "likes.parquet"))  # the ids written as strings
-    counts = liked.groupby("user")["part"].value_counts().unstack(fill_value=0).reindex(range(len(users)), fill_value=0)
+    user, test = liked["user"].to_numpy(), (liked["part"] == "test").to_numpy()
     write(
         pd.DataFrame(
             {
                 "user_id": users,
                 "user": np.arange(len(users)),
-                "train_likes": counts.get("train", 0),
-                "test_likes": counts.get("test", 0),
+                "train_likes": np.bincount(user[~test], minlength=len(users)),
+                "test_likes": np.bincount(user[test], minlength=len(users)),
                 "circle": rel.circle_sizes(),
             }
         ),
