@@ -45,7 +45,7 @@ def _fit_interruptibly(trainer: _Trainer, poll=None):
 
     fit runs here, never in a helper, so an interrupt finds no other thread of the driver inside a Ray call:
     ray.shutdown() frees the core worker such a call still uses, and the process dies of SIGSEGV."""
-    if poll is None or threading.current_thread() is not threading.main_thread():
+    if poll is None:  # no bar: a Tune trial, or a run without one
         return trainer.fit()
     stop = threading.Event()
     poller = threading.Thread(target=_poll_until, args=(poll, stop), name="train-progress", daemon=True)

@@ -18,6 +18,7 @@ from socialfeat.methods.comparative.likes import (
     incidence,
     likes_of,
     sample_triplets,
+    sorted_categorical,
     test_candidates,
 )
 from socialfeat.methods.comparative.tasks import make_task, sizes_of
@@ -131,8 +132,7 @@ def _catalogue(ctx: StageContext) -> tuple[pd.DataFrame, pd.Index, dict]:
     with_image = interactions["item_id"].isin(items.loc[items["image_ref"].notna(), "item_id"]).to_numpy()
     kept = interactions[with_image].reset_index(drop=True)
     for column in ("user_id", "item_id"):
-        present = kept[column].cat.remove_unused_categories()
-        kept[column] = present.cat.reorder_categories(sorted(present.cat.categories))
+        kept[column] = sorted_categorical(kept[column].cat.remove_unused_categories())
     return kept, pd.Index(kept["item_id"].cat.categories), {"likes/without_image": int((~with_image).sum())}
 
 
