@@ -25,7 +25,7 @@ import pandas as pd
 import psutil
 
 from socialfeat.evaluation.probes import linear_probe
-from socialfeat.evaluation.suite import evaluate
+from socialfeat.evaluation.suite import evaluate, viewers_of
 from socialfeat.memory import peak_rss_mib, reset_peak_rss
 
 LABELS = 50  # the probe's classes: a fixed set of categories, as styles or genres are
@@ -61,7 +61,7 @@ def _one(items: int, views: int, dim: int, queue) -> None:
     before = _rss_mib()  # the inputs, held
     reset_peak_rss()  # so that the peak read after is evaluate's, not the inputs' making
     started = time.perf_counter()
-    metrics, _, _ = evaluate(sets, interactions, parts, None, labels, seed=0, references=references)
+    metrics, _, _ = evaluate(sets, viewers_of(interactions), parts, None, labels, seed=0, references=references)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     linear_probe(sets["cnn"][1], labels.tolist(), seed=0)

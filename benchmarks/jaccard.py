@@ -1,7 +1,7 @@
-"""Jaccard of viewer sets over item pairs (socialfeat.stats.retrieval.jaccard_pairs, in blocks of pairs) at
-the evaluation's shape: every item queries its `--neighbours` neighbours, on a random view log.
+"""Jaccard of viewer sets over item pairs (socialfeat.stats.retrieval.jaccard_by_query) at the evaluation's
+shape: every item queries its `--neighbours` neighbours, on a random view log.
 
-    python benchmarks/jaccard.py [--items 60000] [--users 300000] [--views 16800000] [--block-nonzeros N]
+    python benchmarks/jaccard.py [--items 60000] [--users 300000] [--views 16800000]
 
 Prints one JSON line: the log's size, the pairs, seconds, and the process's peak RSS before and after (the
 view matrix itself is built first, so the growth is what the Jaccard computation holds).
@@ -14,6 +14,7 @@ import platform
 import resource
 import time
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -42,25 +43,22 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300_000)
     parser.add_argument("--views", type=int, default=16_800_000)
     parser.add_argument("--neighbours", type=int, default=100)
-    parser.add_argument(
-        "--block-nonzeros", type=int, default=retrieval.PAIRS_NONZEROS, help="1e12: every pair at once, as before"
-    )
     args = parser.parse_args()
-    retrieval.PAIRS_NONZEROS = args.block_nonzeros
     matrix = view_matrix(args.items, args.users, args.views, seed=0)
     rng = np.random.default_rng(1)
-    left = np.repeat(np.arange(args.items), args.neighbours)
-    right = rng.integers(0, args.items, len(left))
+    queries = np.arange(args.items)
+    neighbours = rng.integers(0, args.items, (args.items, args.neighbours))
+    retrieval.jaccard_by_query(matrix, queries[:2], neighbours[:2])  # numba's compilation or cache load
     before = _peak_rss_mib()
     started = time.perf_counter()
-    values = retrieval.jaccard_pairs(matrix, left, right)
+    values = retrieval.jaccard_by_query(matrix, queries, neighbours)
     seconds = time.perf_counter() - started
     row = {
         "items": args.items,
         "users": args.users,
         "views": int(matrix.nnz),
-        "pairs": len(left),
-        "block_nonzeros": args.block_nonzeros,
+        "pairs": int(neighbours.size),
+        "threads": numba.get_num_threads(),
         "seconds": round(seconds, 1),
         "mean_jaccard": round(float(values.mean()), 6),
         "peak_rss_mib_before": round(before),

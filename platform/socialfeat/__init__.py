@@ -1,3 +1,3 @@
 """socialfeat: image features from user behaviour."""
 
-__version__ = "0.5.10"
+__version__ = "0.5.11"

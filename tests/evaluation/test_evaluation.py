@@ -15,7 +15,7 @@ from socialfeat.cli import main
 from socialfeat.config import TrainingConfig
 from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights, weights_encoder
 from socialfeat.evaluation.probes import _fit, linear_probe
-from socialfeat.evaluation.suite import EvaluationError, _viewers, random_retrieval
+from socialfeat.evaluation.suite import EvaluationError, random_retrieval, viewers_of
 from socialfeat.evaluation.suite import retrieval as retrieval_of
 from socialfeat.features.encoder import build_encoder, save_encoder
 from socialfeat.features.extract import read_features, write_features
@@ -42,7 +42,7 @@ def test_retrieval_finds_co_viewed_items_and_needs_te_items():
     # two communities of users; items 0-9 viewed by community A, 10-19 by B
     rows = [(f"u{u}", f"i{i}") for u in range(20) for i in range(20) if (u < 10) == (i < 10) and (u + i) % 3]
     interactions = pd.DataFrame(rows, columns=["user_id", "item_id"])
-    item_users, items, users = _viewers(interactions)
+    item_users, items, users = viewers_of(interactions)
     ids = np.array([f"i{i}" for i in range(20)], dtype=object)
     vectors = np.array([[1.0, 0.0] if i < 10 else [0.0, 1.0] for i in range(20)]) + 0.01 * np.arange(20)[:, None]
     parts = pd.Series(["te" if i in (0, 10) else "tr" for i in range(20)], index=ids)
@@ -205,7 +205,7 @@ def test_retrieval_past_the_exact_budget_reports_the_search_recall_beside_the_ja
     parts = pd.Series(np.where(np.arange(3000) % 5 == 0, "te", "tr"), index=ids)
     users = [f"u{n % 400}" for n in range(12000)]
     interactions = pd.DataFrame({"user_id": users, "item_id": ids[np.arange(12000) * 7 % 3000]})
-    item_users, items, user_index = _viewers(interactions)
+    item_users, items, user_index = viewers_of(interactions)
     vectors = _clustered(3000, 8, seed=4)
     args = ("cnn", vectors, ids, parts, item_users, items, user_index, None)
     exact, _ = retrieval_of(*args, k=10)
@@ -217,15 +217,53 @@ def test_retrieval_past_the_exact_budget_reports_the_search_recall_beside_the_ja
     assert 0.5 < recall.mean() <= 1
 
 
-def test_jaccard_over_blocks_of_pairs_is_the_jaccard_of_the_viewer_sets(monkeypatch):
-    item_users = sp.random(50, 80, density=0.1, random_state=5, format="csr")
+def _viewer_log(seed: int) -> sp.csr_matrix:
+    """50 items x 300 users, item 0 viewed by nearly everyone; rows unsorted, one entry twice, some values <= 0."""
+    rng = np.random.default_rng(seed)
+    items = np.concatenate([np.zeros(280, np.int64), rng.integers(1, 50, 700), [7]])
+    users = np.concatenate([np.arange(280), rng.integers(0, 300, 700), [3]])
+    values = np.concatenate([rng.choice([1.0, 1.0, 1.0, 0.0, -1.0], 980), [1.0]])
+    order = rng.permutation(len(items))
+    items, users, values = items[order], users[order], values[order]
+    by_item = np.argsort(items, kind="stable")
+    indptr = np.r_[0, np.cumsum(np.bincount(items, minlength=50))]
+    matrix = sp.csr_matrix((values[by_item], users[by_item], indptr), shape=(50, 300))
+    assert not matrix.has_canonical_format
+    return matrix
+
+
+def _viewer_sets(matrix: sp.csr_matrix) -> list[set]:
+    """Each item's viewers: the users whose entries for it sum above 0."""
+    summed = matrix.tocoo()
+    summed.sum_duplicates()
+    viewers = [set() for _ in range(matrix.shape[0])]
+    for item, user, value in zip(summed.row, summed.col, summed.data):
+        if value > 0:
+            viewers[item].add(int(user))
+    return viewers
+
+
+def test_jaccard_is_the_jaccard_of_the_viewer_sets():
+    item_users = _viewer_log(5)
+    viewers = _viewer_sets(item_users)
     rng = np.random.default_rng(5)
     left, right = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
-    viewers = [set(item_users[i].indices) for i in range(50)]
+    left[:50] = 0  # the popular item beside the others
     union = [len(viewers[a] | viewers[b]) for a, b in zip(left, right)]
     expected = [len(viewers[a] & viewers[b]) / u if u else 0.0 for a, b, u in zip(left, right, union)]
-    whole = retrieval.jaccard_pairs(item_users, left, right)
-    monkeypatch.setattr(retrieval, "PAIRS_NONZEROS", 20)  # blocks of two or three pairs
-    blocked = retrieval.jaccard_pairs(item_users, left, right)
-    assert np.allclose(whole, expected) and np.allclose(blocked, expected)
+    pairs = retrieval.jaccard_pairs(item_users, left, right)
+    assert np.allclose(pairs, expected) and (pairs > 0).sum() > 50
+    queries = np.arange(40)
+    by_query = retrieval.jaccard_by_query(item_users, queries, right[:400].reshape(40, 10))
+    assert np.array_equal(by_query.ravel(), retrieval.jaccard_pairs(item_users, np.repeat(queries, 10), right))
     assert retrieval.jaccard_pairs(item_users, left[:0], right[:0]).shape == (0,)
+
+
+def test_viewed_among_counts_the_ranked_items_a_user_viewed():
+    item_users = _viewer_log(6)
+    viewers = _viewer_sets(item_users)
+    rng = np.random.default_rng(6)
+    ranked, users = rng.integers(0, 50, (200, 8)), rng.integers(0, 300, 200)
+    expected = [sum(int(user) in viewers[item] for item in row) for row, user in zip(ranked, users)]
+    assert np.array_equal(retrieval.viewed_among(item_users, ranked, users), expected)
+    assert sum(expected) > 0

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from socialfeat.data.splits import sorted_codes
 from socialfeat.errors import UserError
 from socialfeat.evaluation.probes import linear_probe
-from socialfeat.stats.retrieval import jaccard_by_query, neighbour_search
+from socialfeat.stats.retrieval import jaccard_by_query, neighbour_search, viewed_among
 from socialfeat.stats.significance import Samples, means
 
 log = logging.getLogger(__name__)
@@ -22,14 +22,16 @@ class EvaluationError(UserError):
     """The evaluation cannot be run on these inputs."""
 
 
-def _viewers(interactions: pd.DataFrame) -> tuple[sp.csr_matrix, pd.Index, pd.Index]:
+Viewers = tuple[sp.csr_matrix, pd.Index, pd.Index]  # (items x users, True where a user viewed an item; their ids)
+
+
+def viewers_of(interactions: pd.DataFrame) -> Viewers:
     """(items x users views, the item ids, the user ids), ids sorted. Read the log's ids as dictionaries
-    (pandas categoricals): only their distinct strings are sorted, never a string a view."""
+    (pandas categoricals): only their distinct strings are sorted, never a string a view. One byte a view
+    beside the indices: the matrix holds who viewed what, not how often."""
     item_codes, items = sorted_codes(interactions["item_id"])
     user_codes, users = sorted_codes(interactions["user_id"])
-    matrix = sp.csr_matrix(
-        (np.ones(len(interactions), np.float32), (item_codes, user_codes)), shape=(len(items), len(users))
-    )
+    matrix = sp.csr_matrix((np.ones(len(interactions), bool), (item_codes, user_codes)), shape=(len(items), len(users)))
     return matrix, items, users
 
 
@@ -37,9 +39,7 @@ def _owner_viewed(owners: pd.Series, queries: np.ndarray, ranked: np.ndarray, it
     """(query items whose owner is known, how many of each one's top-k neighbours the owner has viewed)."""
     owner_index = users.get_indexer(owners.reindex(items[queries]).to_numpy())
     known = owner_index >= 0
-    user_items = item_users.T.tocsr()
-    counts = [np.isin(row, user_items[o].indices).sum() for o, row in zip(owner_index[known], ranked[known])]
-    return items[queries[known]], np.asarray(counts, np.float64)
+    return items[queries[known]], viewed_among(item_users, ranked[known], owner_index[known])
 
 
 def _rank_samples(prefix: str, query_ids, by_query: np.ndarray) -> Samples:
@@ -92,7 +92,7 @@ def random_retrieval(parts: pd.Series, item_users, items, k: int, seed: int) -> 
 
 def evaluate(
     sets: dict[str, tuple[np.ndarray, np.ndarray]],
-    interactions: pd.DataFrame,
+    viewers: Viewers,
     parts: pd.Series,
     owners: pd.Series | None,
     labels: pd.Series | None,
@@ -104,7 +104,7 @@ def evaluate(
     query tr items (retrieval, owner-viewed) and linear probes on `labels`; `references` (a method's own item
     vectors, such as cfl's latent factors, which exist for tr items alone) are scored tr querying tr, without
     self. Every metric but a multi-label probe's mAP is the mean of its per-query values."""
-    item_users, items, users = _viewers(interactions)
+    item_users, items, users = viewers
     owners = None if owners is None or owners.isna().all() else owners
     samples, curves = random_retrieval(parts, item_users, items, k, seed)
     curves, metrics = {"random": curves}, {}

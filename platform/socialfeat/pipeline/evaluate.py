@@ -16,7 +16,7 @@ from socialfeat.evaluation.external import (
     file_fingerprint,
     weights_encoder,
 )
-from socialfeat.evaluation.suite import evaluate
+from socialfeat.evaluation.suite import evaluate, viewers_of
 from socialfeat.features.extract import read_sets, write_sets
 from socialfeat.pipeline.common import view_log
 from socialfeat.pipeline.features import SET_FILES, item_images
@@ -82,7 +82,7 @@ def input_sets(ctx: StageContext, inputs: tuple[str, ...]) -> dict:
 
 def _compute(ctx: StageContext, tmp: str, inputs: tuple[str, ...], references: Callable | None) -> dict:
     dataset = ctx.dataset()
-    interactions = view_log(ctx.path("filter", "interactions.parquet"), ["user_id", "item_id"])
+    viewers = viewers_of(view_log(ctx.path("filter", "interactions.parquet"), ["user_id", "item_id"]))  # log let go
     parts = pd.read_parquet(ctx.path("split", "items.parquet")).set_index("item_id")["part"]
     sets = input_sets(ctx, inputs)
     computed, files = _extra_sets(ctx, sets["cnn"][0])  # compared on exactly the items the encoder embedded
@@ -90,7 +90,7 @@ def _compute(ctx: StageContext, tmp: str, inputs: tuple[str, ...], references: C
     items = dataset.items.set_index("item_id")
     metrics, curves, samples = evaluate(
         sets | computed | files,
-        interactions,
+        viewers,
         parts,
         items.get("owner_id"),
         items.get("labels"),
