@@ -139,7 +139,7 @@ def _rows_holding(indptr, indices, rows, columns):
     return counts
 
 
-def viewer_sets(item_users: sp.csr_matrix) -> sp.csr_matrix:
+def _viewer_sets(item_users: sp.csr_matrix) -> sp.csr_matrix:
     """`item_users` with only its positive entries, each row's user indices ascending and distinct: what the
     kernels below read (a copy only where the matrix is not so already)."""
     if not item_users.has_canonical_format:
@@ -158,14 +158,14 @@ def jaccard_pairs(item_users: sp.csr_matrix, left: np.ndarray, right: np.ndarray
 
 def viewed_among(item_users: sp.csr_matrix, ranked: np.ndarray, users: np.ndarray) -> np.ndarray:
     """For each n, how many of the items ranked[n, :] user users[n] viewed."""
-    viewers = viewer_sets(item_users)
+    viewers = _viewer_sets(item_users)
     ranked, users = np.asarray(ranked, np.int64), np.asarray(users, np.int64)
     return _rows_holding(viewers.indptr, viewers.indices, ranked, users).astype(np.float64)
 
 
 def jaccard_by_query(item_users: sp.csr_matrix, queries: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """queries x k: Jaccard of each query's viewer set and its neighbour's at each rank 1..k."""
-    viewers = viewer_sets(item_users)
+    viewers = _viewer_sets(item_users)
     sizes = np.diff(viewers.indptr).astype(np.float32)  # float32 arithmetic, as the values have always been
     queries, neighbours = np.asarray(queries, np.int64), np.asarray(neighbours, np.int64)
     shared = _shared_by_query(
