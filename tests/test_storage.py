@@ -9,7 +9,7 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from conftest import _free_port, space_file, start_moto
+from conftest import TINY_CROPS, _free_port, space_file, start_moto
 from socialfeat import storage
 from socialfeat.cli import main
 
@@ -25,7 +25,7 @@ SMALL = [
     "--set",
     "clustering.k=6",
 ]
-CNN = ["--set", "training.epochs=1", "--set", "training.batch_size=32"]
+CNN = [f"--set={setting}" for setting in ("training.epochs=1", "training.batch_size=32", *TINY_CROPS)]
 
 
 def _files(uri_or_dir: str) -> set[str]:

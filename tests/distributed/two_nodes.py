@@ -1,6 +1,8 @@
 """Two Ray nodes on this machine (ray.cluster_utils.Cluster): `socialfeat run` joins them, and with --kill the
 worker node is killed once training has checkpointed and a replacement joins, as an autoscaler would add one.
-Prints one JSON line: the run's exit status and output, and what was done to the nodes when."""
+With --reference, an unkilled run into that directory comes first, on the same nodes, and the --out run starts
+from its --reuse stages (copied in storage). Prints one JSON line: each run's exit status and output, and what
+was done to the nodes when."""
 
 import argparse
 import json
@@ -36,25 +38,46 @@ def kill_after_first_checkpoint(cluster: Cluster, worker, out: str, run: subproc
     return {"killed": True, "checkpoints_at_kill": len(checkpoints(f"{out}/checkpoints")), "killed_at": killed_at}
 
 
+def copy_stages(source: str, destination: str, names: list[str]) -> None:
+    """The completed stages called `names` of the run in `source`, copied into the run in `destination`."""
+    filesystem, root = pafs.FileSystem.from_uri(f"{source}/stages")
+    _, target = pafs.FileSystem.from_uri(f"{destination}/stages")
+    for stage in filesystem.get_file_info(pafs.FileSelector(root)):
+        if stage.base_name.rsplit("-", 1)[0] in names:
+            pafs.copy_files(stage.path, f"{target}/{stage.base_name}", filesystem, filesystem)
+
+
+def run(cluster: Cluster, worker, args, out: str, kill: bool) -> dict:
+    """One `socialfeat run` into `out` on the cluster, the worker node killed mid-training with `kill`."""
+    command = [args.socialfeat, "run", "--address", cluster.address, "--out", out]
+    command += [part for text in args.set for part in ("--set", text)]
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: nobody reads a pipe while nodes are killed
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        events = kill_after_first_checkpoint(cluster, worker, out, process) if kill else {}
+        process.wait(timeout=900)
+        log.seek(0)
+        output = log.read()
+    return {"returncode": process.returncode, "output": output[-6000:], **events}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--socialfeat", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--kill", action="store_true")
+    parser.add_argument("--reference")
+    parser.add_argument("--reuse", default="")
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     cluster = Cluster(initialize_head=True, head_node_args=HEAD)
     worker = cluster.add_node(**NODE)
-    command = [args.socialfeat, "run", "--address", cluster.address, "--out", args.out]
-    command += [part for text in args.set for part in ("--set", text)]
-    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: nobody reads a pipe while nodes are killed
-        run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-        events = kill_after_first_checkpoint(cluster, worker, args.out, run) if args.kill else {}
-        run.wait(timeout=900)
-        log.seek(0)
-        output = log.read()
+    runs = {}
+    if args.reference:
+        runs["reference"] = run(cluster, worker, args, args.reference, kill=False)
+        copy_stages(args.reference, args.out, args.reuse.split(","))
+    runs["run"] = run(cluster, worker, args, args.out, args.kill)
     cluster.shutdown()
-    print(json.dumps({"returncode": run.returncode, "output": output[-6000:], **events}))
+    print(json.dumps(runs))
 
 
 if __name__ == "__main__":

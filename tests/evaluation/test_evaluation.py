@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from conftest import SMALL_CROPS
 from socialfeat.cli import main
 from socialfeat.config import TrainingConfig
 from socialfeat.evaluation.external import ExternalFeaturesError, aligned_features, load_weights, weights_encoder
@@ -115,6 +116,7 @@ def test_weights_and_feature_files_are_compared_beside_the_run(ray_session, tmp_
         "factorization.epochs=5",
         "--set",
         "features.random_cnn=false",
+        *(f"--set={setting}" for setting in SMALL_CROPS),
     ]
     assert main(["run", "--out", out, *small]) == 0
     weights = glob.glob(os.path.join(out, "stages", "train-*"))[0]  # the run's encoder artefact

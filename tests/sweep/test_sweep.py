@@ -361,6 +361,7 @@ def test_a_methods_sweep_evaluates_the_four_methods_on_the_same_te_queries(ray_s
     for branch in shipped["space"]["method"]["choice"].values():
         branch.pop("training.epochs", None)  # the fixed single epoch below, for every method
     small = ["training.epochs=1", "training.image_size=32", "training.crop_size=28", "factorization.epochs=4"]
+    small += ["features.random_cnn=false"]  # the methods' own features are what this sweep compares
     space = space_file(tmp_path, **(shipped | {"experiment": None, "samples": 4, "fixed": shipped["fixed"] + small}))
     out = str(tmp_path / "sweep")
     assert main(["sweep", space, "--data", synth_dir, "--out", out]) == 0
