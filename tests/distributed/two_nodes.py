@@ -47,7 +47,7 @@ def copy_stages(source: str, destination: str, names: list[str]) -> None:
             pafs.copy_files(stage.path, f"{target}/{stage.base_name}", filesystem, filesystem)
 
 
-def run(cluster: Cluster, worker, args, out: str, kill: bool) -> dict:
+def run(cluster: Cluster, worker, args, *, out: str, kill: bool) -> dict:
     """One `socialfeat run` into `out` on the cluster, the worker node killed mid-training with `kill`."""
     command = [args.socialfeat, "run", "--address", cluster.address, "--out", out]
     command += [part for text in args.set for part in ("--set", text)]
@@ -73,9 +73,9 @@ def main() -> None:
     worker = cluster.add_node(**NODE)
     runs = {}
     if args.reference:
-        runs["reference"] = run(cluster, worker, args, args.reference, kill=False)
+        runs["reference"] = run(cluster, worker, args, out=args.reference, kill=False)
         copy_stages(args.reference, args.out, args.reuse.split(","))
-    runs["run"] = run(cluster, worker, args, args.out, args.kill)
+    runs["run"] = run(cluster, worker, args, out=args.out, kill=args.kill)
     cluster.shutdown()
     print(json.dumps(runs))
 
